@@ -67,14 +67,25 @@ impl<'a> DataPacket<'a> {
     /// Decodes a data body (after the outer header) and returns its length on the
     /// wire.
     pub(crate) fn decode(body: &'a [u8]) -> Result<(Self, usize), FrameError> {
-        let (header, payload_len) = DataHeader::decode(body)?;
-        let total = DataHeader::LEN + usize::from(payload_len);
-        let Some(payload) = body.get(DataHeader::LEN..total) else {
+        // The length sits in the first word, so a partial packet can say exactly how
+        // much is missing.
+        let total = match body.get(..4) {
+            Some(w) => DataHeader::LEN + usize::from(u16::from_be_bytes([w[1], w[2]])),
+            None => DataHeader::LEN,
+        };
+        if body.len() < total {
             return Err(FrameError::Incomplete {
                 needed: total - body.len(),
             });
-        };
-        Ok((Self { header, payload }, total))
+        }
+        let (header, _) = DataHeader::decode(body)?;
+        Ok((
+            Self {
+                header,
+                payload: &body[DataHeader::LEN..total],
+            },
+            total,
+        ))
     }
 
     /// Appends the whole packet, outer header included. Returns `false` (and writes
