@@ -26,7 +26,10 @@ pub(crate) fn default_config_file() -> anyhow::Result<PathBuf> {
 
 fn xdg_dir(var: &str, home_relative: &str) -> anyhow::Result<PathBuf> {
     // The XDG spec says relative values are invalid and must be ignored.
-    if let Some(dir) = env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()) {
+    if let Some(dir) = env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         return Ok(dir);
     }
     match env::var_os("HOME").filter(|h| !h.is_empty()) {

@@ -1,5 +1,6 @@
 //! The key subcommands, run as a user runs them: the real binary, its output and
 //! its exit status.
+#![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -49,7 +50,10 @@ fn inspect_reads_the_key_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(PK));
     // -k is global: it may follow the subcommand's own arguments too.
-    let o = mycelium(&["inspect", "--json", "--key-file", key.to_str().unwrap()], home.path());
+    let o = mycelium(
+        &["inspect", "--json", "--key-file", key.to_str().unwrap()],
+        home.path(),
+    );
     assert!(stdout(&o).contains(PK));
 }
 
@@ -60,7 +64,10 @@ fn inspect_without_key_fails_with_status_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no key to inspect and key file not found"));
     // And it did not create one.
-    assert!(!home.path().join(".local/share/mycelium/priv_key.bin").exists());
+    assert!(!home
+        .path()
+        .join(".local/share/mycelium/priv_key.bin")
+        .exists());
 }
 
 #[test]

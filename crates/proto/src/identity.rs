@@ -205,14 +205,20 @@ mod tests {
             pk.to_string(),
             "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c"
         );
-        assert_eq!(pk.address().to_string(), "5a6:f0c6:f365:177d:66be:4a2b:d9fd:b59e");
+        assert_eq!(
+            pk.address().to_string(),
+            "5a6:f0c6:f365:177d:66be:4a2b:d9fd:b59e"
+        );
         assert_eq!(pk.subnet().to_string(), "5a6:f0c6:f365:177d::/64");
     }
 
     #[test]
     fn protocol_vector_two_has_even_parity() {
         let pk = SecretKey::from_bytes([0x42; 32]).public_key();
-        assert_eq!(pk.address().to_string(), "4a1:acf3:2837:d9cf:d930:4520:c759:467b");
+        assert_eq!(
+            pk.address().to_string(),
+            "4a1:acf3:2837:d9cf:d930:4520:c759:467b"
+        );
     }
 
     #[test]
@@ -234,7 +240,10 @@ mod tests {
 
     #[test]
     fn public_key_parse_names_the_problem() {
-        assert_eq!("abc".parse::<PublicKey>(), Err(PublicKeyParseError::Length(3)));
+        assert_eq!(
+            "abc".parse::<PublicKey>(),
+            Err(PublicKeyParseError::Length(3))
+        );
         assert_eq!(
             "zz".parse::<PublicKey>(),
             Err(PublicKeyParseError::NotHex('z'))

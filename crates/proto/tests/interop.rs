@@ -1,5 +1,6 @@
 //! Golden tests against bytes recorded from two real upstream v0.7.10 nodes
 //! (`fixtures/interop`, copied from the shared interop vectors; see its README).
+#![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -13,7 +14,10 @@ use mycelium_proto::wire::{self, FrameError, Packet, Tlv};
 use mycelium_proto::{PublicKey, SecretKey};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/interop/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/interop/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
@@ -74,8 +78,14 @@ fn walk(stream: &[u8]) -> (Vec<Recorded<'_>>, usize) {
 
 fn streams() -> [(&'static str, Vec<u8>); 2] {
     [
-        ("dialer_to_listener", fixture("tcp-session/dialer_to_listener.bin")),
-        ("listener_to_dialer", fixture("tcp-session/listener_to_dialer.bin")),
+        (
+            "dialer_to_listener",
+            fixture("tcp-session/dialer_to_listener.bin"),
+        ),
+        (
+            "listener_to_dialer",
+            fixture("tcp-session/listener_to_dialer.bin"),
+        ),
     ]
 }
 
@@ -98,7 +108,11 @@ fn both_streams_decode_completely_and_reencode_to_the_same_bytes() {
             *kinds.entry(kind).or_insert(0) += 1;
             let mut again = Vec::new();
             assert!(p.packet.encode(&mut again));
-            assert_eq!(again, p.bytes, "{name}: {:?} re-encodes differently", p.packet);
+            assert_eq!(
+                again, p.bytes,
+                "{name}: {:?} re-encodes differently",
+                p.packet
+            );
             assert_eq!(p.packet.encoded_len(), Some(p.bytes.len()));
         }
         for kind in ["data", "hello", "ihu", "update"] {
@@ -170,7 +184,10 @@ fn every_data_packet_opens_and_carries_three_echo_requests_and_three_replies() {
             }
             assert!(body.len() >= 40, "short IPv6 packet");
             assert_eq!(body[0] >> 4, 6, "IPv6 version");
-            assert_eq!(usize::from(u16::from_be_bytes([body[4], body[5]])), body.len() - 40);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([body[4], body[5]])),
+                body.len() - 40
+            );
             assert_eq!(body[6], 58, "next header ICMPv6");
             assert_eq!(body[40], icmp_type);
             let inner_src: [u8; 16] = body[8..24].try_into().unwrap();
@@ -216,7 +233,11 @@ fn message_frames_reassemble_into_the_two_recorded_messages() {
             Frame::Chunk {
                 id, index, data, ..
             } => {
-                messages.entry(id).or_default().chunks.insert(index, data.to_vec());
+                messages
+                    .entry(id)
+                    .or_default()
+                    .chunks
+                    .insert(index, data.to_vec());
             }
             Frame::Done {
                 id,
@@ -230,9 +251,12 @@ fn message_frames_reassemble_into_the_two_recorded_messages() {
             other => panic!("unexpected frame from the sender: {other:?}"),
         }
     }
-    let expected = String::from_utf8(fixture("tcp-session/messages_received_by_listener.jsonl")).unwrap();
-    let expected: Vec<serde_json::Value> =
-        expected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected =
+        String::from_utf8(fixture("tcp-session/messages_received_by_listener.jsonl")).unwrap();
+    let expected: Vec<serde_json::Value> = expected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(order.len(), expected.len());
     let b64 = base64::engine::general_purpose::STANDARD;
     for (id, want) in order.iter().zip(&expected) {
@@ -242,7 +266,10 @@ fn message_frames_reassemble_into_the_two_recorded_messages() {
         assert_eq!(Some(*blake3::hash(&data).as_bytes()), m.checksum);
         assert_eq!(id.to_string(), want["id"].as_str().unwrap());
         assert_eq!(data, b64.decode(want["payload"].as_str().unwrap()).unwrap());
-        assert_eq!(m.topic, b64.decode(want["topic"].as_str().unwrap()).unwrap());
+        assert_eq!(
+            m.topic,
+            b64.decode(want["topic"].as_str().unwrap()).unwrap()
+        );
     }
 }
 
@@ -271,13 +298,22 @@ fn flipping_any_byte_of_a_recorded_sealed_payload_makes_it_fail_to_open() {
     let [(_, d2l), _] = streams();
     let (packets, _) = walk(&d2l);
     let mut checked = 0;
-    for p in packets.iter().filter(|p| matches!(p.packet, Packet::Data(_))).take(4) {
-        let Packet::Data(d) = p.packet else { unreachable!() };
+    for p in packets
+        .iter()
+        .filter(|p| matches!(p.packet, Packet::Data(_)))
+        .take(4)
+    {
+        let Packet::Data(d) = p.packet else {
+            unreachable!()
+        };
         assert!(d.payload.len() > OVERHEAD);
         for i in 0..d.payload.len() {
             let mut buf = d.payload.to_vec();
             buf[i] ^= 0x01;
-            assert!(from_listener.open_in_place(&mut buf).is_err(), "flip at {i} opened");
+            assert!(
+                from_listener.open_in_place(&mut buf).is_err(),
+                "flip at {i} opened"
+            );
             checked += 1;
         }
     }

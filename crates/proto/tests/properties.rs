@@ -1,5 +1,6 @@
 //! Property tests for every codec: encoding then decoding gives the value back, the
 //! encoded length is what `encoded_len` promised, and no input makes a decoder panic.
+#![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -51,15 +52,20 @@ fn tlv() -> impl Strategy<Value = Tlv> {
             interval: Interval(i),
             address,
         })),
-        (any::<u16>(), any::<u16>(), any::<u16>(), subnet(), router_id()).prop_map(
-            |(i, s, m, subnet, router_id)| Tlv::Update(Update {
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            subnet(),
+            router_id()
+        )
+            .prop_map(|(i, s, m, subnet, router_id)| Tlv::Update(Update {
                 interval: Interval(i),
                 seqno: SeqNo(s),
                 metric: Metric(m),
                 subnet,
                 router_id,
-            })
-        ),
+            })),
         (any::<u8>(), proptest::option::of(subnet())).prop_map(|(generation, prefix)| {
             Tlv::RouteRequest(RouteRequest { generation, prefix })
         }),
@@ -144,15 +150,26 @@ impl OwnedFrame {
 fn message_frame() -> impl Strategy<Value = OwnedFrame> {
     let id = any::<[u8; 8]>().prop_map(MessageId);
     prop_oneof![
-        (id.clone(), any::<bool>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..=255))
+        (
+            id.clone(),
+            any::<bool>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..=255)
+        )
             .prop_map(|(i, r, l, t)| OwnedFrame::Init(i, r, l, t)),
         (id.clone(), any::<bool>(), any::<u64>(), any::<u8>())
             .prop_map(|(i, r, l, t)| OwnedFrame::InitAck(i, r, l, t)),
-        (id.clone(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..1400))
+        (
+            id.clone(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..1400)
+        )
             .prop_map(|(i, x, o, d)| OwnedFrame::Chunk(i, x, o, d)),
         (id.clone(), any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(i, x, o, s)| OwnedFrame::ChunkAck(i, x, o, s)),
-        (id.clone(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(i, c, s)| OwnedFrame::Done(i, c, s)),
+        (id.clone(), any::<u64>(), any::<[u8; 32]>())
+            .prop_map(|(i, c, s)| OwnedFrame::Done(i, c, s)),
         (id.clone(), any::<u64>(), any::<[u8; 32]>())
             .prop_map(|(i, c, s)| OwnedFrame::DoneAck(i, c, s)),
         id.clone().prop_map(OwnedFrame::Read),

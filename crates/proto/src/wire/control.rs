@@ -56,9 +56,11 @@ pub(crate) fn decode(body: &[u8]) -> Result<(Result<Tlv, Ignored>, usize), Frame
     })?;
     let body_len = u16::from_be_bytes([header[2], header[3]]);
     let total = HEADER_LEN + usize::from(body_len);
-    let tlv_bytes = r.take(usize::from(body_len)).map_err(|_| FrameError::Incomplete {
-        needed: total - body.len(),
-    })?;
+    let tlv_bytes = r
+        .take(usize::from(body_len))
+        .map_err(|_| FrameError::Incomplete {
+            needed: total - body.len(),
+        })?;
     Ok((parse(header, body_len, tlv_bytes), total))
 }
 

@@ -119,9 +119,18 @@ mod tests {
 
     #[test]
     fn interval_truncates_to_centiseconds() {
-        assert_eq!(Interval::from_duration(Duration::from_millis(6)), Interval(0));
-        assert_eq!(Interval::from_duration(Duration::from_secs(300)), Interval(30000));
-        assert_eq!(Interval::from_duration(Duration::from_secs(3600)), Interval(u16::MAX));
+        assert_eq!(
+            Interval::from_duration(Duration::from_millis(6)),
+            Interval(0)
+        );
+        assert_eq!(
+            Interval::from_duration(Duration::from_secs(300)),
+            Interval(30000)
+        );
+        assert_eq!(
+            Interval::from_duration(Duration::from_secs(3600)),
+            Interval(u16::MAX)
+        );
         assert_eq!(Interval(2000).as_duration(), Duration::from_secs(20));
     }
 }

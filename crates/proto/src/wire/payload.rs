@@ -69,7 +69,11 @@ mod tests {
 
     #[test]
     fn header_round_trips_for_every_type() {
-        for ty in [PayloadType::Ipv6, PayloadType::Message, PayloadType::OobIcmp] {
+        for ty in [
+            PayloadType::Ipv6,
+            PayloadType::Message,
+            PayloadType::OobIcmp,
+        ] {
             let mut bytes = header(ty).to_vec();
             bytes.push(0xaa);
             assert_eq!(decode(&bytes), Ok((ty, &[0xaa][..])));

@@ -92,7 +92,9 @@ fn retraction_differs_only_in_metric() {
     wire[18] = 0xff;
     wire[19] = 0xff;
     let Ok(d) = decode(&wire) else { panic!() };
-    let Packet::Control(Tlv::Update(u)) = d.packet else { panic!() };
+    let Packet::Control(Tlv::Update(u)) = d.packet else {
+        panic!()
+    };
     assert!(u.metric.is_infinite());
 }
 
@@ -170,7 +172,9 @@ fn data_header_ignores_the_reserved_top_byte() {
     let mut wire = bytes("01 00 00 00  ff 00 01 05");
     wire.extend_from_slice(&[0; 32]);
     wire.push(0xaa);
-    let Packet::Data(p) = decode(&wire).unwrap().packet else { panic!() };
+    let Packet::Data(p) = decode(&wire).unwrap().packet else {
+        panic!()
+    };
     assert_eq!((p.header.hop_limit, p.payload), (5, &[0xaa][..]));
 }
 
@@ -270,7 +274,10 @@ fn bad_address_encodings_are_skipped() {
 #[test]
 fn ihu_accepts_every_address_encoding() {
     for (hex, addr) in [
-        ("01 01 00 00 2a 03 00 0c 05 0a 01 00 00 01 17 70 0a 00 00 01", "10.0.0.1"),
+        (
+            "01 01 00 00 2a 03 00 0c 05 0a 01 00 00 01 17 70 0a 00 00 01",
+            "10.0.0.1",
+        ),
         (
             "01 01 00 00 2a 03 00 10 05 0e 03 00 00 01 17 70 00 00 00 00 00 00 00 01",
             "fe80::1",
@@ -278,7 +285,9 @@ fn ihu_accepts_every_address_encoding() {
     ] {
         let wire = bytes(hex);
         let d = decode(&wire).unwrap();
-        let Packet::Control(Tlv::Ihu(ihu)) = d.packet else { panic!("{hex}") };
+        let Packet::Control(Tlv::Ihu(ihu)) = d.packet else {
+            panic!("{hex}")
+        };
         assert_eq!(ihu.address, Some(addr.parse::<IpAddr>().unwrap()));
     }
 }
@@ -287,7 +296,9 @@ fn ihu_accepts_every_address_encoding() {
 fn wildcard_update_decodes_as_the_default_route() {
     let mut wire = bytes("01 01 00 00 2a 03 00 34 08 32 00 00 00 00 75 30 00 01 00 00");
     wire.extend_from_slice(&[9; 40]);
-    let Packet::Control(Tlv::Update(u)) = decode(&wire).unwrap().packet else { panic!() };
+    let Packet::Control(Tlv::Update(u)) = decode(&wire).unwrap().packet else {
+        panic!()
+    };
     assert_eq!(u.subnet, "::/0".parse().unwrap());
 }
 

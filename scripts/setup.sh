@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Takes a fresh Debian machine (with the Rust toolchain) to one that builds and runs
+# the node and every test: system packages, cargo tools, then a release build.
+#
+#   ./scripts/setup.sh            install everything, build the release binary
+#   ./scripts/setup.sh --deps     install only what the test suite needs
+#
+# Idempotent: what is present is not installed again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deps_only=false
+[ "${1:-}" = "--deps" ] && deps_only=true
+
+# System packages: a C toolchain for crates that build C (libFuzzer), iproute2 for
+# the network-namespace tests.
+apt_packages=(build-essential pkg-config iproute2)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# cargo-fuzz builds and runs the fuzz targets.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz
+fi
+
+if ! $deps_only; then
+  cargo build --release --locked
+  echo "setup: done; the binary is target/release/mycelium"
+fi
