@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): formatting, lints, every unit,
 # property, golden-vector and integration test, and the fuzz targets built and run
-# over their corpora for a fixed number of inputs.
+# over their corpora for a fixed number of inputs. Ends with one line
+# "summary: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,14 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$log"
+passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | paste -sd+ - | bc)
+failed=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$log" | paste -sd+ - | bc)
 
 echo "== fuzz targets"
-./scripts/fuzz.sh smoke
+./scripts/fuzz.sh smoke | tee "$log"
+fuzzed=$(grep -c '^fuzz .*: ok' "$log" || true)
+
+echo "summary: $((passed + fuzzed)) passed, ${failed} failed"
