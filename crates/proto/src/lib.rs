@@ -13,7 +13,9 @@
 
 pub mod crypto;
 pub mod identity;
+pub mod routing;
 pub mod subnet;
+pub mod time;
 pub mod wire;
 
 pub use identity::{PublicKey, RouterId, SecretKey};

@@ -1,0 +1,367 @@
+//! The routing table (PROTOCOL.md §6.1): per subnet, either the routes we know with
+//! the public key that owns the subnet, or a pending query.
+//!
+//! Every change to a route's expiry goes through this module, which keeps the
+//! expiry index, the per-neighbour index and the counts that bound the table in
+//! step with the entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::identity::{PublicKey, RouterId};
+use crate::routing::neighbour::PeerId;
+use crate::routing::source_table::SourceKey;
+use crate::subnet::Subnet;
+use crate::time::Instant;
+use crate::wire::{Metric, SeqNo};
+
+/// One route to a subnet through one neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// The originating router.
+    pub router_id: RouterId,
+    /// The neighbour that announced it.
+    pub neighbour: PeerId,
+    /// The metric as announced: our link cost is not included.
+    pub metric: Metric,
+    /// The originator's sequence number.
+    pub seqno: SeqNo,
+    /// Whether this is the route we forward over.
+    pub selected: bool,
+    /// When the route expires unless refreshed.
+    pub expires: Instant,
+}
+
+impl RouteEntry {
+    pub(crate) fn source(&self, subnet: Subnet) -> SourceKey {
+        SourceKey {
+            subnet,
+            router_id: self.router_id,
+        }
+    }
+}
+
+/// What the table holds for one subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubnetEntry {
+    /// Known routes (the selected one first, if any) and the public key fixed by the
+    /// first accepted update.
+    Exists {
+        /// The key whose derived address lies in the subnet.
+        key: PublicKey,
+        /// The routes.
+        routes: Vec<RouteEntry>,
+    },
+    /// A route request is in flight.
+    Queried {
+        /// When the query gives up.
+        expires: Instant,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    subnets: BTreeMap<Subnet, SubnetEntry>,
+    /// How many subnets of each prefix length exist, so a longest-prefix lookup only
+    /// tries lengths that occur (in practice just /64).
+    prefix_lens: BTreeMap<u8, usize>,
+    route_expiry: BTreeSet<(Instant, Subnet, PeerId)>,
+    query_expiry: BTreeSet<(Instant, Subnet)>,
+    by_neighbour: BTreeSet<(PeerId, Subnet)>,
+    routes_of: BTreeMap<PeerId, usize>,
+    route_count: usize,
+    selected_count: usize,
+}
+
+impl RouteTable {
+    pub(crate) fn get(&self, subnet: &Subnet) -> Option<&SubnetEntry> {
+        self.subnets.get(subnet)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.subnets.len()
+    }
+
+    pub(crate) fn route_count(&self) -> usize {
+        self.route_count
+    }
+
+    /// Number of subnets with a selected route.
+    pub(crate) fn selected_count(&self) -> usize {
+        self.selected_count
+    }
+
+    pub(crate) fn routes_of(&self, neighbour: PeerId) -> usize {
+        self.routes_of.get(&neighbour).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Subnet, &SubnetEntry)> {
+        self.subnets.iter()
+    }
+
+    /// The entry of the longest prefix containing `addr`.
+    pub(crate) fn lookup(&self, addr: Ipv6Addr) -> Option<(Subnet, &SubnetEntry)> {
+        self.prefix_lens.keys().rev().find_map(|&len| {
+            let key = Subnet::new(IpAddr::V6(addr), len).ok()?.network();
+            self.subnets.get(&key).map(|e| (key, e))
+        })
+    }
+
+    pub(crate) fn routes(&self, subnet: &Subnet) -> &[RouteEntry] {
+        match self.subnets.get(subnet) {
+            Some(SubnetEntry::Exists { routes, .. }) => routes,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn selected(&self, subnet: &Subnet) -> Option<&RouteEntry> {
+        self.routes(subnet).first().filter(|r| r.selected)
+    }
+
+    pub(crate) fn route(&self, subnet: &Subnet, neighbour: PeerId) -> Option<&RouteEntry> {
+        self.routes(subnet)
+            .iter()
+            .find(|r| r.neighbour == neighbour)
+    }
+
+    pub(crate) fn subnets_via(&self, neighbour: PeerId) -> Vec<Subnet> {
+        self.by_neighbour
+            .range((neighbour, Subnet::MIN)..)
+            .take_while(|(n, _)| *n == neighbour)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
+    /// Creates the entry for `subnet` with its owner's key, replacing a query.
+    pub(crate) fn insert_subnet(&mut self, subnet: Subnet, key: PublicKey) {
+        if let Some(SubnetEntry::Queried { expires }) = self.subnets.get(&subnet) {
+            self.query_expiry.remove(&(*expires, subnet));
+        }
+        let fresh = SubnetEntry::Exists {
+            key,
+            routes: Vec::new(),
+        };
+        if self.subnets.insert(subnet, fresh).is_none() {
+            *self.prefix_lens.entry(subnet.prefix_len()).or_default() += 1;
+        }
+    }
+
+    /// Marks an unknown subnet as queried until `expires`. Existing entries stay.
+    pub(crate) fn insert_query(&mut self, subnet: Subnet, expires: Instant) -> bool {
+        if self.subnets.contains_key(&subnet) {
+            return false;
+        }
+        self.subnets
+            .insert(subnet, SubnetEntry::Queried { expires });
+        *self.prefix_lens.entry(subnet.prefix_len()).or_default() += 1;
+        self.query_expiry.insert((expires, subnet));
+        true
+    }
+
+    /// Removes a subnet and every route to it.
+    pub(crate) fn remove_subnet(&mut self, subnet: &Subnet) {
+        let Some(entry) = self.subnets.remove(subnet) else {
+            return;
+        };
+        if let Some(n) = self.prefix_lens.get_mut(&subnet.prefix_len()) {
+            *n -= 1;
+            if *n == 0 {
+                self.prefix_lens.remove(&subnet.prefix_len());
+            }
+        }
+        match entry {
+            SubnetEntry::Queried { expires } => {
+                self.query_expiry.remove(&(expires, *subnet));
+            }
+            SubnetEntry::Exists { routes, .. } => {
+                for r in routes {
+                    self.unindex(*subnet, &r);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, subnet: Subnet, r: &RouteEntry) {
+        self.route_expiry.insert((r.expires, subnet, r.neighbour));
+        self.by_neighbour.insert((r.neighbour, subnet));
+        *self.routes_of.entry(r.neighbour).or_default() += 1;
+        self.route_count += 1;
+    }
+
+    fn unindex(&mut self, subnet: Subnet, r: &RouteEntry) {
+        if r.selected {
+            self.selected_count -= 1;
+        }
+        self.route_expiry.remove(&(r.expires, subnet, r.neighbour));
+        self.by_neighbour.remove(&(r.neighbour, subnet));
+        if let Some(n) = self.routes_of.get_mut(&r.neighbour) {
+            *n -= 1;
+            if *n == 0 {
+                self.routes_of.remove(&r.neighbour);
+            }
+        }
+        self.route_count -= 1;
+    }
+
+    /// Adds a route to an existing subnet (unselected, at the back). Returns false if
+    /// the subnet does not exist or already has a route through that neighbour.
+    pub(crate) fn insert_route(&mut self, subnet: Subnet, route: RouteEntry) -> bool {
+        let Some(SubnetEntry::Exists { routes, .. }) = self.subnets.get_mut(&subnet) else {
+            return false;
+        };
+        if routes.iter().any(|r| r.neighbour == route.neighbour) {
+            return false;
+        }
+        let route = RouteEntry {
+            selected: false,
+            ..route
+        };
+        routes.push(route);
+        self.index(subnet, &route);
+        true
+    }
+
+    /// Changes one route in place; the indexes follow its new expiry.
+    pub(crate) fn modify_route(
+        &mut self,
+        subnet: Subnet,
+        neighbour: PeerId,
+        f: impl FnOnce(&mut RouteEntry),
+    ) {
+        let Some(SubnetEntry::Exists { routes, .. }) = self.subnets.get_mut(&subnet) else {
+            return;
+        };
+        let Some(r) = routes.iter_mut().find(|r| r.neighbour == neighbour) else {
+            return;
+        };
+        let before = r.expires;
+        let was_selected = r.selected;
+        f(r);
+        r.neighbour = neighbour;
+        if was_selected && !r.selected {
+            self.selected_count -= 1;
+        }
+        // Selecting goes through `select`, which keeps the selected route first.
+        debug_assert!(was_selected || !r.selected, "modify_route cannot select");
+        if r.expires != before {
+            let after = r.expires;
+            self.route_expiry.remove(&(before, subnet, neighbour));
+            self.route_expiry.insert((after, subnet, neighbour));
+        }
+    }
+
+    /// Removes one route. The subnet entry stays, even if now empty.
+    pub(crate) fn remove_route(&mut self, subnet: Subnet, neighbour: PeerId) -> Option<RouteEntry> {
+        let Some(SubnetEntry::Exists { routes, .. }) = self.subnets.get_mut(&subnet) else {
+            return None;
+        };
+        let at = routes.iter().position(|r| r.neighbour == neighbour)?;
+        let r = routes.remove(at);
+        self.unindex(subnet, &r);
+        Some(r)
+    }
+
+    /// Makes the route through `neighbour` the selected one (moved to the front), or
+    /// unselects every route when `None`.
+    pub(crate) fn select(&mut self, subnet: Subnet, neighbour: Option<PeerId>) {
+        let Some(SubnetEntry::Exists { routes, .. }) = self.subnets.get_mut(&subnet) else {
+            return;
+        };
+        let had = routes.iter().any(|r| r.selected);
+        for r in routes.iter_mut() {
+            r.selected = Some(r.neighbour) == neighbour;
+        }
+        let has = routes.iter().any(|r| r.selected);
+        match (had, has) {
+            (false, true) => self.selected_count += 1,
+            (true, false) => self.selected_count -= 1,
+            _ => {}
+        }
+        if let Some(at) = routes.iter().position(|r| r.selected) {
+            routes[..=at].rotate_right(1);
+        }
+    }
+
+    pub(crate) fn next_route_expiry(&self) -> Option<Instant> {
+        self.route_expiry.first().map(|(t, _, _)| *t)
+    }
+
+    pub(crate) fn pop_expired_route(&mut self, now: Instant) -> Option<(Subnet, PeerId)> {
+        let &(t, subnet, nbr) = self.route_expiry.first()?;
+        (t <= now).then_some((subnet, nbr))
+    }
+
+    pub(crate) fn next_query_expiry(&self) -> Option<Instant> {
+        self.query_expiry.first().map(|(t, _)| *t)
+    }
+
+    pub(crate) fn pop_expired_query(&mut self, now: Instant) -> Option<Subnet> {
+        let &(t, subnet) = self.query_expiry.first()?;
+        (t <= now).then_some(subnet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn route(n: u64, metric: u16, expires_s: u64) -> RouteEntry {
+        RouteEntry {
+            router_id: RouterId::from_bytes([n as u8; 40]),
+            neighbour: PeerId(n),
+            metric: Metric(metric),
+            seqno: SeqNo(0),
+            selected: false,
+            expires: Instant::from_epoch(Duration::from_secs(expires_s)),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut t = RouteTable::default();
+        let wide: Subnet = "400::/64".parse().unwrap();
+        let narrow: Subnet = "400::/80".parse().unwrap();
+        t.insert_subnet(wide, PublicKey::from_bytes([1; 32]));
+        t.insert_subnet(narrow, PublicKey::from_bytes([2; 32]));
+        assert_eq!(t.lookup("400::1".parse().unwrap()).unwrap().0, narrow);
+        assert_eq!(t.lookup("400::1:0:0:1".parse().unwrap()).unwrap().0, wide);
+        assert!(t.lookup("401::1".parse().unwrap()).is_none());
+        t.remove_subnet(&narrow);
+        assert_eq!(t.lookup("400::1".parse().unwrap()).unwrap().0, wide);
+    }
+
+    #[test]
+    fn indexes_follow_every_change() {
+        let mut t = RouteTable::default();
+        let s: Subnet = "400::/64".parse().unwrap();
+        t.insert_subnet(s, PublicKey::from_bytes([1; 32]));
+        assert!(t.insert_route(s, route(1, 10, 5)));
+        assert!(t.insert_route(s, route(2, 20, 3)));
+        assert!(!t.insert_route(s, route(2, 30, 3)));
+        assert_eq!(t.route_count(), 2);
+        assert_eq!(
+            t.next_route_expiry(),
+            Some(Instant::from_epoch(Duration::from_secs(3)))
+        );
+        t.modify_route(s, PeerId(2), |r| {
+            r.expires = Instant::from_epoch(Duration::from_secs(9))
+        });
+        assert_eq!(
+            t.next_route_expiry(),
+            Some(Instant::from_epoch(Duration::from_secs(5)))
+        );
+        t.select(s, Some(PeerId(2)));
+        assert_eq!(t.selected(&s).unwrap().neighbour, PeerId(2));
+        assert_eq!(t.subnets_via(PeerId(1)), vec![s]);
+        t.remove_route(s, PeerId(1));
+        assert_eq!((t.route_count(), t.routes_of(PeerId(1))), (1, 0));
+        assert_eq!(t.selected_count(), 1);
+        t.remove_subnet(&s);
+        assert_eq!(
+            (t.route_count(), t.next_route_expiry(), t.len()),
+            (0, None, 0)
+        );
+        assert_eq!(t.selected_count(), 0);
+    }
+}

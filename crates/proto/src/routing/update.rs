@@ -1,0 +1,371 @@
+//! Updates: processing what neighbours announce, selecting routes, and announcing
+//! ours (PROTOCOL.md §6.3–§6.5, §6.11).
+
+use std::time::Duration;
+
+use super::{Event, PeerId, RouteEntry, Router, SourceKey};
+use crate::subnet::Subnet;
+use crate::time::Instant;
+use crate::wire::tlv::Update;
+use crate::wire::{Interval, Metric, Tlv};
+
+impl Router {
+    /// How long an update keeps its route alive: 3.5 × the advertised interval, or
+    /// the retracted hold for a retraction.
+    fn hold_time(&self, u: &Update) -> Duration {
+        if u.metric.is_infinite() {
+            self.cfg.retracted_hold
+        } else {
+            u.interval.as_duration() * 7 / 2
+        }
+    }
+
+    /// Whether an update passes upstream's three filters (PROTOCOL.md §6.3).
+    fn passes_filters(u: &Update) -> bool {
+        u.subnet.is_overlay()
+            && u.subnet.prefix_len() >= 64
+            && (u.metric.is_infinite()
+                || u.subnet
+                    .contains_ip(std::net::IpAddr::V6(u.router_id.public_key().address())))
+    }
+
+    pub(super) fn handle_update(&mut self, now: Instant, from: PeerId, u: Update) {
+        if !Self::passes_filters(&u) {
+            self.stats.updates_filtered += 1;
+            return;
+        }
+        if u.subnet.network() == self.own_subnet {
+            self.stats.updates_for_own_subnet += 1;
+            return;
+        }
+        let subnet = u.subnet;
+        let source = SourceKey {
+            subnet,
+            router_id: u.router_id,
+        };
+        let feasible = self.sources.is_feasible(&source, u.seqno, u.metric);
+        let interested: Vec<PeerId> = self
+            .seqno_cache
+            .get(&(u.router_id, subnet, u.seqno.0))
+            .map(|e| e.sources.clone())
+            .unwrap_or_default();
+
+        if !matches!(
+            self.table.get(&subnet),
+            Some(super::SubnetEntry::Exists { .. })
+        ) {
+            if !feasible {
+                self.send_seqno_request(now, source, Some(from), None);
+                return;
+            }
+            if u.metric.is_infinite() {
+                return;
+            }
+            let is_new = self.table.get(&subnet).is_none();
+            if is_new && self.table.len() >= self.cfg.limits.max_subnets {
+                self.stats.updates_over_limit += 1;
+                return;
+            }
+            self.table.insert_subnet(subnet, u.router_id.public_key());
+        }
+
+        let old_selected = self.table.selected(&subnet).copied();
+        let hold = self.hold_time(&u);
+        if let Some(entry) = self.table.route(&subnet, from).copied() {
+            if entry.selected && !feasible && entry.router_id == u.router_id {
+                self.send_seqno_request(now, entry.source(subnet), Some(from), None);
+                return;
+            }
+            if entry.metric.is_infinite() && u.metric.is_infinite() {
+                return;
+            }
+            self.table.modify_route(subnet, from, |e| {
+                e.seqno = u.seqno;
+                e.metric = u.metric;
+                e.router_id = u.router_id;
+                if feasible {
+                    e.expires = now + hold;
+                }
+                if e.selected && !feasible {
+                    e.selected = false;
+                }
+            });
+            if !entry.selected && !feasible {
+                return;
+            }
+        } else {
+            if u.metric.is_infinite() || !feasible {
+                if !feasible && old_selected.is_none() {
+                    self.send_seqno_request(now, source, Some(from), None);
+                }
+                self.drop_if_empty(subnet);
+                return;
+            }
+            if self.table.routes_of(from) >= self.cfg.limits.max_routes_per_neighbour {
+                self.stats.updates_over_limit += 1;
+                self.drop_if_empty(subnet);
+                return;
+            }
+            self.table.insert_route(
+                subnet,
+                RouteEntry {
+                    router_id: u.router_id,
+                    neighbour: from,
+                    metric: u.metric,
+                    seqno: u.seqno,
+                    selected: false,
+                    expires: now + hold,
+                },
+            );
+        }
+
+        let triggered = self.apply_selection(now, subnet, old_selected);
+        if !triggered && !interested.is_empty() {
+            for peer in interested {
+                self.send_route_update(now, subnet, peer);
+            }
+        }
+    }
+
+    /// A subnet entry created for an update that then added no route is removed
+    /// again, so refused updates cannot fill the table.
+    fn drop_if_empty(&mut self, subnet: Subnet) {
+        if let Some(super::SubnetEntry::Exists { routes, .. }) = self.table.get(&subnet) {
+            if routes.is_empty() {
+                self.table.remove_subnet(&subnet);
+            }
+        }
+    }
+
+    /// The route selection of PROTOCOL.md §6.4: among feasible finite routes through
+    /// reachable neighbours, the one with the smallest metric plus link cost; the
+    /// selected route is only replaced by one better by more than the significance
+    /// margin, or by a metric-0 route (the destination's own neighbour).
+    ///
+    /// Unlike upstream we keep the current route only while it is itself a candidate,
+    /// so an unfeasible or unreachable route is never kept by hysteresis.
+    fn best_route(&self, subnet: &Subnet) -> Option<PeerId> {
+        let routes = self.table.routes(subnet);
+        let total = |r: &RouteEntry| r.metric.saturating_add(self.cost(r.neighbour));
+        let candidate = |r: &&RouteEntry| {
+            !r.metric.is_infinite()
+                && !total(r).is_infinite()
+                && self
+                    .sources
+                    .is_feasible(&r.source(*subnet), r.seqno, r.metric)
+        };
+        let best = routes.iter().filter(candidate).min_by_key(|r| total(r))?;
+        if let Some(current) = routes.iter().find(|r| r.selected).filter(candidate) {
+            if current.neighbour != best.neighbour {
+                let margin = self.cfg.significant_metric_change;
+                let clearly_better =
+                    total(best).0 < total(current).0.saturating_sub(margin) || best.metric.0 == 0;
+                if !clearly_better {
+                    return Some(current.neighbour);
+                }
+            }
+        }
+        Some(best.neighbour)
+    }
+
+    /// Re-runs selection for `subnet` after a change, given the selected route as it
+    /// was before the change; sends what the change calls for. Returns whether a
+    /// triggered update went out.
+    pub(super) fn apply_selection(
+        &mut self,
+        now: Instant,
+        subnet: Subnet,
+        old: Option<RouteEntry>,
+    ) -> bool {
+        let best = self.best_route(&subnet);
+        self.table.select(subnet, best);
+        let new = self.table.selected(&subnet).copied();
+        let old_usable = old.filter(|o| !o.metric.is_infinite());
+        if new.is_none() {
+            if let Some(o) = old {
+                self.send_seqno_request(now, o.source(subnet), None, None);
+            }
+        }
+        let margin = self.cfg.significant_metric_change;
+        let triggered = match (&old, &new) {
+            (Some(o), Some(n)) => {
+                n.router_id != o.router_id || n.metric.0.abs_diff(o.metric.0) > margin
+            }
+            (None, Some(_)) | (Some(_), None) => true,
+            (None, None) => false,
+        };
+        if triggered {
+            self.send_triggered_update(now, subnet);
+        }
+        match (old_usable, new) {
+            (None, Some(_)) => self.events.push_back(Event::RouteUsable(subnet)),
+            (Some(_), None) => self.events.push_back(Event::RouteLost(subnet)),
+            _ => {}
+        }
+        triggered
+    }
+
+    /// Withdraws every route learned from `peer` (PROTOCOL.md §6.2, "handle dead
+    /// peer"): unselected ones go, selected ones become retractions held briefly,
+    /// and selection runs again for their subnets.
+    pub(super) fn lose_routes_via(&mut self, now: Instant, peer: PeerId) {
+        for subnet in self.table.subnets_via(peer) {
+            let Some(entry) = self.table.route(&subnet, peer).copied() else {
+                continue;
+            };
+            if !entry.selected {
+                self.table.remove_route(subnet, peer);
+                self.drop_if_empty(subnet);
+                continue;
+            }
+            let hold = self.cfg.retracted_hold;
+            self.table.modify_route(subnet, peer, |e| {
+                e.metric = Metric::INFINITE;
+                e.expires = now + hold;
+            });
+            self.apply_selection(now, subnet, Some(entry));
+        }
+    }
+
+    /// A route reached its expiry (PROTOCOL.md §6.11).
+    pub(super) fn expire_route(&mut self, now: Instant, subnet: Subnet, peer: PeerId) {
+        let Some(entry) = self.table.route(&subnet, peer).copied() else {
+            return;
+        };
+        if !entry.selected {
+            self.table.remove_route(subnet, peer);
+            self.drop_if_empty(subnet);
+            return;
+        }
+        let hold = self.cfg.retracted_hold;
+        self.table.modify_route(subnet, peer, |e| {
+            e.metric = Metric::INFINITE;
+            e.expires = now + hold;
+        });
+        self.apply_selection(now, subnet, Some(entry));
+    }
+
+    // ----- sending ---------------------------------------------------------------
+
+    /// The update advertising selected route `r` of `subnet` (PROTOCOL.md §6.5).
+    fn route_update(
+        &self,
+        now: Instant,
+        subnet: Subnet,
+        r: &RouteEntry,
+        via_cost: Metric,
+    ) -> Update {
+        let expired = r.expires <= now;
+        Update {
+            interval: if r.metric.is_infinite() && expired {
+                Interval(0)
+            } else {
+                Interval::from_duration(self.cfg.update_interval)
+            },
+            seqno: r.seqno,
+            metric: r.metric.saturating_add(via_cost),
+            subnet,
+            router_id: r.router_id,
+        }
+    }
+
+    /// The retraction upstream sends for a subnet without a selected route: our own
+    /// router id and seqno, infinite metric (a quirk we mirror, PROTOCOL.md §6.5).
+    fn retraction(&self, subnet: Subnet) -> Update {
+        Update {
+            interval: Interval::from_duration(self.cfg.update_interval),
+            seqno: self.seqno,
+            metric: Metric::INFINITE,
+            subnet,
+            router_id: self.router_id,
+        }
+    }
+
+    fn own_update(&self) -> Update {
+        Update {
+            interval: Interval::from_duration(self.cfg.update_interval),
+            seqno: self.seqno,
+            metric: Metric(0),
+            subnet: self.own_subnet,
+            router_id: self.router_id,
+        }
+    }
+
+    /// Sends an update after recording it in the source table, as every update we
+    /// send is.
+    pub(super) fn send_recorded(&mut self, now: Instant, to: PeerId, u: Update) {
+        let key = SourceKey {
+            subnet: u.subnet,
+            router_id: u.router_id,
+        };
+        self.sources
+            .record_sent(key, u.seqno, u.metric, now, self.cfg.source_gc);
+        self.send(to, Tlv::Update(u));
+    }
+
+    /// The current state of `subnet` to every reachable neighbour but its next hop.
+    pub(super) fn send_triggered_update(&mut self, now: Instant, subnet: Subnet) {
+        let selected = self.table.selected(&subnet).copied();
+        for peer in self.reachable_neighbours() {
+            let u = match &selected {
+                Some(r) if r.neighbour == peer => continue,
+                Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
+                None => self.retraction(subnet),
+            };
+            self.send_recorded(now, peer, u);
+        }
+    }
+
+    /// The selected route of `subnet` to one neighbour, unless it is the next hop.
+    pub(super) fn send_route_update(&mut self, now: Instant, subnet: Subnet, to: PeerId) {
+        let Some(r) = self.table.selected(&subnet).copied() else {
+            return;
+        };
+        if r.neighbour == to {
+            return;
+        }
+        let u = self.route_update(now, subnet, &r, self.cost(r.neighbour));
+        self.send_recorded(now, to, u);
+    }
+
+    /// Our own route to one neighbour, or to every reachable one.
+    pub(super) fn announce_own(&mut self, now: Instant, to: Option<PeerId>) {
+        let u = self.own_update();
+        let peers = match to {
+            Some(p) => vec![p],
+            None => self.reachable_neighbours(),
+        };
+        for peer in peers {
+            self.send_recorded(now, peer, u);
+        }
+    }
+
+    /// Every selected route not through `to`, then our own (the answer to a wildcard
+    /// route request).
+    pub(super) fn send_full_table(&mut self, now: Instant, to: PeerId) {
+        let selected: Vec<(Subnet, RouteEntry)> = self
+            .table
+            .iter()
+            .filter_map(|(s, _)| self.table.selected(s).map(|r| (*s, *r)))
+            .filter(|(_, r)| r.neighbour != to)
+            .collect();
+        for (subnet, r) in selected {
+            let u = self.route_update(now, subnet, &r, self.cost(r.neighbour));
+            self.send_recorded(now, to, u);
+        }
+        self.announce_own(now, Some(to));
+    }
+
+    /// The reply to a seqno request: the selected route with the *requester's* link
+    /// cost added, an upstream quirk we mirror (PROTOCOL.md §6.10).
+    pub(super) fn send_seqno_reply(
+        &mut self,
+        now: Instant,
+        r: &RouteEntry,
+        subnet: Subnet,
+        to: PeerId,
+    ) {
+        let u = self.route_update(now, subnet, r, self.cost(to));
+        self.send_recorded(now, to, u);
+    }
+}
