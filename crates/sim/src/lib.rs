@@ -1,0 +1,18 @@
+//! A deterministic simulator of many Mycelium routers joined by virtual links.
+//!
+//! Every node runs the real [`mycelium_proto::routing::Router`]; links have latency,
+//! loss and a physical state (up, cut, silent); the clock is virtual and jumps from
+//! one scheduled event to the next; all randomness comes from one seeded generator.
+//! The same seed and the same calls give the same run, event for event.
+//!
+//! What it does not model: bandwidth and queueing (every message takes its link's
+//! latency), and the data plane (forwarding is checked by following next hops).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod check;
+mod network;
+pub mod topology;
+
+pub use network::{CrashKind, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};

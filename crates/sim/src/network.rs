@@ -1,0 +1,548 @@
+//! The simulated network: nodes, links, the event queue and the virtual clock.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Router, RouterConfig};
+use mycelium_proto::time::Instant;
+use mycelium_proto::wire::{self, Packet, Tlv};
+use mycelium_proto::{PublicKey, RouterId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Index of a node.
+pub type NodeIdx = usize;
+/// Index of a link.
+pub type LinkIdx = usize;
+
+/// How a link behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// One-way delay of every message.
+    pub latency: Duration,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Static link cost the routers add (TCP over IPv6 is 10).
+    pub cost: u16,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(5),
+            loss: 0.0,
+            cost: 10,
+        }
+    }
+}
+
+/// How a node goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashKind {
+    /// The process exits: its neighbours see their connections close at once.
+    ProcessExit,
+    /// The host vanishes: its neighbours hear nothing more but keep their
+    /// connections until they notice.
+    PowerLoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Physical {
+    Up,
+    Cut,
+    Silent,
+}
+
+#[derive(Debug)]
+struct Link {
+    ends: [NodeIdx; 2],
+    cfg: LinkConfig,
+    physical: Physical,
+    /// The peer ids of the current connection on each side, if connected.
+    connection: Option<[PeerId; 2]>,
+    /// Bumped on every new connection, so messages of an old one are dropped.
+    epoch: u64,
+    reconnect_pending: bool,
+}
+
+#[derive(Debug)]
+struct Node {
+    router: Option<Router>,
+    key: PublicKey,
+    peers: BTreeMap<PeerId, LinkIdx>,
+    timer: Option<Instant>,
+    timer_gen: u64,
+}
+
+#[derive(Debug)]
+enum Job {
+    Deliver {
+        link: LinkIdx,
+        side: usize,
+        epoch: u64,
+        tlv: Tlv,
+    },
+    Timer {
+        node: NodeIdx,
+        generation: u64,
+    },
+    Reconnect {
+        link: LinkIdx,
+    },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// TLVs handed to links.
+    pub sent: u64,
+    /// TLVs delivered to a router.
+    pub delivered: u64,
+    /// TLVs lost (loss, cut or silent links, crashed receivers).
+    pub dropped: u64,
+    /// Events processed.
+    pub steps: u64,
+    /// Connections closed because a router declared its neighbour dead.
+    pub dead_peers: u64,
+}
+
+/// The simulated network.
+#[derive(Debug)]
+pub struct Sim {
+    now: Instant,
+    cfg: RouterConfig,
+    nodes: Vec<Node>,
+    links: Vec<Link>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    rng: ChaCha8Rng,
+    next_peer: u64,
+    encode: bool,
+    /// Delay before a connection closed by a dead-peer verdict is redialled
+    /// (upstream redials every 5 s).
+    pub reconnect_delay: Duration,
+    stats: SimStats,
+}
+
+impl Sim {
+    /// An empty network whose routers use `cfg`, with randomness from `seed`.
+    pub fn new(seed: u64, cfg: RouterConfig) -> Self {
+        Self {
+            now: Instant::ZERO,
+            cfg,
+            nodes: Vec::new(),
+            links: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_peer: 0,
+            encode: true,
+            reconnect_delay: Duration::from_secs(5),
+            stats: SimStats::default(),
+        }
+    }
+
+    /// Whether every TLV is encoded to bytes and decoded again on its way (on by
+    /// default; benchmarks turn it off to measure the router alone).
+    pub fn set_encode_on_wire(&mut self, encode: bool) {
+        self.encode = encode;
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// Number of nodes (crashed ones included).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Number of links.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The two nodes a link joins.
+    pub fn link_ends(&self, link: LinkIdx) -> [NodeIdx; 2] {
+        self.links[link].ends
+    }
+
+    /// Whether the link is physically up and connected.
+    pub fn link_connected(&self, link: LinkIdx) -> bool {
+        let l = &self.links[link];
+        l.physical == Physical::Up && l.connection.is_some()
+    }
+
+    /// The router of a running node.
+    pub fn router(&self, node: NodeIdx) -> Option<&Router> {
+        self.nodes[node].router.as_ref()
+    }
+
+    /// Whether the node is running.
+    pub fn is_up(&self, node: NodeIdx) -> bool {
+        self.nodes[node].router.is_some()
+    }
+
+    /// The node's overlay address.
+    pub fn address(&self, node: NodeIdx) -> Ipv6Addr {
+        self.nodes[node].key.address()
+    }
+
+    /// Adds a running node with a fresh identity.
+    pub fn add_node(&mut self) -> NodeIdx {
+        let key = PublicKey::from_bytes(self.rng.gen());
+        let idx = self.nodes.len();
+        self.nodes.push(Node {
+            router: None,
+            key,
+            peers: BTreeMap::new(),
+            timer: None,
+            timer_gen: 0,
+        });
+        self.start_router(idx);
+        idx
+    }
+
+    fn start_router(&mut self, node: NodeIdx) {
+        let id = RouterId::new(self.nodes[node].key, self.rng.gen());
+        self.nodes[node].router = Some(Router::new(self.cfg.clone(), id, self.now));
+        self.nodes[node].timer = None;
+        self.after_input(node);
+    }
+
+    /// Joins two nodes with a link and connects it.
+    pub fn add_link(&mut self, a: NodeIdx, b: NodeIdx, cfg: LinkConfig) -> LinkIdx {
+        let idx = self.links.len();
+        self.links.push(Link {
+            ends: [a, b],
+            cfg,
+            physical: Physical::Up,
+            connection: None,
+            epoch: 0,
+            reconnect_pending: false,
+        });
+        self.connect(idx);
+        idx
+    }
+
+    fn connect(&mut self, link: LinkIdx) {
+        let l = &self.links[link];
+        let [a, b] = l.ends;
+        if l.connection.is_some()
+            || l.physical != Physical::Up
+            || !self.is_up(a)
+            || !self.is_up(b)
+        {
+            return;
+        }
+        let kind = LinkKind::Virtual(l.cfg.cost);
+        let pa = PeerId(self.next_peer);
+        let pb = PeerId(self.next_peer + 1);
+        self.next_peer += 2;
+        let l = &mut self.links[link];
+        l.connection = Some([pb, pa]);
+        l.epoch += 1;
+        // Node a knows the connection as `pb` (its peer is b), and vice versa.
+        self.nodes[a].peers.insert(pb, link);
+        self.nodes[b].peers.insert(pa, link);
+        let now = self.now;
+        if let Some(r) = self.nodes[a].router.as_mut() {
+            r.handle_peer_up(now, pb, kind);
+        }
+        if let Some(r) = self.nodes[b].router.as_mut() {
+            r.handle_peer_up(now, pa, kind);
+        }
+        self.after_input(a);
+        self.after_input(b);
+    }
+
+    fn disconnect(&mut self, link: LinkIdx) {
+        let Some([pa, pb]) = self.links[link].connection.take() else {
+            return;
+        };
+        let [a, b] = self.links[link].ends;
+        let now = self.now;
+        for (node, peer) in [(a, pa), (b, pb)] {
+            self.nodes[node].peers.remove(&peer);
+            if let Some(r) = self.nodes[node].router.as_mut() {
+                r.handle_peer_down(now, peer);
+            }
+            self.after_input(node);
+        }
+    }
+
+    /// Cuts a link: the connection closes and both ends notice at once.
+    pub fn cut_link(&mut self, link: LinkIdx) {
+        self.links[link].physical = Physical::Cut;
+        self.disconnect(link);
+    }
+
+    /// Makes a link drop everything silently: both ends keep their connection.
+    pub fn silence_link(&mut self, link: LinkIdx) {
+        self.links[link].physical = Physical::Silent;
+    }
+
+    /// Brings a cut or silent link back; a closed connection is re-established.
+    pub fn restore_link(&mut self, link: LinkIdx) {
+        self.links[link].physical = Physical::Up;
+        self.connect(link);
+    }
+
+    /// Stops a node.
+    pub fn crash(&mut self, node: NodeIdx, kind: CrashKind) {
+        if self.nodes[node].router.take().is_none() {
+            return;
+        }
+        self.nodes[node].timer = None;
+        let links: Vec<LinkIdx> = self.nodes[node].peers.values().copied().collect();
+        for link in links {
+            match kind {
+                CrashKind::ProcessExit => self.disconnect(link),
+                CrashKind::PowerLoss => {
+                    // The other end keeps its connection until it gives up on it.
+                    // Our side is gone with the process.
+                    let side = usize::from(self.links[link].ends[1] == node);
+                    if let Some(conn) = self.links[link].connection {
+                        self.nodes[node].peers.remove(&conn[side]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restarts a crashed node with a new router id (a fresh process); its
+    /// physically intact links reconnect.
+    pub fn restart(&mut self, node: NodeIdx) {
+        if self.is_up(node) {
+            return;
+        }
+        // Connections the crash left half-open are gone for good.
+        let stale: Vec<LinkIdx> = (0..self.links.len())
+            .filter(|&l| self.links[l].ends.contains(&node) && self.links[l].connection.is_some())
+            .collect();
+        self.start_router(node);
+        for link in stale {
+            self.disconnect(link);
+        }
+        let links: Vec<LinkIdx> = (0..self.links.len())
+            .filter(|&l| self.links[l].ends.contains(&node))
+            .collect();
+        for link in links {
+            self.connect(link);
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, job: Job) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            job,
+        }));
+    }
+
+    /// Drains what a router produced after an input and re-arms its timer.
+    fn after_input(&mut self, node: NodeIdx) {
+        let Some(router) = self.nodes[node].router.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(t) = router.poll_transmit() {
+            out.push(t);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = router.poll_event() {
+            events.push(e);
+        }
+        let deadline = router.poll_timeout();
+        for t in out {
+            self.transmit(node, t.to, t.tlv);
+        }
+        for e in events {
+            if let Event::PeerDead(peer) = e {
+                self.stats.dead_peers += 1;
+                if let Some(&link) = self.nodes[node].peers.get(&peer) {
+                    self.disconnect(link);
+                    if !self.links[link].reconnect_pending {
+                        self.links[link].reconnect_pending = true;
+                        let at = self.now + self.reconnect_delay;
+                        self.schedule(at, Job::Reconnect { link });
+                    }
+                }
+            }
+        }
+        if deadline != self.nodes[node].timer {
+            self.nodes[node].timer = deadline;
+            self.nodes[node].timer_gen += 1;
+            if let Some(at) = deadline {
+                let generation = self.nodes[node].timer_gen;
+                self.schedule(at.max(self.now), Job::Timer { node, generation });
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: NodeIdx, peer: PeerId, tlv: Tlv) {
+        self.stats.sent += 1;
+        let Some(&link) = self.nodes[from].peers.get(&peer) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let l = &self.links[link];
+        if l.physical != Physical::Up || (l.cfg.loss > 0.0 && self.rng.gen_bool(l.cfg.loss)) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let tlv = if self.encode {
+            let mut bytes = Vec::with_capacity(80);
+            Packet::Control(tlv).encode(&mut bytes);
+            match wire::decode(&bytes).map(|d| d.packet) {
+                Ok(Packet::Control(t)) => t,
+                other => panic!("the codec failed to round-trip {tlv:?}: {other:?}"),
+            }
+        } else {
+            tlv
+        };
+        let side = usize::from(l.ends[0] == from);
+        let at = self.now + l.cfg.latency;
+        let epoch = l.epoch;
+        self.schedule(
+            at,
+            Job::Deliver {
+                link,
+                side,
+                epoch,
+                tlv,
+            },
+        );
+    }
+
+    /// When the next event is due.
+    pub fn next_event_at(&self) -> Option<Instant> {
+        self.queue.peek().map(|Reverse(s)| s.at)
+    }
+
+    /// Processes one event. Returns false when nothing is scheduled.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse(s)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(s.at);
+        self.stats.steps += 1;
+        match s.job {
+            Job::Timer { node, generation } => {
+                let n = &mut self.nodes[node];
+                if n.timer_gen != generation {
+                    return true;
+                }
+                n.timer = None;
+                let now = self.now;
+                if let Some(r) = n.router.as_mut() {
+                    r.handle_timeout(now);
+                }
+                self.after_input(node);
+            }
+            Job::Deliver {
+                link,
+                side,
+                epoch,
+                tlv,
+            } => {
+                let l = &self.links[link];
+                let node = l.ends[side];
+                let (Some(conn), Physical::Up, true) = (l.connection, l.physical, l.epoch == epoch)
+                else {
+                    self.stats.dropped += 1;
+                    return true;
+                };
+                let now = self.now;
+                let Some(r) = self.nodes[node].router.as_mut() else {
+                    self.stats.dropped += 1;
+                    return true;
+                };
+                r.handle_tlv(now, conn[side], tlv);
+                self.stats.delivered += 1;
+                self.after_input(node);
+            }
+            Job::Reconnect { link } => {
+                self.links[link].reconnect_pending = false;
+                if self.links[link].connection.is_none() {
+                    if self.links[link].physical == Physical::Up {
+                        self.connect(link);
+                    } else {
+                        // A silent link fails its connection attempts; try again later.
+                        self.links[link].reconnect_pending = true;
+                        let at = self.now + self.reconnect_delay;
+                        self.schedule(at, Job::Reconnect { link });
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs every event due up to `until`, then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        self.run_until_with(until, |_| {});
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Like [`Sim::run_until`], calling `check` after every event.
+    pub fn run_until_with(&mut self, until: Instant, mut check: impl FnMut(&Sim)) {
+        while self.next_event_at().is_some_and(|t| t <= until) {
+            self.step();
+            check(self);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// The node a packet for `dst` leaves `node` towards, over its selected route.
+    pub fn next_hop_node(&self, node: NodeIdx, dst: Ipv6Addr) -> Option<NodeIdx> {
+        let peer = self.router(node)?.next_hop(dst)?;
+        let link = *self.nodes[node].peers.get(&peer)?;
+        let l = &self.links[link];
+        Some(if l.ends[0] == node { l.ends[1] } else { l.ends[0] })
+    }
+
+    /// A random number from the simulation's generator, for tests that choose what to
+    /// break.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+}
