@@ -16,7 +16,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![1000, 10_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![1000, 10_000]
+    } else {
+        sizes
+    };
     println!("nodes\tlinks\twall_s\tsim_s\tmessages\tpeak_rss_mib\tverified_pairs");
     for n in sizes {
         run(n);

@@ -15,4 +15,4 @@ pub mod check;
 mod network;
 pub mod topology;
 
-pub use network::{CrashKind, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};
+pub use network::{CrashKind, Delivery, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};

@@ -148,6 +148,20 @@ pub struct Sim {
     /// (upstream redials every 5 s).
     pub reconnect_delay: Duration,
     stats: SimStats,
+    trace: Option<Vec<Delivery>>,
+}
+
+/// One TLV delivered, as recorded by [`Sim::set_trace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it arrived.
+    pub at: Instant,
+    /// The sender.
+    pub from: NodeIdx,
+    /// The receiver.
+    pub to: NodeIdx,
+    /// What it was.
+    pub tlv: Tlv,
 }
 
 impl Sim {
@@ -165,6 +179,7 @@ impl Sim {
             encode: true,
             reconnect_delay: Duration::from_secs(5),
             stats: SimStats::default(),
+            trace: None,
         }
     }
 
@@ -172,6 +187,16 @@ impl Sim {
     /// default; benchmarks turn it off to measure the router alone).
     pub fn set_encode_on_wire(&mut self, encode: bool) {
         self.encode = encode;
+    }
+
+    /// Starts (or stops) recording every delivered TLV.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The deliveries recorded since tracing started.
+    pub fn trace(&self) -> &[Delivery] {
+        self.trace.as_deref().unwrap_or(&[])
     }
 
     /// The virtual time.
@@ -260,10 +285,7 @@ impl Sim {
     fn connect(&mut self, link: LinkIdx) {
         let l = &self.links[link];
         let [a, b] = l.ends;
-        if l.connection.is_some()
-            || l.physical != Physical::Up
-            || !self.is_up(a)
-            || !self.is_up(b)
+        if l.connection.is_some() || l.physical != Physical::Up || !self.is_up(a) || !self.is_up(b)
         {
             return;
         }
@@ -493,6 +515,14 @@ impl Sim {
                 };
                 r.handle_tlv(now, conn[side], tlv);
                 self.stats.delivered += 1;
+                if let Some(trace) = self.trace.as_mut() {
+                    trace.push(Delivery {
+                        at: now,
+                        from: self.links[link].ends[1 - side],
+                        to: node,
+                        tlv,
+                    });
+                }
                 self.after_input(node);
             }
             Job::Reconnect { link } => {
@@ -537,7 +567,11 @@ impl Sim {
         let peer = self.router(node)?.next_hop(dst)?;
         let link = *self.nodes[node].peers.get(&peer)?;
         let l = &self.links[link];
-        Some(if l.ends[0] == node { l.ends[1] } else { l.ends[0] })
+        Some(if l.ends[0] == node {
+            l.ends[1]
+        } else {
+            l.ends[0]
+        })
     }
 
     /// A random number from the simulation's generator, for tests that choose what to

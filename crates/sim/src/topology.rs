@@ -42,12 +42,7 @@ pub fn grid(sim: &mut Sim, w: usize, h: usize, link: LinkConfig) -> Vec<NodeIdx>
 /// Adds `n` nodes in a random connected graph of average degree about `degree`
 /// (at least 2): a random tree keeps it connected, random extra links make up the
 /// rest. Links never repeat or loop.
-pub fn random_connected(
-    sim: &mut Sim,
-    n: usize,
-    degree: usize,
-    link: LinkConfig,
-) -> Vec<NodeIdx> {
+pub fn random_connected(sim: &mut Sim, n: usize, degree: usize, link: LinkConfig) -> Vec<NodeIdx> {
     let nodes: Vec<NodeIdx> = (0..n).map(|_| sim.add_node()).collect();
     let mut edges = std::collections::BTreeSet::new();
     for i in 1..n {

@@ -257,6 +257,8 @@ pub struct Router {
     own_subnet: Subnet,
     seqno: SeqNo,
     last_bump: Instant,
+    /// A bump asked for while rate-limited, done as soon as the limit allows.
+    pending_bump: Option<Instant>,
     neighbours: BTreeMap<PeerId, Neighbour>,
     table: RouteTable,
     sources: SourceTable,
@@ -287,6 +289,7 @@ impl Router {
             own_subnet,
             seqno: SeqNo(0),
             last_bump: now,
+            pending_bump: None,
             neighbours: BTreeMap::new(),
             table: RouteTable::default(),
             sources: SourceTable::default(),
@@ -422,6 +425,10 @@ impl Router {
                 self.handle_peer_down(now, peer);
             }
         }
+        if self.pending_bump.is_some_and(|t| now >= t) {
+            self.pending_bump = None;
+            self.bump_seqno(now);
+        }
         if now >= self.timers.announce {
             self.timers.announce = now + self.cfg.update_interval;
             self.announce_own(now, None);
@@ -457,6 +464,9 @@ impl Router {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = &self.timers;
         let mut next = t.hello.min(t.dead_check).min(t.announce).min(t.caches);
+        if let Some(bump) = self.pending_bump {
+            next = next.min(bump);
+        }
         if let Some(l) = self.cfg.liveness {
             for n in self.neighbours.values().filter(|n| n.reachable) {
                 // Strictly after the timeout, as `silent_for` requires.
@@ -620,6 +630,13 @@ impl Router {
                 }),
             );
         }
+    }
+
+    /// A new own seqno, announced to every neighbour.
+    fn bump_seqno(&mut self, now: Instant) {
+        self.seqno = self.seqno.next();
+        self.last_bump = now;
+        self.announce_own(now, None);
     }
 
     fn send_hellos(&mut self, now: Instant) {

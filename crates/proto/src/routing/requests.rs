@@ -137,13 +137,22 @@ impl Router {
                     .filter(|c| now - c.last_sent < self.cfg.seqno_request_retarget)
                     .map(|c| c.targets.clone())
                     .unwrap_or_default();
-                let mut t: Vec<PeerId> = routes
+                let announcers: Vec<PeerId> = routes
                     .iter()
+                    .filter(|r| !r.metric.is_infinite())
                     .map(|r| r.neighbour)
-                    .filter(|p| !recent.contains(p) && self.neighbours.contains_key(p))
+                    .filter(|p| self.neighbours.get(p).is_some_and(|n| n.reachable))
                     .collect();
-                t.dedup();
-                t
+                // Upstream asks every neighbour that announced the subnet, even those
+                // that since retracted it; when none of them can help, the route stays
+                // lost until its source's next periodic announcement (up to 300 s).
+                // We ask the announcers that still have a route, or else everyone.
+                let pool = if announcers.is_empty() {
+                    self.reachable_neighbours()
+                } else {
+                    announcers
+                };
+                pool.into_iter().filter(|p| !recent.contains(p)).collect()
             }
             (None, _) if origin.is_none() => self.reachable_neighbours(),
             (None, _) => Vec::new(),
@@ -181,12 +190,15 @@ impl Router {
         }
         if req.router_id == self.router_id {
             if req.seqno.is_newer_than(self.seqno) && req.prefix == self.own_subnet {
-                if now - self.last_bump < self.cfg.seqno_bump_interval {
+                let allowed_at = self.last_bump + self.cfg.seqno_bump_interval;
+                if now < allowed_at {
+                    // Upstream drops a request that comes too soon, and whoever asked
+                    // stays without a route until our next periodic announcement.
+                    // We honour it as soon as the rate limit allows instead.
+                    self.pending_bump = Some(allowed_at);
                     return;
                 }
-                self.seqno = self.seqno.next();
-                self.last_bump = now;
-                self.announce_own(now, None);
+                self.bump_seqno(now);
             }
             return;
         }
