@@ -2,9 +2,38 @@
 
 use crate::network::{NodeIdx, Sim};
 
+/// A routing loop: following next hops towards `destination` cycles through `nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loop {
+    /// The destination whose next hops cycle.
+    pub destination: NodeIdx,
+    /// The nodes on the cycle, in next-hop order.
+    pub nodes: Vec<NodeIdx>,
+}
+
+impl Loop {
+    /// What each node on the loop holds for the destination, for a failure message.
+    pub fn describe(&self, sim: &Sim) -> String {
+        let subnet = mycelium_proto::Subnet::v6_64(sim.address(self.destination));
+        let mut out = format!(
+            "loop towards node {} ({subnet}) at {:?} through {:?}\n",
+            self.destination,
+            sim.now(),
+            self.nodes
+        );
+        for &n in &self.nodes {
+            if let Some(r) = sim.router(n) {
+                let entry = r.subnets().find(|(s, _)| **s == subnet).map(|(_, e)| e);
+                out += &format!("  node {n}: {entry:?}\n");
+            }
+        }
+        out
+    }
+}
+
 /// Checks that, for every running destination, following selected next hops never
-/// goes round in a circle. Returns the first loop found, as the nodes on it.
-pub fn find_loop(sim: &Sim) -> Option<Vec<NodeIdx>> {
+/// goes round in a circle. Returns the first loop found.
+pub fn find_loop(sim: &Sim) -> Option<Loop> {
     let n = sim.node_count();
     // 0 = unvisited, 1 = on the current path, 2 = known to end without a loop.
     let mut state = vec![0u8; n];
@@ -20,7 +49,10 @@ pub fn find_loop(sim: &Sim) -> Option<Vec<NodeIdx>> {
                     2 => break,
                     1 => {
                         let from = path.iter().position(|&p| p == at).unwrap_or(0);
-                        return Some(path[from..].to_vec());
+                        return Some(Loop {
+                            destination: dst,
+                            nodes: path[from..].to_vec(),
+                        });
                     }
                     _ => {}
                 }

@@ -17,13 +17,18 @@ pub type NodeIdx = usize;
 /// Index of a link.
 pub type LinkIdx = usize;
 
-/// How a link behaves.
+/// How a link behaves. Links carry control TLVs the way a TCP or QUIC stream does:
+/// in order, and without loss. A lost segment costs a retransmission delay and holds
+/// up everything behind it; a silent link holds everything until it is restored or
+/// the connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkConfig {
     /// One-way delay of every message.
     pub latency: Duration,
-    /// Probability that a message is lost.
+    /// Probability that a message is lost once and retransmitted.
     pub loss: f64,
+    /// What a retransmission costs.
+    pub retransmit_delay: Duration,
     /// Static link cost the routers add (TCP over IPv6 is 10).
     pub cost: u16,
 }
@@ -33,6 +38,7 @@ impl Default for LinkConfig {
         Self {
             latency: Duration::from_millis(5),
             loss: 0.0,
+            retransmit_delay: Duration::from_millis(200),
             cost: 10,
         }
     }
@@ -65,6 +71,11 @@ struct Link {
     /// Bumped on every new connection, so messages of an old one are dropped.
     epoch: u64,
     reconnect_pending: bool,
+    /// Per direction (towards `ends[i]`): when the stream is next free, so delivery
+    /// stays in order.
+    busy_until: [Instant; 2],
+    /// Per direction: what a silent link holds back.
+    held: [Vec<Tlv>; 2],
 }
 
 #[derive(Debug)]
@@ -124,7 +135,7 @@ pub struct SimStats {
     pub sent: u64,
     /// TLVs delivered to a router.
     pub delivered: u64,
-    /// TLVs lost (loss, cut or silent links, crashed receivers).
+    /// TLVs lost: sent on a cut link or a closed connection, or to a crashed node.
     pub dropped: u64,
     /// Events processed.
     pub steps: u64,
@@ -277,6 +288,8 @@ impl Sim {
             connection: None,
             epoch: 0,
             reconnect_pending: false,
+            busy_until: [Instant::ZERO; 2],
+            held: [Vec::new(), Vec::new()],
         });
         self.connect(idx);
         idx
@@ -314,6 +327,10 @@ impl Sim {
         let Some([pa, pb]) = self.links[link].connection.take() else {
             return;
         };
+        for held in &mut self.links[link].held {
+            self.stats.dropped += held.len() as u64;
+            held.clear();
+        }
         let [a, b] = self.links[link].ends;
         let now = self.now;
         for (node, peer) in [(a, pa), (b, pb)] {
@@ -336,10 +353,22 @@ impl Sim {
         self.links[link].physical = Physical::Silent;
     }
 
-    /// Brings a cut or silent link back; a closed connection is re-established.
+    /// Brings a cut or silent link back: what a silent link held is delivered, a
+    /// closed connection is re-established.
     pub fn restore_link(&mut self, link: LinkIdx) {
         self.links[link].physical = Physical::Up;
+        for side in 0..2 {
+            let held = std::mem::take(&mut self.links[link].held[side]);
+            for tlv in held {
+                self.enqueue(link, side, tlv);
+            }
+        }
         self.connect(link);
+    }
+
+    /// Changes a link's latency, loss or cost (the cost applies to new connections).
+    pub fn set_link_config(&mut self, link: LinkIdx, cfg: LinkConfig) {
+        self.links[link].cfg = cfg;
     }
 
     /// Stops a node.
@@ -442,7 +471,7 @@ impl Sim {
             return;
         };
         let l = &self.links[link];
-        if l.physical != Physical::Up || (l.cfg.loss > 0.0 && self.rng.gen_bool(l.cfg.loss)) {
+        if l.connection.is_none() || l.physical == Physical::Cut {
             self.stats.dropped += 1;
             return;
         }
@@ -457,8 +486,23 @@ impl Sim {
             tlv
         };
         let side = usize::from(l.ends[0] == from);
-        let at = self.now + l.cfg.latency;
+        if l.physical == Physical::Silent {
+            self.links[link].held[side].push(tlv);
+            return;
+        }
+        self.enqueue(link, side, tlv);
+    }
+
+    /// Puts a TLV on the stream towards `ends[side]`, behind what is already on it.
+    fn enqueue(&mut self, link: LinkIdx, side: usize, tlv: Tlv) {
+        let l = &self.links[link];
+        let mut at = self.now + l.cfg.latency;
+        if l.cfg.loss > 0.0 && self.rng.gen_bool(l.cfg.loss) {
+            at += l.cfg.retransmit_delay;
+        }
+        let at = at.max(l.busy_until[side]);
         let epoch = l.epoch;
+        self.links[link].busy_until[side] = at;
         self.schedule(
             at,
             Job::Deliver {
@@ -503,11 +547,14 @@ impl Sim {
             } => {
                 let l = &self.links[link];
                 let node = l.ends[side];
-                let (Some(conn), Physical::Up, true) = (l.connection, l.physical, l.epoch == epoch)
-                else {
+                let (Some(conn), true) = (l.connection, l.epoch == epoch) else {
                     self.stats.dropped += 1;
                     return true;
                 };
+                if l.physical == Physical::Silent {
+                    self.links[link].held[side].push(tlv);
+                    return true;
+                }
                 let now = self.now;
                 let Some(r) = self.nodes[node].router.as_mut() else {
                     self.stats.dropped += 1;

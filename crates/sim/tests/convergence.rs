@@ -17,7 +17,7 @@ fn run_loop_free(sim: &mut Sim, d: Duration) {
     let until = sim.now() + d;
     sim.run_until_with(until, |s| {
         if let Some(l) = check::find_loop(s) {
-            panic!("routing loop at {:?}: {l:?}", s.now());
+            panic!("{}", l.describe(s));
         }
     });
 }

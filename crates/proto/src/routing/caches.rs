@@ -65,6 +65,15 @@ impl SeqnoCache {
         }
     }
 
+    /// Adds a neighbour waiting for the answer to a request already sent.
+    pub(crate) fn add_source(&mut self, key: SeqnoKey, source: PeerId) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            if !e.sources.contains(&source) {
+                e.sources.push(source);
+            }
+        }
+    }
+
     /// Forgets requests first sent more than `max_age` ago.
     pub(crate) fn sweep(&mut self, now: Instant, max_age: Duration) {
         self.entries.retain(|_, e| now - e.first_sent <= max_age);

@@ -38,7 +38,7 @@ mod update;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -259,6 +259,10 @@ pub struct Router {
     last_bump: Instant,
     /// A bump asked for while rate-limited, done as soon as the limit allows.
     pending_bump: Option<Instant>,
+    /// Subnets to run selection for again, when a held-back route becomes usable.
+    reselect: BTreeSet<(Instant, Subnet)>,
+    /// Seqno requests we originated, to retry until answered.
+    pending_requests: BTreeMap<SourceKey, requests::PendingRequest>,
     neighbours: BTreeMap<PeerId, Neighbour>,
     table: RouteTable,
     sources: SourceTable,
@@ -290,6 +294,8 @@ impl Router {
             seqno: SeqNo(0),
             last_bump: now,
             pending_bump: None,
+            reselect: BTreeSet::new(),
+            pending_requests: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             table: RouteTable::default(),
             sources: SourceTable::default(),
@@ -446,6 +452,15 @@ impl Router {
         while let Some((subnet, peer)) = self.table.pop_expired_route(now) {
             self.expire_route(now, subnet, peer);
         }
+        self.retry_requests(now);
+        while let Some(&(at, subnet)) = self.reselect.first() {
+            if at > now {
+                break;
+            }
+            self.reselect.pop_first();
+            let current = self.table.selected(&subnet).copied();
+            self.apply_selection(now, subnet, current);
+        }
     }
 
     // ----- outputs ------------------------------------------------------------
@@ -466,6 +481,12 @@ impl Router {
         let mut next = t.hello.min(t.dead_check).min(t.announce).min(t.caches);
         if let Some(bump) = self.pending_bump {
             next = next.min(bump);
+        }
+        if let Some(&(at, _)) = self.reselect.first() {
+            next = next.min(at);
+        }
+        if let Some(at) = self.next_retry() {
+            next = next.min(at);
         }
         if let Some(l) = self.cfg.liveness {
             for n in self.neighbours.values().filter(|n| n.reachable) {

@@ -1,12 +1,27 @@
 //! Route requests and seqno requests: originating, answering and forwarding them
 //! (PROTOCOL.md §6.6–§6.10).
 
+use std::time::Duration;
+
 use super::caches::RouteRequestCacheEntry;
 use super::{PeerId, Router, SourceKey, SubnetEntry};
 use crate::subnet::Subnet;
 use crate::time::Instant;
 use crate::wire::tlv::{RouteRequest, SeqnoRequest};
 use crate::wire::{SeqNo, Tlv};
+
+/// First retry of an unanswered seqno request; each further one waits twice as long.
+const SEQNO_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Retries before giving up (1 + 2 + 4 + 8 + 16 + 32 s: about a minute).
+const SEQNO_RETRY_ATTEMPTS: u8 = 6;
+
+/// A seqno request we originated and may send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PendingRequest {
+    seqno: SeqNo,
+    attempts: u8,
+    next_at: Instant,
+}
 
 impl Router {
     /// Asks every reachable neighbour for a route to `subnet` and marks it queried
@@ -128,13 +143,68 @@ impl Router {
         let fd_seqno = self.sources.get(&source).map_or(SeqNo(0), |fd| fd.seqno);
         let seqno = fd_seqno.next();
         let key = (source.router_id, source.subnet, seqno.0);
-        let cached = self.seqno_cache.get(&key).cloned();
-        let targets: Vec<PeerId> = match (to, self.table.get(&source.subnet)) {
-            (Some(t), _) => vec![t],
-            (None, Some(SubnetEntry::Exists { routes, .. })) => {
-                let recent = cached
-                    .as_ref()
-                    .filter(|c| now - c.last_sent < self.cfg.seqno_request_retarget)
+        let targets = match to {
+            Some(t) => vec![t],
+            None => self.request_targets(now, &source, origin, false),
+        };
+        let req = SeqnoRequest {
+            seqno,
+            hop_count: self.cfg.seqno_request_hop_count,
+            router_id: source.router_id,
+            prefix: source.subnet,
+        };
+        if origin.is_none() && to.is_none() {
+            self.remember_request(now, source, seqno);
+        }
+        // Upstream never asks a neighbour that asked us the same, for as long as it
+        // remembers the request (60 s); when the request died on the way, that
+        // blocks the repair the neighbour could now carry towards the source. We ask
+        // it anyway: receivers never send a request back to whoever asked them, nor
+        // twice to the same neighbour within the window, so this cannot ping-pong.
+        for t in targets {
+            self.send(t, Tlv::SeqnoRequest(req));
+            self.seqno_cache
+                .record(key, t, origin, now, self.cfg.limits.max_seqno_requests);
+        }
+    }
+
+    /// Remembers a seqno request we originated for lack of a route, to send it again
+    /// until a route is back. Upstream sends it once: if it is lost or dies on the
+    /// way, the route stays lost until the source's next periodic announcement.
+    fn remember_request(&mut self, now: Instant, source: SourceKey, seqno: SeqNo) {
+        if self.pending_requests.len() >= self.cfg.limits.max_seqno_requests
+            && !self.pending_requests.contains_key(&source)
+        {
+            return;
+        }
+        self.pending_requests.insert(
+            source,
+            PendingRequest {
+                seqno,
+                attempts: 0,
+                next_at: now + SEQNO_RETRY_BASE,
+            },
+        );
+    }
+
+    /// Whom to ask for a newer seqno of `source` (PROTOCOL.md §6.9): the neighbours
+    /// that announced the subnet, less those asked in the last few seconds unless
+    /// `retry`; everyone if the subnet is unknown.
+    fn request_targets(
+        &self,
+        now: Instant,
+        source: &SourceKey,
+        origin: Option<PeerId>,
+        retry: bool,
+    ) -> Vec<PeerId> {
+        match self.table.get(&source.subnet) {
+            Some(SubnetEntry::Exists { routes, .. }) => {
+                let fd_seqno = self.sources.get(source).map_or(SeqNo(0), |fd| fd.seqno);
+                let key = (source.router_id, source.subnet, fd_seqno.next().0);
+                let recent = self
+                    .seqno_cache
+                    .get(&key)
+                    .filter(|c| !retry && now - c.last_sent < self.cfg.seqno_request_retarget)
                     .map(|c| c.targets.clone())
                     .unwrap_or_default();
                 let announcers: Vec<PeerId> = routes
@@ -154,32 +224,67 @@ impl Router {
                 };
                 pool.into_iter().filter(|p| !recent.contains(p)).collect()
             }
-            (None, _) if origin.is_none() => self.reachable_neighbours(),
-            (None, _) => Vec::new(),
-        };
-        let req = SeqnoRequest {
-            seqno,
-            hop_count: self.cfg.seqno_request_hop_count,
-            router_id: source.router_id,
-            prefix: source.subnet,
-        };
-        for t in targets {
-            if cached.as_ref().is_some_and(|c| c.sources.contains(&t)) {
-                continue;
-            }
-            self.send(t, Tlv::SeqnoRequest(req));
-            self.seqno_cache
-                .record(key, t, origin, now, self.cfg.limits.max_seqno_requests);
+            _ if origin.is_none() => self.reachable_neighbours(),
+            _ => Vec::new(),
         }
     }
 
+    /// Sends again the originated seqno requests that are due and still unanswered.
+    pub(super) fn retry_requests(&mut self, now: Instant) {
+        let due: Vec<(SourceKey, PendingRequest)> = self
+            .pending_requests
+            .iter()
+            .filter(|(_, p)| p.next_at <= now)
+            .map(|(k, p)| (*k, *p))
+            .collect();
+        for (source, p) in due {
+            let answered = self.table.selected(&source.subnet).is_some();
+            if answered || p.attempts >= SEQNO_RETRY_ATTEMPTS {
+                self.pending_requests.remove(&source);
+                continue;
+            }
+            let targets = self.request_targets(now, &source, None, true);
+            let req = SeqnoRequest {
+                seqno: p.seqno,
+                hop_count: self.cfg.seqno_request_hop_count,
+                router_id: source.router_id,
+                prefix: source.subnet,
+            };
+            let key = (source.router_id, source.subnet, p.seqno.0);
+            for t in targets {
+                self.send(t, Tlv::SeqnoRequest(req));
+                self.seqno_cache
+                    .record(key, t, None, now, self.cfg.limits.max_seqno_requests);
+            }
+            let attempts = p.attempts + 1;
+            self.pending_requests.insert(
+                source,
+                PendingRequest {
+                    seqno: p.seqno,
+                    attempts,
+                    next_at: now + SEQNO_RETRY_BASE * (1 << attempts),
+                },
+            );
+        }
+    }
+
+    /// The earliest pending retry.
+    pub(super) fn next_retry(&self) -> Option<Instant> {
+        self.pending_requests.values().map(|p| p.next_at).min()
+    }
+
+    /// Answers, honours or forwards a seqno request (PROTOCOL.md §6.10).
+    ///
+    /// Upstream ignores a request entirely if it saw the same (router id, prefix,
+    /// seqno) in the last 60 s. That also swallows a repeat that arrives after our
+    /// state changed: a route appeared that can answer it, or a neighbour that can
+    /// carry it on; and it swallows the originator's retries. Such a network then
+    /// stays without a route until the source's next periodic announcement. We
+    /// suppress duplicates per neighbour instead: a request is not forwarded twice
+    /// to the same neighbour within [`RouterConfig::seqno_request_retarget`], which
+    /// bounds the traffic, while answers, new ways on and retries still get through.
     pub(super) fn handle_seqno_request(&mut self, now: Instant, from: PeerId, req: SeqnoRequest) {
         let key = (req.router_id, req.prefix, req.seqno.0);
-        if let Some(c) = self.seqno_cache.get(&key) {
-            if now - c.last_sent <= self.cfg.seqno_request_dedup {
-                return;
-            }
-        }
         if let Some(r) = self.table.selected(&req.prefix).copied() {
             if !r.metric.is_infinite()
                 && (r.router_id != req.router_id || !r.seqno.is_older_than(req.seqno))
@@ -205,12 +310,10 @@ impl Router {
         if req.hop_count < 2 {
             return;
         }
-        let visited = self
-            .seqno_cache
-            .get(&key)
-            .filter(|c| now - c.last_sent < self.cfg.seqno_request_retarget)
-            .map(|c| c.targets.clone())
-            .unwrap_or_default();
+        let visited = match self.seqno_cache.get(&key) {
+            Some(c) if now - c.last_sent < self.cfg.seqno_request_retarget => c.targets.clone(),
+            _ => Vec::new(),
+        };
         let routes = self.table.routes(&req.prefix);
         let eligible = |r: &&super::RouteEntry| {
             !visited.contains(&r.neighbour)
@@ -241,6 +344,9 @@ impl Router {
             );
             self.seqno_cache
                 .record(key, t, Some(from), now, self.cfg.limits.max_seqno_requests);
+        } else {
+            // Nobody new to ask, but remember who is waiting for the answer.
+            self.seqno_cache.add_source(key, from);
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct SourceKey {
 pub(crate) struct FeasibilityDistance {
     pub(crate) metric: Metric,
     pub(crate) seqno: SeqNo,
+    /// When we last advertised this source.
+    pub(crate) last_sent: Instant,
     gc_at: Instant,
 }
 
@@ -66,6 +68,7 @@ impl SourceTable {
                     FeasibilityDistance {
                         metric,
                         seqno,
+                        last_sent: now,
                         gc_at,
                     },
                 );
@@ -75,13 +78,29 @@ impl SourceTable {
                     *fd = FeasibilityDistance {
                         metric,
                         seqno,
+                        last_sent: now,
                         gc_at,
                     };
                 } else if !metric.is_infinite() {
                     fd.gc_at = gc_at;
+                    fd.last_sent = now;
                 }
             }
         }
+    }
+
+    /// Every source of `subnet` with its feasibility distance.
+    pub(crate) fn of_subnet(
+        &self,
+        subnet: Subnet,
+    ) -> impl Iterator<Item = (&SourceKey, &FeasibilityDistance)> {
+        let from = SourceKey {
+            subnet,
+            router_id: RouterId::from_bytes([0; 40]),
+        };
+        self.entries
+            .range(from..)
+            .take_while(move |(k, _)| k.subnet == subnet)
     }
 
     /// Drops entries not refreshed within their lifetime; returns the next deadline.

@@ -91,6 +91,12 @@ impl Router {
                 }
             });
             if !entry.selected && !feasible {
+                // Upstream stops here. When the subnet has no selected route at all,
+                // an unfeasible update is the only sign a route exists, so we ask its
+                // source for a newer seqno, as for a new entry (RFC 8966 §3.8.2.2).
+                if old_selected.is_none() {
+                    self.send_seqno_request(now, source, Some(from), None);
+                }
                 return;
             }
         } else {
@@ -144,28 +150,77 @@ impl Router {
     ///
     /// Unlike upstream we keep the current route only while it is itself a candidate,
     /// so an unfeasible or unreachable route is never kept by hysteresis.
-    fn best_route(&self, subnet: &Subnet) -> Option<PeerId> {
+    ///
+    /// Also returns when a route now held back only by
+    /// [`Router::feasible_across_sources`] becomes selectable, so selection can run
+    /// again then.
+    fn best_route(&self, now: Instant, subnet: &Subnet) -> (Option<PeerId>, Option<Instant>) {
         let routes = self.table.routes(subnet);
         let total = |r: &RouteEntry| r.metric.saturating_add(self.cost(r.neighbour));
-        let candidate = |r: &&RouteEntry| {
-            !r.metric.is_infinite()
-                && !total(r).is_infinite()
-                && self
+        let mut retry_at: Option<Instant> = None;
+        let mut candidate = |r: &&RouteEntry| {
+            if r.metric.is_infinite()
+                || total(r).is_infinite()
+                || !self
                     .sources
                     .is_feasible(&r.source(*subnet), r.seqno, r.metric)
+            {
+                return false;
+            }
+            match self.feasible_across_sources(now, subnet, r) {
+                Ok(()) => true,
+                Err(at) => {
+                    retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
+                    false
+                }
+            }
         };
-        let best = routes.iter().filter(candidate).min_by_key(|r| total(r))?;
-        if let Some(current) = routes.iter().find(|r| r.selected).filter(candidate) {
+        let candidates: Vec<&RouteEntry> = routes.iter().filter(&mut candidate).collect();
+        let Some(best) = candidates.iter().copied().min_by_key(|r| total(r)) else {
+            return (None, retry_at);
+        };
+        if let Some(current) = candidates.iter().find(|r| r.selected) {
             if current.neighbour != best.neighbour {
                 let margin = self.cfg.significant_metric_change;
                 let clearly_better =
                     total(best).0 < total(current).0.saturating_sub(margin) || best.metric.0 == 0;
                 if !clearly_better {
-                    return Some(current.neighbour);
+                    return (Some(current.neighbour), retry_at);
                 }
             }
         }
-        Some(best.neighbour)
+        (Some(best.neighbour), retry_at)
+    }
+
+    /// Feasibility across router ids of one subnet.
+    ///
+    /// Feasibility is kept per source (subnet, router id), and a restarted node comes
+    /// back under a new router id. While routes of both incarnations are around, one
+    /// node can pick the old source through a neighbour that has just picked the new
+    /// one through it, and per-source feasibility cannot see the loop. So a route must
+    /// also beat what we recently advertised for every *other* source of the subnet:
+    /// along any chain of next hops the smallest recently advertised metric then
+    /// strictly decreases, whatever the sources, and no chain can close. Neighbours
+    /// hear of every change of source at once (see `apply_selection`), so the
+    /// constraint only has to outlast messages in flight; it lapses after
+    /// [`RouterConfig::retracted_hold`](super::RouterConfig::retracted_hold).
+    ///
+    /// Returns when the constraint lapses if it holds the route back.
+    fn feasible_across_sources(
+        &self,
+        now: Instant,
+        subnet: &Subnet,
+        r: &RouteEntry,
+    ) -> Result<(), Instant> {
+        let window = self.cfg.retracted_hold;
+        let lapse = self
+            .sources
+            .of_subnet(*subnet)
+            .filter(|(k, fd)| k.router_id != r.router_id && now - fd.last_sent <= window)
+            .filter(|(_, fd)| !fd.metric.is_infinite() && r.metric >= fd.metric)
+            .map(|(_, fd)| fd.last_sent + window + Duration::from_millis(1))
+            .max();
+        lapse.map_or(Ok(()), Err)
     }
 
     /// Re-runs selection for `subnet` after a change, given the selected route as it
@@ -177,7 +232,10 @@ impl Router {
         subnet: Subnet,
         old: Option<RouteEntry>,
     ) -> bool {
-        let best = self.best_route(&subnet);
+        let (best, retry_at) = self.best_route(now, &subnet);
+        if let Some(at) = retry_at {
+            self.reselect.insert((at, subnet));
+        }
         self.table.select(subnet, best);
         let new = self.table.selected(&subnet).copied();
         let old_usable = old.filter(|o| !o.metric.is_infinite());
@@ -195,7 +253,17 @@ impl Router {
             (None, None) => false,
         };
         if triggered {
-            self.send_triggered_update(now, subnet);
+            // Split horizon keeps a route from going back to its next hop. When the
+            // route changes source (router id), the new next hop may still hold our
+            // previous advertisement of another source, which feasibility (kept per
+            // source) does not protect: it could select us while we select it. So
+            // the new next hop hears about the change too; for its own source it
+            // will find our route through it unfeasible.
+            let source_changed = match (&old, &new) {
+                (Some(o), Some(n)) => o.router_id != n.router_id,
+                _ => false,
+            };
+            self.send_triggered_update(now, subnet, !source_changed);
         }
         match (old_usable, new) {
             (None, Some(_)) => self.events.push_back(Event::RouteUsable(subnet)),
@@ -303,12 +371,23 @@ impl Router {
         self.send(to, Tlv::Update(u));
     }
 
-    /// The current state of `subnet` to every reachable neighbour but its next hop.
-    pub(super) fn send_triggered_update(&mut self, now: Instant, subnet: Subnet) {
+    /// The current state of `subnet` to every neighbour but its next hop.
+    ///
+    /// Unreachable neighbours get updates too: their connection is still open, and a
+    /// stream delivers in order or not at all, so when one comes back it learns
+    /// every change, retractions included. Skipping it would leave it holding routes
+    /// through us that we no longer have, which can close a loop.
+    pub(super) fn send_triggered_update(
+        &mut self,
+        now: Instant,
+        subnet: Subnet,
+        split_horizon: bool,
+    ) {
         let selected = self.table.selected(&subnet).copied();
-        for peer in self.reachable_neighbours() {
+        let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
+        for peer in peers {
             let u = match &selected {
-                Some(r) if r.neighbour == peer => continue,
+                Some(r) if r.neighbour == peer && split_horizon => continue,
                 Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
                 None => self.retraction(subnet),
             };
@@ -328,12 +407,12 @@ impl Router {
         self.send_recorded(now, to, u);
     }
 
-    /// Our own route to one neighbour, or to every reachable one.
+    /// Our own route to one neighbour, or to every one.
     pub(super) fn announce_own(&mut self, now: Instant, to: Option<PeerId>) {
         let u = self.own_update();
         let peers = match to {
             Some(p) => vec![p],
-            None => self.reachable_neighbours(),
+            None => self.neighbours.keys().copied().collect(),
         };
         for peer in peers {
             self.send_recorded(now, peer, u);
