@@ -104,30 +104,6 @@ enum Job {
     },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    job: Job,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Counters of one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimStats {
@@ -150,7 +126,11 @@ pub struct Sim {
     cfg: RouterConfig,
     nodes: Vec<Node>,
     links: Vec<Link>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    /// Due time, tie-breaking sequence number, slot in `jobs`. Kept small: the heap
+    /// moves its elements on every push and pop.
+    queue: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    jobs: Vec<Option<Job>>,
+    free_slots: Vec<u32>,
     seq: u64,
     rng: ChaCha8Rng,
     next_peer: u64,
@@ -184,6 +164,8 @@ impl Sim {
             nodes: Vec::new(),
             links: Vec::new(),
             queue: BinaryHeap::new(),
+            jobs: Vec::new(),
+            free_slots: Vec::new(),
             seq: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_peer: 0,
@@ -417,11 +399,17 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, job: Job) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            job,
-        }));
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.jobs[slot as usize] = Some(job);
+                slot
+            }
+            None => {
+                self.jobs.push(Some(job));
+                u32::try_from(self.jobs.len() - 1).expect("fewer than 2^32 events in flight")
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
     }
 
     /// Drains what a router produced after an input and re-arms its timer.
@@ -516,17 +504,21 @@ impl Sim {
 
     /// When the next event is due.
     pub fn next_event_at(&self) -> Option<Instant> {
-        self.queue.peek().map(|Reverse(s)| s.at)
+        self.queue.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Processes one event. Returns false when nothing is scheduled.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse(s)) = self.queue.pop() else {
+        let Some(Reverse((at, _, slot))) = self.queue.pop() else {
             return false;
         };
-        self.now = self.now.max(s.at);
+        let Some(job) = self.jobs[slot as usize].take() else {
+            return true;
+        };
+        self.free_slots.push(slot);
+        self.now = self.now.max(at);
         self.stats.steps += 1;
-        match s.job {
+        match job {
             Job::Timer { node, generation } => {
                 let n = &mut self.nodes[node];
                 if n.timer_gen != generation {
