@@ -33,12 +33,6 @@ pub struct PrefixLenError {
 }
 
 impl Subnet {
-    /// The smallest subnet in this type's order (`0.0.0.0/0`), a range start.
-    pub const MIN: Subnet = Subnet {
-        addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        prefix_len: 0,
-    };
-
     /// A prefix of `prefix_len` bits of `addr`. Bits of `addr` past the prefix are
     /// kept as given; see [`Subnet::network`].
     pub const fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, PrefixLenError> {

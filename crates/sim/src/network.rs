@@ -255,7 +255,11 @@ impl Sim {
 
     fn start_router(&mut self, node: NodeIdx) {
         let id = RouterId::new(self.nodes[node].key, self.rng.gen());
-        self.nodes[node].router = Some(Router::new(self.cfg.clone(), id, self.now));
+        let cfg = RouterConfig {
+            hash_seed: self.rng.gen(),
+            ..self.cfg.clone()
+        };
+        self.nodes[node].router = Some(Router::new(cfg, id, self.now));
         self.nodes[node].timer = None;
         self.after_input(node);
     }

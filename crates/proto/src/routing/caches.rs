@@ -5,11 +5,11 @@
 //! Both are bounded: when full, new requests are still answered but no longer
 //! remembered, which at worst repeats a request, never loses a route.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::identity::RouterId;
 use crate::routing::neighbour::PeerId;
+use crate::routing::{new_map, Map};
 use crate::subnet::Subnet;
 use crate::time::Instant;
 
@@ -26,12 +26,18 @@ pub(crate) struct SeqnoCacheEntry {
     pub(crate) last_sent: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SeqnoCache {
-    entries: BTreeMap<SeqnoKey, SeqnoCacheEntry>,
+    entries: Map<SeqnoKey, SeqnoCacheEntry>,
 }
 
 impl SeqnoCache {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            entries: new_map(seed),
+        }
+    }
+
     pub(crate) fn get(&self, key: &SeqnoKey) -> Option<&SeqnoCacheEntry> {
         self.entries.get(key)
     }
@@ -99,12 +105,18 @@ pub(crate) struct RouteRequestCacheEntry {
     pub(crate) sent: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RouteRequestCache {
-    entries: BTreeMap<Subnet, RouteRequestCacheEntry>,
+    entries: Map<Subnet, RouteRequestCacheEntry>,
 }
 
 impl RouteRequestCache {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            entries: new_map(seed),
+        }
+    }
+
     /// The entry for `subnet` if it is younger than `ttl`.
     pub(crate) fn valid(
         &self,

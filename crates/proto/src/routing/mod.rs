@@ -47,6 +47,17 @@ pub use source_table::SourceKey;
 pub use table::{RouteEntry, SubnetEntry};
 
 use caches::{RouteRequestCache, SeqnoCache};
+
+/// The hash maps of the routing state. Keys come from the network, so the hasher is
+/// keyed: drivers give each router a random [`RouterConfig::hash_seed`]; the
+/// simulator gives a seeded one, so that iteration order, and with it the whole run,
+/// is reproducible.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
+pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
+    Map::with_hasher(foldhash::fast::FixedState::with_seed(seed))
+}
+
 use neighbour::Neighbour;
 use source_table::SourceTable;
 use table::RouteTable;
@@ -138,6 +149,9 @@ pub struct RouterConfig {
     pub request_table_on_connect: bool,
     /// Bounds.
     pub limits: Limits,
+    /// Key of the router's hash maps. Drivers must set a random value, so that a
+    /// remote party cannot choose colliding keys; tests set a fixed one.
+    pub hash_seed: u64,
 }
 
 impl Default for RouterConfig {
@@ -166,6 +180,7 @@ impl Default for RouterConfig {
             initial_link_cost: 1000,
             request_table_on_connect: true,
             limits: Limits::default(),
+            hash_seed: 0,
         }
     }
 }
@@ -287,6 +302,7 @@ impl Router {
             announce: now + cfg.update_interval,
             caches: now + CACHE_SWEEP,
         };
+        let seed = cfg.hash_seed;
         Self {
             cfg,
             router_id,
@@ -297,10 +313,10 @@ impl Router {
             reselect: BTreeSet::new(),
             pending_requests: BTreeMap::new(),
             neighbours: BTreeMap::new(),
-            table: RouteTable::default(),
-            sources: SourceTable::default(),
-            seqno_cache: SeqnoCache::default(),
-            rr_cache: RouteRequestCache::default(),
+            table: RouteTable::new(seed),
+            sources: SourceTable::new(seed),
+            seqno_cache: SeqnoCache::new(seed),
+            rr_cache: RouteRequestCache::new(seed),
             timers,
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -270,6 +270,9 @@ impl Router {
 
     /// The earliest pending retry.
     pub(super) fn next_retry(&self) -> Option<Instant> {
+        if self.pending_requests.is_empty() {
+            return None;
+        }
         self.pending_requests.values().map(|p| p.next_at).min()
     }
 

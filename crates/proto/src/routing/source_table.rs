@@ -5,10 +5,10 @@
 //! newer seqno, or same seqno and strictly smaller metric than we advertised
 //! (RFC 8966 §3.5.1). Retractions are always feasible.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::identity::RouterId;
+use crate::routing::{new_map, Map};
 use crate::subnet::Subnet;
 use crate::time::Instant;
 use crate::wire::{Metric, SeqNo};
@@ -31,21 +31,34 @@ pub(crate) struct FeasibilityDistance {
     gc_at: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SourceTable {
-    entries: BTreeMap<SourceKey, FeasibilityDistance>,
+    /// Per subnet, its sources (almost always one: a restarted node adds one).
+    entries: Map<Subnet, Vec<(RouterId, FeasibilityDistance)>>,
+    len: usize,
 }
 
 impl SourceTable {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            entries: new_map(seed),
+            len: 0,
+        }
+    }
+
     pub(crate) fn get(&self, key: &SourceKey) -> Option<&FeasibilityDistance> {
-        self.entries.get(key)
+        self.entries
+            .get(&key.subnet)?
+            .iter()
+            .find(|(r, _)| *r == key.router_id)
+            .map(|(_, fd)| fd)
     }
 
     pub(crate) fn is_feasible(&self, key: &SourceKey, seqno: SeqNo, metric: Metric) -> bool {
         if metric.is_infinite() {
             return true;
         }
-        match self.entries.get(key) {
+        match self.get(key) {
             None => true,
             Some(fd) => seqno.is_newer_than(fd.seqno) || (seqno == fd.seqno && metric < fd.metric),
         }
@@ -61,26 +74,21 @@ impl SourceTable {
         gc_after: Duration,
     ) {
         let gc_at = now + gc_after;
-        match self.entries.get_mut(&key) {
+        let fresh = FeasibilityDistance {
+            metric,
+            seqno,
+            last_sent: now,
+            gc_at,
+        };
+        let sources = self.entries.entry(key.subnet).or_default();
+        match sources.iter_mut().find(|(r, _)| *r == key.router_id) {
             None => {
-                self.entries.insert(
-                    key,
-                    FeasibilityDistance {
-                        metric,
-                        seqno,
-                        last_sent: now,
-                        gc_at,
-                    },
-                );
+                sources.push((key.router_id, fresh));
+                self.len += 1;
             }
-            Some(fd) => {
+            Some((_, fd)) => {
                 if seqno.is_newer_than(fd.seqno) || (seqno == fd.seqno && metric < fd.metric) {
-                    *fd = FeasibilityDistance {
-                        metric,
-                        seqno,
-                        last_sent: now,
-                        gc_at,
-                    };
+                    *fd = fresh;
                 } else if !metric.is_infinite() {
                     fd.gc_at = gc_at;
                     fd.last_sent = now;
@@ -93,23 +101,26 @@ impl SourceTable {
     pub(crate) fn of_subnet(
         &self,
         subnet: Subnet,
-    ) -> impl Iterator<Item = (&SourceKey, &FeasibilityDistance)> {
-        let from = SourceKey {
-            subnet,
-            router_id: RouterId::from_bytes([0; 40]),
-        };
+    ) -> impl Iterator<Item = (RouterId, &FeasibilityDistance)> {
         self.entries
-            .range(from..)
-            .take_while(move |(k, _)| k.subnet == subnet)
+            .get(&subnet)
+            .into_iter()
+            .flatten()
+            .map(|(r, fd)| (*r, fd))
     }
 
-    /// Drops entries not refreshed within their lifetime; returns the next deadline.
-    pub(crate) fn collect(&mut self, now: Instant) -> Option<Instant> {
-        self.entries.retain(|_, fd| fd.gc_at > now);
-        self.entries.values().map(|fd| fd.gc_at).min()
+    /// Drops entries not refreshed within their lifetime.
+    pub(crate) fn collect(&mut self, now: Instant) {
+        let mut len = 0;
+        self.entries.retain(|_, sources| {
+            sources.retain(|(_, fd)| fd.gc_at > now);
+            len += sources.len();
+            !sources.is_empty()
+        });
+        self.len = len;
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 }

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::identity::{PublicKey, RouterId};
 use crate::routing::neighbour::PeerId;
 use crate::routing::source_table::SourceKey;
+use crate::routing::{new_map, Map};
 use crate::subnet::Subnet;
 use crate::time::Instant;
 use crate::wire::{Metric, SeqNo};
@@ -59,21 +60,33 @@ pub enum SubnetEntry {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RouteTable {
-    subnets: BTreeMap<Subnet, SubnetEntry>,
+    subnets: Map<Subnet, SubnetEntry>,
     /// How many subnets of each prefix length exist, so a longest-prefix lookup only
     /// tries lengths that occur (in practice just /64).
     prefix_lens: BTreeMap<u8, usize>,
     route_expiry: BTreeSet<(Instant, Subnet, PeerId)>,
     query_expiry: BTreeSet<(Instant, Subnet)>,
-    by_neighbour: BTreeSet<(PeerId, Subnet)>,
-    routes_of: BTreeMap<PeerId, usize>,
+    /// Routes per neighbour, for the per-neighbour bound.
+    routes_of: Map<PeerId, usize>,
     route_count: usize,
     selected_count: usize,
 }
 
 impl RouteTable {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            subnets: new_map(seed),
+            prefix_lens: BTreeMap::new(),
+            route_expiry: BTreeSet::new(),
+            query_expiry: BTreeSet::new(),
+            routes_of: new_map(seed),
+            route_count: 0,
+            selected_count: 0,
+        }
+    }
+
     pub(crate) fn get(&self, subnet: &Subnet) -> Option<&SubnetEntry> {
         self.subnets.get(subnet)
     }
@@ -124,11 +137,22 @@ impl RouteTable {
             .find(|r| r.neighbour == neighbour)
     }
 
+    /// The subnets with a route through `neighbour`. Scans the table: it runs when a
+    /// neighbour goes away, which is rare next to the per-route memory an index
+    /// would cost.
     pub(crate) fn subnets_via(&self, neighbour: PeerId) -> Vec<Subnet> {
-        self.by_neighbour
-            .range((neighbour, Subnet::MIN)..)
-            .take_while(|(n, _)| *n == neighbour)
-            .map(|(_, s)| *s)
+        if self.routes_of(neighbour) == 0 {
+            return Vec::new();
+        }
+        self.subnets
+            .iter()
+            .filter(|(_, e)| match e {
+                SubnetEntry::Exists { routes, .. } => {
+                    routes.iter().any(|r| r.neighbour == neighbour)
+                }
+                SubnetEntry::Queried { .. } => false,
+            })
+            .map(|(s, _)| *s)
             .collect()
     }
 
@@ -183,7 +207,6 @@ impl RouteTable {
 
     fn index(&mut self, subnet: Subnet, r: &RouteEntry) {
         self.route_expiry.insert((r.expires, subnet, r.neighbour));
-        self.by_neighbour.insert((r.neighbour, subnet));
         *self.routes_of.entry(r.neighbour).or_default() += 1;
         self.route_count += 1;
     }
@@ -193,7 +216,6 @@ impl RouteTable {
             self.selected_count -= 1;
         }
         self.route_expiry.remove(&(r.expires, subnet, r.neighbour));
-        self.by_neighbour.remove(&(r.neighbour, subnet));
         if let Some(n) = self.routes_of.get_mut(&r.neighbour) {
             *n -= 1;
             if *n == 0 {
@@ -216,6 +238,9 @@ impl RouteTable {
             selected: false,
             ..route
         };
+        // Most subnets have one to four routes; grow one at a time rather than
+        // doubling, since the table holds one list per subnet in the network.
+        routes.reserve_exact(1);
         routes.push(route);
         self.index(subnet, &route);
         true
@@ -319,7 +344,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins() {
-        let mut t = RouteTable::default();
+        let mut t = RouteTable::new(0);
         let wide: Subnet = "400::/64".parse().unwrap();
         let narrow: Subnet = "400::/80".parse().unwrap();
         t.insert_subnet(wide, PublicKey::from_bytes([1; 32]));
@@ -333,7 +358,7 @@ mod tests {
 
     #[test]
     fn indexes_follow_every_change() {
-        let mut t = RouteTable::default();
+        let mut t = RouteTable::new(0);
         let s: Subnet = "400::/64".parse().unwrap();
         t.insert_subnet(s, PublicKey::from_bytes([1; 32]));
         assert!(t.insert_route(s, route(1, 10, 5)));

@@ -216,7 +216,7 @@ impl Router {
         let lapse = self
             .sources
             .of_subnet(*subnet)
-            .filter(|(k, fd)| k.router_id != r.router_id && now - fd.last_sent <= window)
+            .filter(|(id, fd)| *id != r.router_id && now - fd.last_sent <= window)
             .filter(|(_, fd)| !fd.metric.is_infinite() && r.metric >= fd.metric)
             .map(|(_, fd)| fd.last_sent + window + Duration::from_millis(1))
             .max();
@@ -362,13 +362,17 @@ impl Router {
     /// Sends an update after recording it in the source table, as every update we
     /// send is.
     pub(super) fn send_recorded(&mut self, now: Instant, to: PeerId, u: Update) {
+        self.record_sent(now, &u);
+        self.send(to, Tlv::Update(u));
+    }
+
+    fn record_sent(&mut self, now: Instant, u: &Update) {
         let key = SourceKey {
             subnet: u.subnet,
             router_id: u.router_id,
         };
         self.sources
             .record_sent(key, u.seqno, u.metric, now, self.cfg.source_gc);
-        self.send(to, Tlv::Update(u));
     }
 
     /// The current state of `subnet` to every neighbour but its next hop.
@@ -384,14 +388,23 @@ impl Router {
         split_horizon: bool,
     ) {
         let selected = self.table.selected(&subnet).copied();
-        let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
+        let u = match &selected {
+            Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
+            None => self.retraction(subnet),
+        };
+        let skip = selected.filter(|_| split_horizon).map(|r| r.neighbour);
+        let peers: Vec<PeerId> = self
+            .neighbours
+            .keys()
+            .copied()
+            .filter(|p| Some(*p) != skip)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        self.record_sent(now, &u);
         for peer in peers {
-            let u = match &selected {
-                Some(r) if r.neighbour == peer && split_horizon => continue,
-                Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
-                None => self.retraction(subnet),
-            };
-            self.send_recorded(now, peer, u);
+            self.send(peer, Tlv::Update(u));
         }
     }
 
