@@ -151,7 +151,7 @@ fn scenario(seed: u64, n: usize, degree: usize, loss: f64, ops: &[Op]) -> Result
 proptest! {
     // PROPTEST_CASES overrides the count for long runs.
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
         ..ProptestConfig::default()
     })]
 
