@@ -201,7 +201,10 @@ fn departed_node_is_retracted_everywhere_without_counting_to_infinity() {
     sim.run_until_with(until, |s| {
         assert!(check::find_loop(s).is_none());
         let now = max_selected_metric(s, subnet);
-        assert!(now <= before, "metric towards the departed node grew from {before} to {now}");
+        assert!(
+            now <= before,
+            "metric towards the departed node grew from {before} to {now}"
+        );
     });
     for n in (0..sim.node_count()).filter(|&n| sim.is_up(n)) {
         let r = sim.router(n).unwrap();
