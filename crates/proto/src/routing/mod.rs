@@ -595,6 +595,12 @@ impl Router {
         (self.table.len(), self.table.route_count())
     }
 
+    /// A counter that changes whenever the forwarding view (subnets, their keys,
+    /// selected next hops) may have changed; drivers republish their snapshot then.
+    pub fn table_generation(&self) -> u64 {
+        self.table.generation()
+    }
+
     /// Number of subnets with a selected route.
     pub fn selected_count(&self) -> usize {
         self.table.selected_count()

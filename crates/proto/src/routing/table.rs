@@ -72,9 +72,16 @@ pub(crate) struct RouteTable {
     routes_of: Map<PeerId, usize>,
     route_count: usize,
     selected_count: usize,
+    /// Bumped whenever what a forwarding snapshot shows can have changed.
+    generation: u64,
 }
 
 impl RouteTable {
+    /// A counter that changes whenever subnets, keys or selections change.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub(crate) fn new(seed: u64) -> Self {
         Self {
             subnets: new_map(seed),
@@ -84,6 +91,7 @@ impl RouteTable {
             routes_of: new_map(seed),
             route_count: 0,
             selected_count: 0,
+            generation: 0,
         }
     }
 
@@ -158,6 +166,7 @@ impl RouteTable {
 
     /// Creates the entry for `subnet` with its owner's key, replacing a query.
     pub(crate) fn insert_subnet(&mut self, subnet: Subnet, key: PublicKey) {
+        self.generation += 1;
         if let Some(SubnetEntry::Queried { expires }) = self.subnets.get(&subnet) {
             self.query_expiry.remove(&(*expires, subnet));
         }
@@ -184,6 +193,7 @@ impl RouteTable {
 
     /// Removes a subnet and every route to it.
     pub(crate) fn remove_subnet(&mut self, subnet: &Subnet) {
+        self.generation += 1;
         let Some(entry) = self.subnets.remove(subnet) else {
             return;
         };
@@ -265,6 +275,7 @@ impl RouteTable {
         r.neighbour = neighbour;
         if was_selected && !r.selected {
             self.selected_count -= 1;
+            self.generation += 1;
         }
         // Selecting goes through `select`, which keeps the selected route first.
         debug_assert!(was_selected || !r.selected, "modify_route cannot select");
@@ -292,7 +303,11 @@ impl RouteTable {
         let Some(SubnetEntry::Exists { routes, .. }) = self.subnets.get_mut(&subnet) else {
             return;
         };
-        let had = routes.iter().any(|r| r.selected);
+        let before = routes.iter().find(|r| r.selected).map(|r| r.neighbour);
+        if before != neighbour {
+            self.generation += 1;
+        }
+        let had = before.is_some();
         for r in routes.iter_mut() {
             r.selected = Some(r.neighbour) == neighbour;
         }

@@ -1,0 +1,365 @@
+//! The core task: owns the router, takes link events and control TLVs, runs the
+//! timers, holds packets that wait for a route, and publishes the forwarding
+//! snapshot.
+
+use std::collections::VecDeque;
+use std::net::Ipv6Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router};
+use mycelium_proto::time::Instant;
+use mycelium_proto::wire::{control, Tlv};
+use mycelium_proto::{RouterId, SecretKey, Subnet};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::dataplane::{self, SecretCache};
+use crate::snapshot::{LinkTx, Snapshot};
+use crate::stats::NodeStats;
+use crate::tun::Tun;
+use crate::NodeConfig;
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Packets waiting for a route, per destination `/64`.
+const PENDING_PER_SUBNET: usize = 1_000;
+/// Packets waiting for a route, in all.
+const PENDING_TOTAL: usize = 10_000;
+/// Packets from a source we have no key for yet, per source `/64` and in all.
+const UNKNOWN_PER_SOURCE: usize = 100;
+const UNKNOWN_TOTAL: usize = 1_000;
+/// Control packets a link may have queued before it is considered stuck.
+pub(crate) const CONTROL_QUEUE: usize = 8_192;
+
+/// What every task shares.
+pub(crate) struct Shared {
+    pub(crate) secret: SecretKey,
+    pub(crate) own_subnet: Subnet,
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) core_tx: mpsc::Sender<CoreCmd>,
+    pub(crate) tun: Option<Arc<Tun>>,
+    pub(crate) stats: NodeStats,
+    pub(crate) shutdown: CancellationToken,
+    next_peer: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new_peer_id(&self) -> PeerId {
+        PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A packet the snapshot could not route.
+pub(crate) enum Unrouted {
+    /// From our TUN: an IPv6 packet of `len` bytes at `HEADROOM` in `buf`.
+    Local { buf: BytesMut, len: usize },
+    /// A whole data packet in transit.
+    Transit(BytesMut),
+}
+
+/// Inputs of the core.
+pub(crate) enum CoreCmd {
+    LinkUp {
+        peer: PeerId,
+        kind: LinkKind,
+        data: LinkTx,
+        control: mpsc::Sender<Bytes>,
+        close: CancellationToken,
+    },
+    LinkDown {
+        peer: PeerId,
+    },
+    Control {
+        peer: PeerId,
+        tlv: Tlv,
+    },
+    Unrouted(Unrouted),
+    UnknownSource {
+        src: Ipv6Addr,
+        packet: BytesMut,
+    },
+}
+
+struct Link {
+    control: mpsc::Sender<Bytes>,
+    close: CancellationToken,
+}
+
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<CoreCmd>,
+    router: Router,
+    epoch: tokio::time::Instant,
+    links: Map<PeerId, Link>,
+    link_txs: Map<PeerId, LinkTx>,
+    published_generation: u64,
+    links_changed: bool,
+    pending: Map<Subnet, VecDeque<Unrouted>>,
+    pending_total: usize,
+    unknown: Map<Subnet, VecDeque<BytesMut>>,
+    unknown_total: usize,
+    cache: SecretCache,
+}
+
+impl Core {
+    pub(crate) fn new(
+        cfg: &NodeConfig,
+        tun: Option<Arc<Tun>>,
+        shutdown: CancellationToken,
+    ) -> (Self, Arc<Shared>) {
+        let (core_tx, rx) = mpsc::channel(16_384);
+        let public = cfg.secret.public_key();
+        let mut rng = rand::thread_rng();
+        let router_id = RouterId::new(public, rng.gen());
+        let mut router_cfg = cfg.router.clone();
+        router_cfg.hash_seed = rng.gen();
+        let router = Router::new(router_cfg, router_id, Instant::ZERO);
+        tracing::info!(
+            "node {} at {} (router id {router_id})",
+            public,
+            public.address()
+        );
+        let shared = Arc::new(Shared {
+            secret: cfg.secret.clone(),
+            own_subnet: public.subnet(),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            core_tx,
+            tun,
+            stats: NodeStats::default(),
+            shutdown,
+            next_peer: AtomicU64::new(1),
+        });
+        let core = Self {
+            shared: shared.clone(),
+            rx,
+            router,
+            epoch: tokio::time::Instant::now(),
+            links: Map::default(),
+            link_txs: Map::default(),
+            published_generation: u64::MAX,
+            links_changed: true,
+            pending: Map::default(),
+            pending_total: 0,
+            unknown: Map::default(),
+            unknown_total: 0,
+            cache: SecretCache::default(),
+        };
+        (core, shared)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.epoch.elapsed())
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let deadline = self
+                .router
+                .poll_timeout()
+                .map(|t| self.epoch + t.since_epoch())
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => break,
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.handle(cmd).await;
+                    for _ in 0..256 {
+                        match self.rx.try_recv() {
+                            Ok(cmd) => self.handle(cmd).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = self.now();
+                    self.router.handle_timeout(now);
+                }
+            }
+            self.flush().await;
+        }
+        for link in self.links.values() {
+            link.close.cancel();
+        }
+    }
+
+    async fn handle(&mut self, cmd: CoreCmd) {
+        let now = self.now();
+        match cmd {
+            CoreCmd::LinkUp {
+                peer,
+                kind,
+                data,
+                control,
+                close,
+            } => {
+                self.link_txs.insert(peer, data);
+                self.links.insert(peer, Link { control, close });
+                self.links_changed = true;
+                self.router.handle_peer_up(now, peer, kind);
+            }
+            CoreCmd::LinkDown { peer } => {
+                self.links.remove(&peer);
+                self.link_txs.remove(&peer);
+                self.links_changed = true;
+                self.router.handle_peer_down(now, peer);
+            }
+            CoreCmd::Control { peer, tlv } => self.router.handle_tlv(now, peer, tlv),
+            CoreCmd::Unrouted(packet) => self.route_or_queue(now, packet),
+            CoreCmd::UnknownSource { src, packet } => {
+                let subnet = Subnet::v6_64(src);
+                let _ = self.router.resolve(now, src, false);
+                let queue = self.unknown.entry(subnet).or_default();
+                if queue.len() < UNKNOWN_PER_SOURCE && self.unknown_total < UNKNOWN_TOTAL {
+                    queue.push_back(packet);
+                    self.unknown_total += 1;
+                } else {
+                    NodeStats::bump(&self.shared.stats.no_route);
+                }
+            }
+        }
+    }
+
+    fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
+        let dst = match &packet {
+            Unrouted::Local { buf, .. } => dst_of_ip(&buf[dataplane::HEADROOM..]),
+            Unrouted::Transit(pkt) => dst_of_ip_at(pkt, 4 + 20),
+        };
+        let local = matches!(packet, Unrouted::Local { .. });
+        match self.router.resolve(now, dst, local) {
+            Resolution::Forward(_) => {
+                // The snapshot was behind; it is republished after this batch, and
+                // the packet goes out with the queue's flush.
+                self.enqueue(Subnet::v6_64(dst), packet);
+            }
+            Resolution::Pending(subnet) => self.enqueue(subnet, packet),
+            Resolution::Unreachable(_) => NodeStats::bump(&self.shared.stats.no_route),
+        }
+    }
+
+    fn enqueue(&mut self, subnet: Subnet, packet: Unrouted) {
+        let queue = self.pending.entry(subnet).or_default();
+        if queue.len() >= PENDING_PER_SUBNET || self.pending_total >= PENDING_TOTAL {
+            NodeStats::bump(&self.shared.stats.no_route);
+            return;
+        }
+        queue.push_back(packet);
+        self.pending_total += 1;
+    }
+
+    /// Sends what the router produced, acts on its events, republishes the snapshot,
+    /// and flushes queues whose routes appeared.
+    async fn flush(&mut self) {
+        while let Some(t) = self.router.poll_transmit() {
+            let Some(link) = self.links.get(&t.to) else {
+                continue;
+            };
+            let mut bytes = BytesMut::with_capacity(80);
+            control::encode(&t.tlv, &mut bytes);
+            if link.control.try_send(bytes.freeze()).is_err() {
+                // A link that cannot take control traffic any more is stuck; a
+                // stream that dropped some would confuse the peer, so close it.
+                tracing::warn!("link {} is not draining control packets; closing it", t.to);
+                link.close.cancel();
+            }
+        }
+        let mut usable = Vec::new();
+        while let Some(e) = self.router.poll_event() {
+            match e {
+                Event::PeerDead(peer) => {
+                    tracing::info!("{peer} sent no IHU for too long; disconnecting");
+                    if let Some(link) = self.links.get(&peer) {
+                        link.close.cancel();
+                    }
+                }
+                Event::PeerUnreachable(peer) => {
+                    tracing::info!("{peer} went silent; routing around it")
+                }
+                Event::PeerReachable(peer) => tracing::info!("{peer} is heard again"),
+                Event::RouteUsable(subnet) => usable.push(subnet),
+                Event::RouteLost(subnet) | Event::QueryExpired(subnet) => {
+                    if let Some(q) = self.pending.remove(&subnet) {
+                        self.pending_total -= q.len();
+                        for _ in 0..q.len() {
+                            NodeStats::bump(&self.shared.stats.no_route);
+                        }
+                    }
+                }
+            }
+        }
+        let generation = self.router.table_generation();
+        if generation != self.published_generation || self.links_changed {
+            self.shared
+                .snapshot
+                .store(Arc::new(Snapshot::build(&self.router, &self.link_txs)));
+            self.published_generation = generation;
+            self.links_changed = false;
+        }
+        let snapshot = self.shared.snapshot.load_full();
+        // Queued packets whose destination now has a route, also those queued while
+        // the snapshot was behind.
+        let ready: Vec<Subnet> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|s| usable.contains(s) || self.router.next_hop(s_addr(s)).is_some())
+            .collect();
+        for subnet in ready {
+            let Some(queue) = self.pending.remove(&subnet) else {
+                continue;
+            };
+            self.pending_total -= queue.len();
+            for packet in queue {
+                match packet {
+                    Unrouted::Local { buf, len } => {
+                        dataplane::send_local(&self.shared, &mut self.cache, &snapshot, buf, len)
+                    }
+                    Unrouted::Transit(pkt) => {
+                        // Its hop limit was already taken at arrival: give it back
+                        // before the data plane takes it again.
+                        let mut pkt = pkt;
+                        pkt[7] = pkt[7].saturating_add(1);
+                        dataplane::handle_data(&self.shared, &mut self.cache, &snapshot, pkt).await;
+                    }
+                }
+            }
+        }
+        let known: Vec<Subnet> = self
+            .unknown
+            .keys()
+            .copied()
+            .filter(|s| snapshot.key_for(s_addr(s)).is_some())
+            .collect();
+        for subnet in known {
+            let Some(queue) = self.unknown.remove(&subnet) else {
+                continue;
+            };
+            self.unknown_total -= queue.len();
+            for packet in queue {
+                dataplane::deliver(&self.shared, &mut self.cache, &snapshot, packet).await;
+            }
+        }
+    }
+}
+
+fn s_addr(s: &Subnet) -> Ipv6Addr {
+    match s.address() {
+        std::net::IpAddr::V6(a) => a,
+        std::net::IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+    }
+}
+
+fn dst_of_ip(ip: &[u8]) -> Ipv6Addr {
+    dst_of_ip_at(ip, 24)
+}
+
+fn dst_of_ip_at(buf: &[u8], at: usize) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&buf[at..at + 16]);
+    Ipv6Addr::from(a)
+}

@@ -1,0 +1,243 @@
+//! The packet path: TUN to peer (seal), peer to peer (forward), peer to TUN (open).
+//!
+//! Packets are worked on in place in one buffer from the read to the send: a packet
+//! read from the TUN lands behind room for the outer, data and payload headers, is
+//! sealed where it lies, and the headers are written in front; a forwarded packet
+//! only has its hop-limit byte changed. Keys come from the snapshot; the X25519
+//! secret for each peer key is computed once per task and cached.
+
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use mycelium_proto::crypto::{SharedSecret, OVERHEAD};
+use mycelium_proto::wire::data::DataHeader;
+use mycelium_proto::wire::packet::{self, TYPE_DATA};
+use mycelium_proto::wire::payload::{self, PayloadType};
+use mycelium_proto::{PublicKey, SecretKey};
+use rand::RngCore;
+
+use crate::core::{CoreCmd, Shared, Unrouted};
+use crate::snapshot::{Route, Snapshot};
+use crate::stats::NodeStats;
+use crate::tun::{Tun, MTU};
+
+/// Bytes in front of an IPv6 packet in a buffer: outer header, data header, payload
+/// header.
+pub(crate) const HEADROOM: usize = packet::HEADER_LEN + DataHeader::LEN + payload::HEADER_LEN;
+/// Offset of the sealed payload in a data packet on the wire.
+const PAYLOAD_AT: usize = packet::HEADER_LEN + DataHeader::LEN;
+/// Offset of the hop-limit byte in a data packet on the wire.
+const HOP_AT: usize = packet::HEADER_LEN + 3;
+/// Size of a buffer that holds any packet we read from the TUN, sealed.
+const BUF_LEN: usize = HEADROOM + MTU as usize + OVERHEAD + 64;
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Shared secrets by peer key, computed on first use.
+#[derive(Default)]
+pub(crate) struct SecretCache {
+    secrets: Map<PublicKey, SharedSecret>,
+}
+
+/// Secrets kept per task before the cache starts over.
+const SECRET_CACHE_MAX: usize = 4096;
+
+impl SecretCache {
+    pub(crate) fn get(&mut self, ours: &SecretKey, theirs: PublicKey) -> &SharedSecret {
+        if self.secrets.len() >= SECRET_CACHE_MAX && !self.secrets.contains_key(&theirs) {
+            self.secrets.clear();
+        }
+        self.secrets
+            .entry(theirs)
+            .or_insert_with(|| SharedSecret::new(ours, &theirs))
+    }
+}
+
+fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&buf[at..at + 16]);
+    Ipv6Addr::from(a)
+}
+
+/// Reads the TUN device until shutdown, sending each packet on its way.
+pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
+    let mut cache = SecretCache::default();
+    let mut buf = BytesMut::with_capacity(BUF_LEN * 64);
+    loop {
+        if buf.capacity() < BUF_LEN {
+            buf.reserve(BUF_LEN * 64);
+        }
+        buf.resize(BUF_LEN, 0);
+        let n = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = tun.recv(&mut buf[HEADROOM..HEADROOM + MTU as usize + 64]) => match r {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("reading the TUN device: {e}");
+                    return;
+                }
+            },
+        };
+        NodeStats::bump(&shared.stats.tun_rx);
+        // Keep room for the tag and nonce in the packet's own buffer, so sealing it
+        // in place never reallocates.
+        let mut packet = buf.split_to(HEADROOM + n + OVERHEAD);
+        packet.truncate(HEADROOM + n);
+        let snapshot = shared.snapshot.load();
+        send_local(&shared, &mut cache, &snapshot, packet, n);
+    }
+}
+
+/// Sends an IPv6 packet of `len` bytes that sits at `HEADROOM` in `buf`, from this
+/// node (PROTOCOL.md §7.3).
+pub(crate) fn send_local(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    mut buf: BytesMut,
+    len: usize,
+) {
+    let ip = &buf[HEADROOM..HEADROOM + len];
+    if len < 40 || ip[0] >> 4 != 6 {
+        NodeStats::bump(&shared.stats.malformed);
+        return;
+    }
+    let hop = ip[7];
+    let src = addr_at(ip, 8);
+    let dst = addr_at(ip, 24);
+    if shared.own_subnet.contains_ip(dst.into()) || !(src.octets()[0] & 0xfe == 0x04) {
+        // No such address of ours, or a source outside the overlay: upstream answers
+        // with ICMPv6 unreachable; we drop and count for now.
+        NodeStats::bump(&shared.stats.no_route);
+        return;
+    }
+    if hop < 2 {
+        NodeStats::bump(&shared.stats.hop_limit_exceeded);
+        return;
+    }
+    match snapshot.route(dst) {
+        Route::Via(tx, key) => {
+            let secret = cache.get(&shared.secret, key);
+            buf.truncate(HEADROOM + len);
+            buf.resize(HEADROOM + len + OVERHEAD, 0);
+            buf[PAYLOAD_AT..HEADROOM].copy_from_slice(&payload::header(PayloadType::Ipv6));
+            let mut nonce = [0u8; 12];
+            rand::thread_rng().fill_bytes(&mut nonce);
+            if secret.seal_in_place(nonce, &mut buf[PAYLOAD_AT..]).is_err() {
+                return;
+            }
+            let payload_len = (buf.len() - PAYLOAD_AT) as u16;
+            let mut head = &mut buf[..PAYLOAD_AT];
+            packet::encode_header(TYPE_DATA, &mut head);
+            DataHeader {
+                hop_limit: hop - 1,
+                src,
+                dst,
+            }
+            .encode(payload_len, &mut head);
+            if tx.try_send(buf.freeze()).is_err() {
+                NodeStats::bump(&shared.stats.link_queue_full);
+            }
+        }
+        Route::Ask => {
+            if shared
+                .core_tx
+                .try_send(CoreCmd::Unrouted(Unrouted::Local { buf, len }))
+                .is_err()
+            {
+                NodeStats::bump(&shared.stats.no_route);
+            }
+        }
+    }
+}
+
+/// Handles a whole data packet received from a peer (PROTOCOL.md §7.4): forwards it,
+/// or opens it and delivers it.
+pub(crate) async fn handle_data(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    mut pkt: BytesMut,
+) {
+    let hop = pkt[HOP_AT];
+    if hop < 2 {
+        NodeStats::bump(&shared.stats.hop_limit_exceeded);
+        return;
+    }
+    pkt[HOP_AT] = hop - 1;
+    let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
+    if shared.own_subnet.contains_ip(dst.into()) {
+        deliver(shared, cache, snapshot, pkt).await;
+        return;
+    }
+    match snapshot.route(dst) {
+        Route::Via(tx, _) => {
+            NodeStats::bump(&shared.stats.forwarded);
+            if tx.try_send(pkt.freeze()).is_err() {
+                NodeStats::bump(&shared.stats.link_queue_full);
+            }
+        }
+        Route::Ask => {
+            if shared
+                .core_tx
+                .try_send(CoreCmd::Unrouted(Unrouted::Transit(pkt)))
+                .is_err()
+            {
+                NodeStats::bump(&shared.stats.no_route);
+            }
+        }
+    }
+}
+
+/// Opens a data packet addressed to us and writes what it carries to the TUN.
+pub(crate) async fn deliver(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    mut pkt: BytesMut,
+) {
+    let src = addr_at(&pkt, packet::HEADER_LEN + 4);
+    let Some(key) = snapshot.key_for(src) else {
+        let _ = shared
+            .core_tx
+            .try_send(CoreCmd::UnknownSource { src, packet: pkt });
+        return;
+    };
+    let hop = pkt[HOP_AT];
+    let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
+    let secret = cache.get(&shared.secret, key);
+    let Ok(n) = secret.open_in_place(&mut pkt[PAYLOAD_AT..]) else {
+        NodeStats::bump(&shared.stats.decrypt_failures);
+        return;
+    };
+    let plain = &mut pkt[PAYLOAD_AT..PAYLOAD_AT + n];
+    match payload::decode(plain) {
+        Ok((PayloadType::Ipv6, _)) => {}
+        // Messages and out-of-band ICMP arrive with the message subsystem.
+        Ok(_) | Err(_) => {
+            NodeStats::bump(&shared.stats.malformed);
+            return;
+        }
+    }
+    let ip = &mut plain[payload::HEADER_LEN..];
+    // Upstream checks nothing here. We require the inner addresses to lie in the
+    // outer ones' /64s, so a packet cannot be turned round (src and dst swapped on
+    // the outer header) and delivered as if the peer had sent it.
+    if ip.len() < 40
+        || ip[0] >> 4 != 6
+        || !mycelium_proto::Subnet::v6_64(src).contains_ip(addr_at(ip, 8).into())
+        || !mycelium_proto::Subnet::v6_64(dst).contains_ip(addr_at(ip, 24).into())
+    {
+        NodeStats::bump(&shared.stats.malformed);
+        return;
+    }
+    ip[7] = hop;
+    let Some(tun) = &shared.tun else {
+        return;
+    };
+    match tun.send(ip).await {
+        Ok(_) => NodeStats::bump(&shared.stats.tun_tx),
+        Err(e) => tracing::debug!("writing to the TUN device: {e}"),
+    }
+}

@@ -1,0 +1,88 @@
+//! The node: a tokio driver around the sans-IO core.
+//!
+//! One task (the *core*, [`core`]) owns the [`Router`](mycelium_proto::routing::Router)
+//! and everything that must be decided in one place: link up and down, control TLVs,
+//! timers, packets waiting for a route. After each batch of inputs it publishes an
+//! immutable forwarding [`Snapshot`](snapshot::Snapshot) (selected next hops, keys,
+//! link senders) through an `ArcSwap`. The packet path never waits for the core:
+//! the TUN reader and every link reader look up the snapshot, seal, open and forward
+//! in place, and hand the core only what the snapshot cannot answer.
+//!
+//! Links ([`link`]) only move framed bytes: a reader that splits the stream into
+//! packets, a writer that batches what the core and the data plane queue for it.
+
+mod core;
+mod dataplane;
+mod link;
+mod peers;
+mod snapshot;
+mod stats;
+mod tun;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mycelium_proto::routing::RouterConfig;
+use mycelium_proto::SecretKey;
+use tokio_util::sync::CancellationToken;
+
+pub use stats::NodeStats;
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's identity.
+    pub secret: SecretKey,
+    /// Static TCP peers, redialled when their connection ends.
+    pub tcp_peers: Vec<SocketAddr>,
+    /// TCP listen port on `[::]`; `None` disables the listener.
+    pub tcp_listen_port: Option<u16>,
+    /// TUN device name; `None` runs without TUN (router only).
+    pub tun_name: Option<String>,
+    /// Linux `SO_MARK` for peer sockets.
+    pub firewall_mark: Option<u32>,
+    /// Routing timers and bounds.
+    pub router: RouterConfig,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The TUN device could not be created or configured.
+    #[error("creating TUN device {name}: {source}")]
+    Tun {
+        /// The device name asked for.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs a node until `shutdown` is cancelled. Returns once every task has ended.
+pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let own_key = cfg.secret.public_key();
+    let tun = match &cfg.tun_name {
+        Some(name) => Some(Arc::new(tun::open(name, own_key.address()).map_err(
+            |source| NodeError::Tun {
+                name: name.clone(),
+                source,
+            },
+        )?)),
+        None => None,
+    };
+    let (core, shared) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(core.run());
+    if let Some(tun) = tun {
+        tasks.spawn(dataplane::tun_reader(shared.clone(), tun));
+    }
+    if let Some(port) = cfg.tcp_listen_port {
+        tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
+    }
+    for peer in cfg.tcp_peers {
+        tasks.spawn(peers::dial_forever(shared.clone(), peer, cfg.firewall_mark));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

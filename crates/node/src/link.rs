@@ -1,0 +1,159 @@
+//! A peer link over a byte stream (TCP now; TLS and vsock share this): a reader that
+//! splits the stream into packets, and a writer that batches what is queued for it.
+//!
+//! The reader hands control TLVs to the core and data packets to the data plane; a
+//! framing error (bad outer version or type) closes the link, as upstream does.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use mycelium_proto::routing::{LinkKind, PeerId};
+use mycelium_proto::wire::{self, FrameError, Packet};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{CoreCmd, Shared, CONTROL_QUEUE};
+use crate::dataplane::{self, SecretCache};
+use crate::stats::NodeStats;
+
+/// Data packets a link may have queued; more are dropped (and counted).
+const DATA_QUEUE: usize = 2_048;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Runs one link until the stream ends, the peer misbehaves, the core closes it, or
+/// the node shuts down. Tells the core when it is up and when it is gone.
+pub(crate) async fn run<R, W>(
+    shared: Arc<Shared>,
+    reader: R,
+    writer: W,
+    kind: LinkKind,
+    label: String,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = shared.new_peer_id();
+    let close = shared.shutdown.child_token();
+    let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let up = CoreCmd::LinkUp {
+        peer,
+        kind,
+        data: data_tx,
+        control: control_tx,
+        close: close.clone(),
+    };
+    if shared.core_tx.send(up).await.is_err() {
+        return;
+    }
+    tracing::info!("{peer} up: {label}");
+    let writer_task = tokio::spawn(write_loop(writer, control_rx, data_rx, close.clone()));
+    let reason = read_loop(&shared, peer, reader, &close).await;
+    close.cancel();
+    let _ = writer_task.await;
+    tracing::info!("{peer} down ({reason}): {label}");
+    let _ = shared.core_tx.send(CoreCmd::LinkDown { peer }).await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    peer: PeerId,
+    mut reader: R,
+    close: &CancellationToken,
+) -> String {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut cache = SecretCache::default();
+    loop {
+        // Take every whole packet out of the buffer.
+        loop {
+            let (kind, len) = match wire::decode(&buf) {
+                Ok(d) => (
+                    match d.packet {
+                        Packet::Data(_) => None,
+                        Packet::Control(tlv) => Some(Ok(tlv)),
+                        Packet::Ignored(why) => Some(Err(why)),
+                    },
+                    d.len,
+                ),
+                Err(FrameError::Incomplete { needed }) => {
+                    buf.reserve(needed.max(READ_CHUNK / 4));
+                    break;
+                }
+                Err(e) => return format!("framing error: {e}"),
+            };
+            let packet = buf.split_to(len);
+            match kind {
+                None => {
+                    let snapshot = shared.snapshot.load();
+                    dataplane::handle_data(shared, &mut cache, &snapshot, packet).await;
+                }
+                Some(Ok(tlv)) => {
+                    if shared
+                        .core_tx
+                        .send(CoreCmd::Control { peer, tlv })
+                        .await
+                        .is_err()
+                    {
+                        return "node stopping".into();
+                    }
+                }
+                Some(Err(why)) => {
+                    NodeStats::bump(&shared.stats.control_ignored);
+                    tracing::debug!("{peer}: skipped a control packet: {why}");
+                }
+            }
+        }
+        let read = tokio::select! {
+            _ = close.cancelled() => return "closed".into(),
+            r = reader.read_buf(&mut buf) => r,
+        };
+        match read {
+            Ok(0) => return "end of stream".into(),
+            Ok(_) => {}
+            Err(e) => return format!("read error: {e}"),
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut control: mpsc::Receiver<Bytes>,
+    mut data: mpsc::Receiver<Bytes>,
+    close: CancellationToken,
+) {
+    let mut out = BufWriter::with_capacity(256 * 1024, writer);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            Some(b) = control.recv() => b,
+            Some(b) = data.recv() => b,
+            else => break,
+        };
+        if out.write_all(&first).await.is_err() {
+            break;
+        }
+        // Batch whatever else is ready into the same flush: control first.
+        let mut failed = false;
+        for _ in 0..512 {
+            let next = match control.try_recv() {
+                Ok(b) => b,
+                Err(_) => match data.try_recv() {
+                    Ok(b) => b,
+                    Err(_) => break,
+                },
+            };
+            if out.write_all(&next).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed || out.flush().await.is_err() {
+            break;
+        }
+    }
+    close.cancel();
+    let _ = out.shutdown().await;
+}
