@@ -12,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod crypto;
+pub mod endpoint;
 pub mod identity;
 pub mod routing;
 pub mod subnet;
