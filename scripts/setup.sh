@@ -14,7 +14,7 @@ deps_only=false
 
 # System packages: a C toolchain for crates that build C (libFuzzer), iproute2 for
 # the network-namespace tests.
-apt_packages=(build-essential pkg-config iproute2 bc)
+apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,9 +19,9 @@ mod snapshot;
 mod stats;
 mod tun;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mycelium_proto::endpoint::{Endpoint, EndpointAddr, Protocol};
 use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +33,8 @@ pub use stats::NodeStats;
 pub struct NodeConfig {
     /// The node's identity.
     pub secret: SecretKey,
-    /// Static TCP peers, redialled when their connection ends.
-    pub tcp_peers: Vec<SocketAddr>,
+    /// Static peers, redialled when their connection ends.
+    pub peers: Vec<Endpoint>,
     /// TCP listen port on `[::]`; `None` disables the listener.
     pub tcp_listen_port: Option<u16>,
     /// TUN device name; `None` runs without TUN (router only).
@@ -80,8 +80,16 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     if let Some(port) = cfg.tcp_listen_port {
         tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
     }
-    for peer in cfg.tcp_peers {
-        tasks.spawn(peers::dial_forever(shared.clone(), peer, cfg.firewall_mark));
+    for peer in cfg.peers {
+        match (peer.proto(), peer.addr()) {
+            (Protocol::Tcp, EndpointAddr::Socket(addr)) => {
+                tasks.spawn(peers::dial_forever(shared.clone(), addr, cfg.firewall_mark));
+            }
+            _ => tracing::warn!(
+                "peer {peer}: {} links are not supported by this build yet; ignoring it",
+                peer.proto().name()
+            ),
+        }
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
