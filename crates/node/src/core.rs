@@ -111,7 +111,7 @@ impl Core {
         cfg: &NodeConfig,
         tun: Option<Arc<Tun>>,
         shutdown: CancellationToken,
-    ) -> (Self, Arc<Shared>) {
+    ) -> (Self, Arc<Shared>, RouterId) {
         let (core_tx, rx) = mpsc::channel(16_384);
         let public = cfg.secret.public_key();
         let mut rng = rand::thread_rng();
@@ -149,7 +149,7 @@ impl Core {
             unknown_total: 0,
             cache: SecretCache::default(),
         };
-        (core, shared)
+        (core, shared, router_id)
     }
 
     fn now(&self) -> Instant {

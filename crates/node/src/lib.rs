@@ -15,6 +15,7 @@ mod core;
 mod dataplane;
 mod link;
 mod peers;
+mod quic;
 mod snapshot;
 mod stats;
 mod tun;
@@ -37,6 +38,8 @@ pub struct NodeConfig {
     pub peers: Vec<Endpoint>,
     /// TCP listen port on `[::]`; `None` disables the listener.
     pub tcp_listen_port: Option<u16>,
+    /// QUIC port on `[::]`, used to listen and to dial; `None` disables QUIC.
+    pub quic_listen_port: Option<u16>,
     /// TUN device name; `None` runs without TUN (router only).
     pub tun_name: Option<String>,
     /// Linux `SO_MARK` for peer sockets.
@@ -57,6 +60,14 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The QUIC socket could not be set up (for example, the port is taken).
+    #[error("setting up QUIC on UDP port {port}: {source}")]
+    Quic {
+        /// The port asked for.
+        port: u16,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Runs a node until `shutdown` is cancelled. Returns once every task has ended.
@@ -71,7 +82,14 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
         )?)),
         None => None,
     };
-    let (core, shared) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
+    let (core, shared, router_id) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
+    let quic = match cfg.quic_listen_port {
+        Some(port) => Some(
+            quic::endpoint(port, router_id, cfg.firewall_mark)
+                .map_err(|source| NodeError::Quic { port, source })?,
+        ),
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.run());
     if let Some(tun) = tun {
@@ -80,11 +98,20 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     if let Some(port) = cfg.tcp_listen_port {
         tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
     }
+    if let Some(endpoint) = &quic {
+        tasks.spawn(quic::accept(shared.clone(), endpoint.clone()));
+    }
     for peer in cfg.peers {
         match (peer.proto(), peer.addr()) {
             (Protocol::Tcp, EndpointAddr::Socket(addr)) => {
                 tasks.spawn(peers::dial_forever(shared.clone(), addr, cfg.firewall_mark));
             }
+            (Protocol::Quic, EndpointAddr::Socket(addr)) => match &quic {
+                Some(endpoint) => {
+                    tasks.spawn(quic::dial_forever(shared.clone(), endpoint.clone(), addr));
+                }
+                None => tracing::warn!("peer {peer}: QUIC is disabled; ignoring it"),
+            },
             _ => tracing::warn!(
                 "peer {peer}: {} links are not supported by this build yet; ignoring it",
                 peer.proto().name()
@@ -92,5 +119,9 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
         }
     }
     while tasks.join_next().await.is_some() {}
+    if let Some(endpoint) = quic {
+        endpoint.close(0u32.into(), b"shutting down");
+        endpoint.wait_idle().await;
+    }
     Ok(())
 }

@@ -34,6 +34,21 @@ pub(crate) async fn run<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    run_with_datagrams(shared, reader, writer, kind, label, None).await;
+}
+
+/// Like [`run`], with data packets sent as QUIC datagrams where they fit.
+pub(crate) async fn run_with_datagrams<R, W>(
+    shared: Arc<Shared>,
+    reader: R,
+    writer: W,
+    kind: LinkKind,
+    label: String,
+    datagrams: Option<quinn::Connection>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let peer = shared.new_peer_id();
     let close = shared.shutdown.child_token();
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
@@ -49,7 +64,13 @@ pub(crate) async fn run<R, W>(
         return;
     }
     tracing::info!("{peer} up: {label}");
-    let writer_task = tokio::spawn(write_loop(writer, control_rx, data_rx, close.clone()));
+    let writer_task = tokio::spawn(write_loop(
+        writer,
+        control_rx,
+        data_rx,
+        close.clone(),
+        datagrams,
+    ));
     let reason = read_loop(&shared, peer, reader, &close).await;
     close.cancel();
     let _ = writer_task.await;
@@ -117,23 +138,41 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Sends a data packet as a datagram if there is a datagram channel and it fits;
+/// returns it back otherwise.
+fn try_datagram(datagrams: &Option<quinn::Connection>, packet: Bytes) -> Option<Bytes> {
+    let Some(conn) = datagrams else {
+        return Some(packet);
+    };
+    match conn.max_datagram_size() {
+        Some(max) if packet.len() <= max => match conn.send_datagram(packet.clone()) {
+            Ok(()) => None,
+            Err(_) => Some(packet),
+        },
+        _ => Some(packet),
+    }
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut control: mpsc::Receiver<Bytes>,
     mut data: mpsc::Receiver<Bytes>,
     close: CancellationToken,
+    datagrams: Option<quinn::Connection>,
 ) {
     let mut out = BufWriter::with_capacity(256 * 1024, writer);
     loop {
         let first = tokio::select! {
             biased;
             _ = close.cancelled() => break,
-            Some(b) = control.recv() => b,
-            Some(b) = data.recv() => b,
+            Some(b) = control.recv() => Some(b),
+            Some(b) = data.recv() => try_datagram(&datagrams, b),
             else => break,
         };
-        if out.write_all(&first).await.is_err() {
-            break;
+        if let Some(first) = first {
+            if out.write_all(&first).await.is_err() {
+                break;
+            }
         }
         // Batch whatever else is ready into the same flush: control first.
         let mut failed = false;
@@ -141,7 +180,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let next = match control.try_recv() {
                 Ok(b) => b,
                 Err(_) => match data.try_recv() {
-                    Ok(b) => b,
+                    Ok(b) => match try_datagram(&datagrams, b) {
+                        Some(b) => b,
+                        None => continue,
+                    },
                     Err(_) => break,
                 },
             };

@@ -1,0 +1,272 @@
+//! QUIC links (PROTOCOL.md §2.3): one UDP socket for listening and dialling, no ALPN,
+//! a throw-away self-signed certificate, control packets on the one bidirectional
+//! stream the dialler opens, data packets as DATAGRAM frames.
+//!
+//! Two departures from upstream, both invisible to it: a data packet too large for
+//! the current datagram limit goes on the stream (upstream accepts that; upstream
+//! itself kills the connection instead), and a datagram that is not a whole packet is
+//! dropped and counted, not taken as a hang-up.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mycelium_proto::routing::LinkKind;
+use mycelium_proto::wire::{self, Packet};
+use mycelium_proto::RouterId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::core::Shared;
+use crate::dataplane::{self, SecretCache};
+use crate::link;
+use crate::stats::NodeStats;
+
+/// SNI upstream clients send; servers ignore it.
+const SERVER_NAME: &str = "dummy.mycelium";
+/// Time allowed for a handshake and the first stream, as upstream allows.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upstream redials a static peer every 5 s.
+const REDIAL: Duration = Duration::from_secs(5);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts any certificate, as upstream does, but still checks that the handshake
+/// was signed with the key of the certificate presented.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // QUIC is TLS 1.3 only.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(0u8.into())
+        .max_concurrent_bidi_streams(5u8.into())
+        .max_idle_timeout(Some(Duration::from_secs(60).try_into().expect("60 s fits")))
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .datagram_receive_buffer_size(Some(16 << 20))
+        .stream_receive_window((10u32 << 20).into())
+        .send_window(80 << 20)
+        .initial_mtu(1500);
+    t
+}
+
+/// The QUIC endpoint on `[::]:port`, configured as upstream's (no ALPN, any
+/// certificate, datagrams on).
+pub(crate) fn endpoint(
+    port: u16,
+    router_id: RouterId,
+    mark: Option<u32>,
+) -> std::io::Result<quinn::Endpoint> {
+    let err = |e: String| std::io::Error::new(std::io::ErrorKind::Other, e);
+    // Upstream's certificate: ECDSA P-256, the router id as the one DNS name,
+    // CN "rcgen self signed cert", valid 1975 to 4096.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| err(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec![router_id.to_string()])
+        .map_err(|e| err(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rcgen self signed cert");
+    params.not_before = rcgen::date_time_ymd(1975, 1, 1);
+    params.not_after = rcgen::date_time_ymd(4096, 1, 1);
+    let cert = params.self_signed(&key).map_err(|e| err(e.to_string()))?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+    let server_tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .map_err(|e| err(e.to_string()))?;
+    let server_quic = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
+        .map_err(|e| err(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
+    server.transport_config(Arc::new(transport()));
+
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+        .with_no_client_auth();
+    client_tls.alpn_protocols.clear();
+    let client_quic = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)
+        .map_err(|e| err(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_quic));
+    client.transport_config(Arc::new(transport()));
+
+    let mut endpoint_cfg = quinn::EndpointConfig::default();
+    // Let upstream peers send us datagrams as large as they can (PROTOCOL.md §2.3).
+    endpoint_cfg
+        .max_udp_payload_size(65_527)
+        .map_err(|e| err(e.to_string()))?;
+
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_only_v6(false)?;
+    #[cfg(target_os = "linux")]
+    if let Some(mark) = mark {
+        socket.set_mark(mark)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = mark;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    let mut endpoint = quinn::Endpoint::new(
+        endpoint_cfg,
+        Some(server),
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+fn quic_kind(addr: &SocketAddr) -> LinkKind {
+    let ipv4 = match addr {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some(),
+    };
+    LinkKind::Quic { ipv4 }
+}
+
+/// Accepts inbound QUIC peers until shutdown.
+pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let setup = async {
+                let conn = incoming.await?;
+                let (send, recv) = conn.accept_bi().await?;
+                Ok::<_, quinn::ConnectionError>((conn, send, recv))
+            };
+            match tokio::time::timeout(ACCEPT_TIMEOUT, setup).await {
+                Ok(Ok((conn, send, recv))) => {
+                    let label = format!("QUIC -> {remote} (inbound)");
+                    run(shared, conn, send, recv, label).await;
+                }
+                Ok(Err(e)) => tracing::debug!("QUIC peer {remote} failed to set up: {e}"),
+                Err(_) => tracing::debug!("QUIC peer {remote} did not open a stream in time"),
+            }
+        });
+    }
+}
+
+/// Keeps a static QUIC peer connected until shutdown.
+pub(crate) async fn dial_forever(shared: Arc<Shared>, endpoint: quinn::Endpoint, addr: SocketAddr) {
+    loop {
+        let attempt = async {
+            let conn = endpoint
+                .connect(addr, SERVER_NAME)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((conn, send, recv))
+        };
+        match tokio::time::timeout(ACCEPT_TIMEOUT, attempt).await {
+            Ok(Ok((conn, send, recv))) => {
+                run(shared.clone(), conn, send, recv, format!("QUIC -> {addr}")).await;
+            }
+            Ok(Err(e)) => tracing::debug!("connecting to quic://{addr}: {e}"),
+            Err(_) => tracing::debug!("connecting to quic://{addr}: timed out"),
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REDIAL) => {}
+        }
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    label: String,
+) {
+    let kind = quic_kind(&conn.remote_address());
+    let datagrams = tokio::spawn(read_datagrams(shared.clone(), conn.clone()));
+    link::run_with_datagrams(shared, recv, send, kind, label, Some(conn.clone())).await;
+    datagrams.abort();
+    conn.close(0u32.into(), b"");
+}
+
+/// Data packets arriving as datagrams: one whole packet each.
+async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection) {
+    let mut cache = SecretCache::default();
+    while let Ok(datagram) = conn.read_datagram().await {
+        let packet_len = match wire::decode(&datagram) {
+            Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
+            _ => {
+                NodeStats::bump(&shared.stats.malformed);
+                continue;
+            }
+        };
+        let mut datagram = datagram;
+        datagram.truncate(packet_len);
+        // Opened in place when quinn hands us the only reference, copied otherwise.
+        let packet = datagram
+            .try_into_mut()
+            .unwrap_or_else(|shared_bytes| BytesMut::from(&shared_bytes[..]));
+        let snapshot = shared.snapshot.load();
+        dataplane::handle_data(&shared, &mut cache, &snapshot, packet).await;
+    }
+}
