@@ -39,6 +39,7 @@ pub(crate) const CONTROL_QUEUE: usize = 8_192;
 /// What every task shares.
 pub(crate) struct Shared {
     pub(crate) secret: SecretKey,
+    pub(crate) own_ip: Ipv6Addr,
     pub(crate) own_subnet: Subnet,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) core_tx: mpsc::Sender<CoreCmd>,
@@ -126,6 +127,7 @@ impl Core {
         );
         let shared = Arc::new(Shared {
             secret: cfg.secret.clone(),
+            own_ip: public.address(),
             own_subnet: public.subnet(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             core_tx,
@@ -285,8 +287,23 @@ impl Core {
                 Event::RouteLost(subnet) | Event::QueryExpired(subnet) => {
                     if let Some(q) = self.pending.remove(&subnet) {
                         self.pending_total -= q.len();
-                        for _ in 0..q.len() {
+                        for packet in q {
                             NodeStats::bump(&self.shared.stats.no_route);
+                            // Local packets get "no route" on the TUN, from their own
+                            // source as upstream sends it; transit ones just go.
+                            if let Unrouted::Local { buf, len } = packet {
+                                let ip = &buf[dataplane::HEADROOM..dataplane::HEADROOM + len];
+                                let src = dst_of_ip_at(ip, 8);
+                                dataplane::icmp_to_tun(
+                                    &self.shared,
+                                    src,
+                                    src,
+                                    ip[7],
+                                    mycelium_proto::icmp::DESTINATION_UNREACHABLE,
+                                    mycelium_proto::icmp::CODE_NO_ROUTE,
+                                    ip,
+                                );
+                            }
                         }
                     }
                 }

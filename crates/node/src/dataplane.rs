@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use mycelium_proto::crypto::{SharedSecret, OVERHEAD};
+use mycelium_proto::icmp;
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::packet::{self, TYPE_DATA};
 use mycelium_proto::wire::payload::{self, PayloadType};
@@ -106,14 +107,37 @@ pub(crate) fn send_local(
     let hop = ip[7];
     let src = addr_at(ip, 8);
     let dst = addr_at(ip, 24);
-    if shared.own_subnet.contains_ip(dst.into()) || !(src.octets()[0] & 0xfe == 0x04) {
-        // No such address of ours, or a source outside the overlay: upstream answers
-        // with ICMPv6 unreachable; we drop and count for now.
+    if shared.own_subnet.contains_ip(dst.into()) {
+        // An address of our /64 that is not ours: nobody is there.
         NodeStats::bump(&shared.stats.no_route);
+        icmp_to_tun(
+            shared,
+            shared.own_ip,
+            src,
+            64,
+            icmp::DESTINATION_UNREACHABLE,
+            icmp::CODE_ADDRESS_UNREACHABLE,
+            ip,
+        );
+        return;
+    }
+    if src.octets()[0] & 0xfe != 0x04 {
+        NodeStats::bump(&shared.stats.no_route);
+        icmp_to_tun(
+            shared,
+            shared.own_ip,
+            src,
+            64,
+            icmp::DESTINATION_UNREACHABLE,
+            icmp::CODE_SOURCE_POLICY,
+            ip,
+        );
         return;
     }
     if hop < 2 {
         NodeStats::bump(&shared.stats.hop_limit_exceeded);
+        // Upstream sends this one from the packet's own source to itself.
+        icmp_to_tun(shared, src, src, hop, icmp::TIME_EXCEEDED, 0, ip);
         return;
     }
     match snapshot.route(dst) {
@@ -150,6 +174,24 @@ pub(crate) fn send_local(
             }
         }
     }
+}
+
+/// Writes an ICMPv6 error about `offending` to our TUN, if we have one.
+pub(crate) fn icmp_to_tun(
+    shared: &Shared,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    icmp_type: u8,
+    code: u8,
+    offending: &[u8],
+) {
+    let Some(tun) = &shared.tun else {
+        return;
+    };
+    let mut packet = Vec::with_capacity(48 + offending.len().min(icmp::MAX_QUOTE));
+    icmp::encode_error(src, dst, hop_limit, icmp_type, code, offending, &mut packet);
+    let _ = tun.try_send(&packet);
 }
 
 /// Handles a whole data packet received from a peer (PROTOCOL.md §7.4): forwards it,
