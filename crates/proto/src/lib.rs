@@ -13,6 +13,7 @@
 
 pub mod crypto;
 pub mod endpoint;
+pub mod icmp;
 pub mod identity;
 pub mod routing;
 pub mod subnet;
