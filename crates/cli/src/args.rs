@@ -1,12 +1,21 @@
 //! The command line (CLI.md §1–§4): global options, node options, subcommands.
 //!
-//! Only what exists is declared; node options and the API client subcommands arrive
-//! with the node and the API.
+//! Values are checked here, so a bad one is clap's usage error naming it (exit 2).
+//! What the options mean once merged with the config file is [`crate::settings`]'s
+//! business. The API client subcommands arrive with the API.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::PublicKey;
+
+use crate::settings::{
+    DEFAULT_API_ADDR, DEFAULT_JSONRPC_ADDR, DEFAULT_PEER_DISCOVERY_PORT, DEFAULT_QUIC_LISTEN_PORT,
+    DEFAULT_TCP_LISTEN_PORT, DEFAULT_UPDATE_WORKERS, MAX_UPDATE_WORKERS,
+};
 
 /// A Mycelium-compatible overlay network node.
 #[derive(Debug, Parser)]
@@ -24,13 +33,21 @@ pub(crate) struct Cli {
     #[arg(short = 'd', long)]
     pub(crate) debug: bool,
 
-    /// Log errors only.
+    /// Log errors only (wins over --debug).
     #[arg(long)]
     pub(crate) silent: bool,
 
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Compact)]
     pub(crate) log_format: LogFormat,
+
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    /// Print the node settings resolved from the command line and the config file
+    /// as JSON, then exit. For tests and troubleshooting.
+    #[arg(long, hide = true)]
+    pub(crate) print_settings: bool,
 
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -43,8 +60,118 @@ pub(crate) enum LogFormat {
     Compact,
     /// `key=value` pairs.
     Logfmt,
-    /// `key=value` pairs without colour.
+    /// `key=value` pairs, never coloured.
     Plain,
+}
+
+/// The options of daemon mode (CLI.md §2, §3), as given on the command line.
+///
+/// Options with a built-in default carry it here, because upstream's precedence
+/// rules compare the value with that default (see [`crate::settings::resolve`]);
+/// the others are `None` or empty when not given.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeArgs {
+    /// Static peers: tcp://IP:PORT, quic://IP:PORT, tls://IP:PORT or vsock://CID:PORT.
+    /// Takes all following words that are not options.
+    #[arg(long, num_args = 1.., value_name = "ENDPOINT")]
+    pub(crate) peers: Vec<Endpoint>,
+
+    /// TCP listen port (TLS in private mode).
+    #[arg(short = 't', long, value_name = "PORT", default_value_t = DEFAULT_TCP_LISTEN_PORT)]
+    pub(crate) tcp_listen_port: u16,
+
+    /// Disable QUIC: no QUIC listener and no outbound QUIC.
+    #[arg(long)]
+    pub(crate) disable_quic: bool,
+
+    /// UDP port for QUIC, to listen and to dial from.
+    #[arg(short = 'q', long, value_name = "PORT", default_value_t = DEFAULT_QUIC_LISTEN_PORT)]
+    pub(crate) quic_listen_port: u16,
+
+    /// UDP port for link-local peer discovery.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PEER_DISCOVERY_PORT)]
+    pub(crate) peer_discovery_port: u16,
+
+    /// Neither send nor listen for discovery beacons.
+    #[arg(long)]
+    pub(crate) disable_peer_discovery: bool,
+
+    /// Only discover peers on this interface (repeatable). Default: every qualifying
+    /// interface.
+    #[arg(long = "peer-discovery-interface", value_name = "NAME")]
+    pub(crate) peer_discovery_interfaces: Vec<String>,
+
+    /// Listen address of the HTTP API; also the address the client subcommands call.
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_API_ADDR)]
+    pub(crate) api_addr: SocketAddr,
+
+    /// Listen address of the JSON-RPC API.
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_JSONRPC_ADDR)]
+    pub(crate) jsonrpc_addr: SocketAddr,
+
+    /// Run without a TUN device (still routes and forwards; messages work).
+    #[arg(long)]
+    pub(crate) no_tun: bool,
+
+    /// TUN device name. Default: mycelium (utun0 on macOS).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tun_name: Option<String>,
+
+    /// Serve Prometheus metrics at /metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_api_address: Option<SocketAddr>,
+
+    /// Linux SO_MARK for every peer socket.
+    #[arg(long, value_name = "MARK")]
+    pub(crate) firewall_mark: Option<u32>,
+
+    /// Number of parallel route update processors (1 to 254).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_UPDATE_WORKERS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_UPDATE_WORKERS as u64),
+    )]
+    pub(crate) update_workers: usize,
+
+    /// Topic access control file for messages.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) topic_config: Option<PathBuf>,
+
+    /// Run the CDN helper on localhost:80 with this cache directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cdn_cache: Option<PathBuf>,
+
+    /// Accept vsock peers on this port (Linux).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) vsock_listen_port: Option<u32>,
+
+    /// Run the DNS forwarder on UDP [::]:53.
+    #[arg(long)]
+    pub(crate) enable_dns: bool,
+
+    #[cfg(feature = "private")]
+    #[command(flatten)]
+    pub(crate) private: PrivateArgs,
+}
+
+/// The private-network options (CLI.md §3): on the command line each requires the
+/// other.
+#[cfg(feature = "private")]
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PrivateArgs {
+    /// Name of the private network (its TLS-PSK identity, public), 2 to 64 bytes.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "network_key_file",
+        value_parser = crate::settings::parse_network_name,
+    )]
+    pub(crate) network_name: Option<String>,
+
+    /// File holding the private network's 32-byte pre-shared key.
+    #[arg(long, value_name = "PATH", requires = "network_name")]
+    pub(crate) network_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,4 +191,155 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test whose command line does not parse should fail
+
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mycelium").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_options_carry_their_defaults() {
+        let cli = parse(&[]).unwrap();
+        let n = cli.node;
+        assert!(n.peers.is_empty());
+        assert_eq!(n.tcp_listen_port, 9651);
+        assert_eq!(n.quic_listen_port, 9651);
+        assert_eq!(n.peer_discovery_port, 9650);
+        assert_eq!(n.api_addr, "127.0.0.1:8989".parse().unwrap());
+        assert_eq!(n.jsonrpc_addr, "127.0.0.1:8990".parse().unwrap());
+        assert_eq!(n.update_workers, 1);
+        assert_eq!(n.tun_name, None);
+        assert!(!n.disable_quic && !n.no_tun && !n.enable_dns && !n.disable_peer_discovery);
+    }
+
+    #[test]
+    fn peers_take_every_following_word() {
+        let cli = parse(&[
+            "--peers",
+            "tcp://1.2.3.4:9651",
+            "quic://[2001:db8::1]:9651",
+            "--no-tun",
+            "--peers",
+            "vsock://2:1",
+        ])
+        .unwrap();
+        let peers: Vec<String> = cli.node.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            peers,
+            [
+                "tcp://1.2.3.4:9651",
+                "quic://[2001:db8::1]:9651",
+                "vsock://2:1"
+            ]
+        );
+        assert!(cli.node.no_tun);
+        assert_eq!(
+            parse(&["--peers"]).unwrap_err().kind(),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_value() {
+        for args in [
+            &["--peers", "foo"][..],
+            &["--peers", "tcp://1.2.3.4:1", "udp://1.2.3.4:1"],
+            &["--tcp-listen-port", "70000"],
+            &["-q", "-1"],
+            &["--api-addr", "nonsense"],
+            &["--jsonrpc-addr", "localhost:8990"],
+            &["--metrics-api-address", "1.2.3.4"],
+            &["--update-workers", "0"],
+            &["--update-workers", "255"],
+            &["--update-workers", "300"],
+            &["--firewall-mark", "-3"],
+            &["--vsock-listen-port", "4294967296"],
+            &["--log-format", "xml"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let bad = args.last().unwrap();
+            assert!(err.to_string().contains(bad), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn update_workers_accept_one_to_254() {
+        for n in ["1", "254"] {
+            assert_eq!(
+                parse(&["--update-workers", n]).unwrap().node.update_workers,
+                n.parse::<usize>().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn node_options_are_not_global() {
+        let err = parse(&["inspect", "--no-tun"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+        // The global ones are.
+        let cli = parse(&["inspect", "-k", "x", "-c", "y"]).unwrap();
+        assert_eq!(cli.key_file, Some(PathBuf::from("x")));
+        assert_eq!(cli.config_file, Some(PathBuf::from("y")));
+    }
+
+    #[test]
+    fn print_settings_is_hidden_from_help() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("print-settings"), "{help}");
+        assert!(parse(&["--print-settings"]).unwrap().print_settings);
+    }
+
+    #[cfg(not(feature = "private"))]
+    #[test]
+    fn public_build_has_no_private_network_options() {
+        let err = parse(&["--network-name", "abc"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+    }
+
+    #[cfg(feature = "private")]
+    #[test]
+    fn private_network_options_require_each_other() {
+        for args in [&["--network-name", "net"][..], &["--network-key-file", "k"]] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+            assert_eq!(err.exit_code(), 2);
+        }
+        let cli = parse(&["--network-name", "net", "--network-key-file", "k"]).unwrap();
+        assert_eq!(cli.node.private.network_name.as_deref(), Some("net"));
+        assert_eq!(cli.node.private.network_key_file, Some(PathBuf::from("k")));
+    }
+
+    #[cfg(feature = "private")]
+    #[test]
+    fn network_name_must_be_2_to_64_bytes() {
+        let long = "n".repeat(65);
+        for bad in ["x", "", long.as_str(), "ééééééééééééééééééééééééééééééééé"]
+        {
+            let err = parse(&["--network-name", bad, "--network-key-file", "k"]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(
+                err.to_string()
+                    .contains("network name must be between 2 and 64 characters"),
+                "{err}"
+            );
+        }
+        let ok = "n".repeat(64);
+        assert!(parse(&["--network-name", &ok, "--network-key-file", "k"]).is_ok());
+    }
 }

@@ -42,9 +42,9 @@ fn render(key: &PublicKey, json: bool) -> String {
 /// Writes a fresh key unless one exists and `force` is not given.
 pub(crate) fn generate_keys(key_path: &Path, force: bool) -> anyhow::Result<()> {
     if !force && key_path.exists() {
-        eprintln!(
-            "WARN key file {} already exists; pass --force to replace it",
-            key_path.display()
+        tracing::warn!(
+            key_file = %key_path.display(),
+            "key file already exists; pass --force to replace it"
         );
         return Ok(());
     }

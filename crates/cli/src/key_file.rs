@@ -64,12 +64,16 @@ pub(crate) fn save(path: &Path, key: &SecretKey, replace: bool) -> anyhow::Resul
     Ok(())
 }
 
-#[allow(dead_code)] // the node loads its key through this (issue 4)
-/// Loads the key at `path`, or creates and saves a new one if there is none.
+/// Loads the key at `path`, or creates and saves a new one if there is none
+/// (logging a warning, as upstream does).
 pub(crate) fn load_or_create(path: &Path) -> anyhow::Result<SecretKey> {
     if let Some(key) = load(path)? {
         return Ok(key);
     }
+    tracing::warn!(
+        key_file = %path.display(),
+        "no key file found; generating a new key"
+    );
     let key = SecretKey::generate(&mut rand_core::OsRng);
     save(path, &key, false)?;
     Ok(key)

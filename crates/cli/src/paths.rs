@@ -17,7 +17,6 @@ pub(crate) fn default_key_file() -> anyhow::Result<PathBuf> {
 }
 
 /// `$XDG_CONFIG_HOME/mycelium/mycelium.toml`, falling back to `~/.config`.
-#[allow(dead_code)] // used once the node reads its config file
 pub(crate) fn default_config_file() -> anyhow::Result<PathBuf> {
     Ok(xdg_dir("XDG_CONFIG_HOME", ".config")?
         .join(APP_DIR)

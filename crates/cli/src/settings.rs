@@ -1,0 +1,252 @@
+//! The node's settings, resolved from the command line, the config file and the
+//! built-in defaults (CLI.md §2, §3, §5).
+//!
+//! [`resolve`] applies upstream's precedence rules, quirks included, so a node
+//! configured for upstream starts with the same settings here:
+//!
+//! * `peers`: the command line's list if it is not empty, else the config file's;
+//! * ports, `api_addr`, `jsonrpc_addr`, `update_workers`: a command-line value equal
+//!   to the built-in default counts as not given, so the config file wins even over
+//!   an explicit `-t 9651`;
+//! * flags: set if set on the command line or in the config file;
+//! * everything else: the command line if given, else the config file.
+//!
+//! [`NodeSettings`] is what the node is started with; nothing here starts anything.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use mycelium_proto::endpoint::Endpoint;
+use serde::{Serialize, Serializer};
+
+use crate::args::Cli;
+use crate::config::ConfigFile;
+
+/// Default TCP (or TLS) listen port (PROTOCOL.md §2.1).
+pub(crate) const DEFAULT_TCP_LISTEN_PORT: u16 = 9651;
+/// Default QUIC port (PROTOCOL.md §2.1).
+pub(crate) const DEFAULT_QUIC_LISTEN_PORT: u16 = 9651;
+/// Default link-local discovery port (PROTOCOL.md §2.1).
+pub(crate) const DEFAULT_PEER_DISCOVERY_PORT: u16 = 9650;
+/// Default HTTP API listen address.
+pub(crate) const DEFAULT_API_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8989);
+/// Default JSON-RPC listen address.
+pub(crate) const DEFAULT_JSONRPC_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8990);
+/// Default number of route update processors.
+pub(crate) const DEFAULT_UPDATE_WORKERS: usize = 1;
+/// The most update processors upstream can run; it panics from 255 on.
+pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
+/// Default TUN device name.
+#[cfg(target_os = "macos")]
+pub(crate) const DEFAULT_TUN_NAME: &str = "utun0";
+/// Default TUN device name.
+#[cfg(not(target_os = "macos"))]
+pub(crate) const DEFAULT_TUN_NAME: &str = "mycelium";
+
+/// Shortest and longest private network name in bytes (CLI.md §3).
+#[cfg(feature = "private")]
+const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
+
+/// Everything a node needs to know to start, fully resolved.
+///
+/// Serialises to JSON for `--print-settings`; endpoints appear in their URI form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct NodeSettings {
+    /// Static peers, dialled and redialled for the node's lifetime.
+    #[serde(serialize_with = "as_uris")]
+    pub(crate) peers: Vec<Endpoint>,
+    /// TCP (TLS in private mode) listen port on `[::]`.
+    pub(crate) tcp_listen_port: u16,
+    /// UDP port of the QUIC socket, for listening and dialling.
+    pub(crate) quic_listen_port: u16,
+    /// No QUIC listener, no outbound QUIC.
+    pub(crate) disable_quic: bool,
+    /// UDP port of link-local discovery.
+    pub(crate) peer_discovery_port: u16,
+    /// No discovery beacons sent or heard.
+    pub(crate) disable_peer_discovery: bool,
+    /// Interfaces discovery is limited to; empty means every qualifying interface.
+    /// Always empty when discovery is disabled.
+    pub(crate) peer_discovery_interfaces: Vec<String>,
+    /// HTTP API listen address.
+    pub(crate) api_addr: SocketAddr,
+    /// JSON-RPC listen address.
+    pub(crate) jsonrpc_addr: SocketAddr,
+    /// Run without a TUN device.
+    pub(crate) no_tun: bool,
+    /// TUN device name.
+    pub(crate) tun_name: String,
+    /// Prometheus `/metrics` listen address, if enabled.
+    pub(crate) metrics_api_address: Option<SocketAddr>,
+    /// Linux `SO_MARK` for every peer socket.
+    pub(crate) firewall_mark: Option<u32>,
+    /// Parallel route update processors, 1 to [`MAX_UPDATE_WORKERS`].
+    pub(crate) update_workers: usize,
+    /// Topic ACL file (MESSAGES.md §7.4).
+    pub(crate) topic_config: Option<PathBuf>,
+    /// CDN helper cache directory, if the helper is enabled.
+    pub(crate) cdn_cache: Option<PathBuf>,
+    /// Port to accept vsock peers on.
+    pub(crate) vsock_listen_port: Option<u32>,
+    /// Run the DNS forwarder on UDP `[::]:53`.
+    pub(crate) enable_dns: bool,
+    /// Private network name (TLS-PSK identity), 2 to 64 bytes.
+    #[cfg(feature = "private")]
+    pub(crate) network_name: Option<String>,
+    /// File holding the private network's pre-shared key.
+    #[cfg(feature = "private")]
+    pub(crate) network_key_file: Option<PathBuf>,
+}
+
+#[cfg(feature = "private")]
+impl NodeSettings {
+    /// The private network's name and key file, if both are known: private mode
+    /// (QUIC off, TCP becomes TLS; PROTOCOL.md §2.4). Either alone means public mode.
+    #[allow(dead_code)] // read by the node once it speaks TLS
+    pub(crate) fn private_network(&self) -> Option<(&str, &std::path::Path)> {
+        Some((
+            self.network_name.as_deref()?,
+            self.network_key_file.as_deref()?,
+        ))
+    }
+}
+
+fn as_uris<S: Serializer>(peers: &[Endpoint], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(peers.iter().map(ToString::to_string))
+}
+
+/// Merges the command line's node options with the config file's (if any) by
+/// upstream's precedence rules (module docs).
+///
+/// Fails only on a config value that the command line would have refused as a usage
+/// error: a private network name of the wrong length.
+pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<NodeSettings> {
+    let args = &cli.node;
+    let file = config.unwrap_or_default();
+
+    let disable_peer_discovery = args.disable_peer_discovery || flag(file.disable_peer_discovery);
+    let mut peer_discovery_interfaces = if args.peer_discovery_interfaces.is_empty() {
+        file.peer_discovery_interfaces.unwrap_or_default()
+    } else {
+        args.peer_discovery_interfaces.clone()
+    };
+    if disable_peer_discovery && !peer_discovery_interfaces.is_empty() {
+        tracing::warn!(
+            interfaces = ?peer_discovery_interfaces,
+            "peer discovery is disabled; ignoring the discovery interfaces"
+        );
+        peer_discovery_interfaces.clear();
+    }
+
+    #[cfg(not(feature = "private"))]
+    if file.network_name.is_some() || file.network_key_file.is_some() {
+        tracing::warn!(
+            "this build has no private network support; ignoring network_name and \
+             network_key_file in the config file"
+        );
+    }
+
+    Ok(NodeSettings {
+        peers: if args.peers.is_empty() {
+            file.peers.unwrap_or_default()
+        } else {
+            args.peers.clone()
+        },
+        tcp_listen_port: unless_default(
+            args.tcp_listen_port,
+            DEFAULT_TCP_LISTEN_PORT,
+            file.tcp_listen_port,
+        ),
+        quic_listen_port: unless_default(
+            args.quic_listen_port,
+            DEFAULT_QUIC_LISTEN_PORT,
+            file.quic_listen_port,
+        ),
+        disable_quic: args.disable_quic || flag(file.disable_quic),
+        peer_discovery_port: unless_default(
+            args.peer_discovery_port,
+            DEFAULT_PEER_DISCOVERY_PORT,
+            file.peer_discovery_port,
+        ),
+        disable_peer_discovery,
+        peer_discovery_interfaces,
+        api_addr: unless_default(args.api_addr, DEFAULT_API_ADDR, file.api_addr),
+        jsonrpc_addr: unless_default(args.jsonrpc_addr, DEFAULT_JSONRPC_ADDR, file.jsonrpc_addr),
+        no_tun: args.no_tun || flag(file.no_tun),
+        tun_name: args
+            .tun_name
+            .clone()
+            .or(file.tun_name)
+            .unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned()),
+        metrics_api_address: args.metrics_api_address.or(file.metrics_api_address),
+        firewall_mark: args.firewall_mark.or(file.firewall_mark),
+        update_workers: unless_default(
+            args.update_workers,
+            DEFAULT_UPDATE_WORKERS,
+            file.update_workers,
+        ),
+        topic_config: args.topic_config.clone().or(file.topic_config),
+        cdn_cache: args.cdn_cache.clone().or(file.cdn_cache),
+        vsock_listen_port: args.vsock_listen_port.or(file.vsock_listen_port),
+        enable_dns: args.enable_dns || flag(file.enable_dns),
+        #[cfg(feature = "private")]
+        network_name: match args.private.network_name.clone() {
+            Some(name) => Some(name),
+            None => file
+                .network_name
+                .map(|n| parse_network_name(&n))
+                .transpose()?,
+        },
+        #[cfg(feature = "private")]
+        network_key_file: args
+            .private
+            .network_key_file
+            .clone()
+            .or(file.network_key_file),
+    })
+}
+
+/// Upstream's rule for options with a built-in default: the command line's value
+/// unless it equals the default, then the config file's, then the default.
+fn unless_default<T: PartialEq>(cli: T, default: T, config: Option<T>) -> T {
+    if cli == default {
+        config.unwrap_or(default)
+    } else {
+        cli
+    }
+}
+
+fn flag(config: Option<bool>) -> bool {
+    config.unwrap_or(false)
+}
+
+/// Checks a private network name: 2 to 64 bytes (CLI.md §3). The error text is
+/// upstream's.
+#[cfg(feature = "private")]
+pub(crate) fn parse_network_name(name: &str) -> Result<String, NetworkNameError> {
+    if NETWORK_NAME_LEN.contains(&name.len()) {
+        Ok(name.to_owned())
+    } else {
+        Err(NetworkNameError)
+    }
+}
+
+/// A private network name outside 2..=64 bytes.
+#[cfg(feature = "private")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetworkNameError;
+
+#[cfg(feature = "private")]
+impl std::fmt::Display for NetworkNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("network name must be between 2 and 64 characters")
+    }
+}
+
+#[cfg(feature = "private")]
+impl std::error::Error for NetworkNameError {}
+
+#[cfg(test)]
+mod tests;
