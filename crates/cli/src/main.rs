@@ -18,6 +18,7 @@ mod logging;
 mod paths;
 mod settings;
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -69,8 +70,8 @@ fn run(cli: Cli, config: Option<ConfigFile>) -> anyhow::Result<()> {
             if cli.print_settings {
                 let json = serde_json::to_string_pretty(&settings)
                     .context("printing the settings as JSON")?;
-                println!("{json}");
-                return Ok(());
+                // Not println!, which panics when stdout is a closed pipe.
+                return writeln!(io::stdout().lock(), "{json}").context("writing to stdout");
             }
             let key = key_file::load_or_create(&key_path)?;
             daemon::run_node(settings, key)
