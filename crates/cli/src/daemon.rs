@@ -3,19 +3,74 @@
 //!
 //! By the time [`run_node`] is called the command line and config file are merged
 //! ([`crate::settings`]), logging is up and the key is loaded or created. What is
-//! left is the node itself: topic config, transports, TUN, APIs, and shutdown.
+//! left is the node itself, and a clean shutdown: one signal cancels every task, and
+//! the node returns once they have all ended.
 
+use anyhow::Context;
+use mycelium_node::NodeConfig;
+use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
+use tokio_util::sync::CancellationToken;
 
 use crate::settings::NodeSettings;
 
 /// Runs a node until it is asked to stop. Returns an error for the start-up
 /// failures CLI.md §9 gives exit status 1.
 pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result<()> {
-    tracing::debug!(
-        address = %key.public_key().address(),
-        peers = settings.peers.len(),
-        "node settings resolved"
-    );
-    anyhow::bail!("running a node is not implemented yet in this build")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        for (what, on) in [
+            ("the HTTP API", true),
+            ("the JSON-RPC API", true),
+            (
+                "link-local peer discovery",
+                !settings.disable_peer_discovery,
+            ),
+            ("the DNS forwarder", settings.enable_dns),
+        ] {
+            if on {
+                tracing::warn!("{what} is not implemented in this build yet");
+            }
+        }
+        let cfg = NodeConfig {
+            secret: key,
+            peers: settings.peers.clone(),
+            tcp_listen_port: Some(settings.tcp_listen_port),
+            quic_listen_port: (!settings.disable_quic).then_some(settings.quic_listen_port),
+            tun_name: (!settings.no_tun).then(|| settings.tun_name.clone()),
+            firewall_mark: settings.firewall_mark,
+            router: RouterConfig::default(),
+        };
+        mycelium_node::run(cfg, shutdown).await?;
+        tracing::info!("node stopped");
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot listen for signals; stop the node with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
 }

@@ -104,7 +104,7 @@ pub(crate) fn endpoint(
     router_id: RouterId,
     mark: Option<u32>,
 ) -> std::io::Result<quinn::Endpoint> {
-    let err = |e: String| std::io::Error::new(std::io::ErrorKind::Other, e);
+    let err = std::io::Error::other;
     // Upstream's certificate: ECDSA P-256, the router id as the one DNS name,
     // CN "rcgen self signed cert", valid 1975 to 4096.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)

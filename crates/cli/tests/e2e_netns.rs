@@ -1,0 +1,442 @@
+//! End-to-end: real nodes (this crate's `mycelium` binary) in network namespaces,
+//! each with a real TUN device, joined by veth links with ULA underlay addresses.
+//!
+//! Needs root, `ip` (iproute2), `ping` and `/dev/net/tun`; `scripts/setup.sh`
+//! installs the tools. Without them the tests fail, saying what is missing: they are
+//! never skipped. Every namespace, link and process a test makes is removed when it
+//! ends, even when it fails.
+#![allow(clippy::unwrap_used)] // test set-up failures should fail loudly
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A set of namespaces and node processes, torn down on drop.
+struct Net {
+    tag: String,
+    namespaces: Vec<String>,
+    nodes: Vec<(String, Child)>,
+    dir: tempfile::TempDir,
+    links: usize,
+}
+
+fn require(cond: bool, what: &str) {
+    assert!(
+        cond,
+        "end-to-end tests need {what}; run ./scripts/setup.sh as root"
+    );
+}
+
+fn run(cmd: &[&str]) -> Output {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    out
+}
+
+fn run_ok(cmd: &[&str]) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Net {
+    fn new(tag: &str) -> Self {
+        // SAFETY-free check for root: `id -u`.
+        require(run_ok(&["id", "-u"]).trim() == "0", "root");
+        require(run(&["ip", "-V"]).status.success(), "iproute2 (ip)");
+        require(run(&["ping", "-V"]).status.success(), "ping (iputils-ping)");
+        require(
+            std::path::Path::new("/dev/net/tun").exists(),
+            "/dev/net/tun",
+        );
+        Self {
+            tag: format!("m{}{tag}", std::process::id() % 100_000),
+            namespaces: Vec::new(),
+            nodes: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+            links: 0,
+        }
+    }
+
+    fn ns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.tag);
+        run_ok(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Joins two namespaces with a veth pair; returns the underlay address of each end.
+    fn link(&mut self, a: &str, b: &str) -> (String, String) {
+        self.links += 1;
+        let n = self.links;
+        let (va, vb) = (format!("{}a{n}", self.tag), format!("{}b{n}", self.tag));
+        run_ok(&[
+            "ip", "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b,
+        ]);
+        let (aa, ab) = (format!("fd00:{n:x}::1"), format!("fd00:{n:x}::2"));
+        for (ns, dev, addr) in [(a, &va, &aa), (b, &vb, &ab)] {
+            run_ok(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+            run_ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        (aa, ab)
+    }
+
+    fn key(&self, name: &str) -> (PathBuf, String) {
+        let path = self.dir.path().join(format!("{name}.key"));
+        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+            .args(["generate-keys", "-k"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+            .args(["inspect", "--json", "-k"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (path, v["address"].as_str().unwrap().to_owned())
+    }
+
+    /// Starts a node in `ns` (TCP only); returns its overlay address.
+    fn node(&mut self, ns: &str, peers: &[String]) -> String {
+        self.node_with(ns, peers, false)
+    }
+
+    /// Starts a node in `ns`, with QUIC on if `quic`; returns its overlay address.
+    fn node_with(&mut self, ns: &str, peers: &[String], quic: bool) -> String {
+        let (key, addr) = self.key(ns);
+        let log = std::fs::File::create(self.dir.path().join(format!("{ns}.log"))).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_mycelium"),
+            "--key-file",
+        ])
+        .arg(&key)
+        .args(["--tcp-listen-port", "9651", "--disable-peer-discovery"])
+        .args(["--tun-name", "myc0", "--debug"]);
+        if !quic {
+            cmd.arg("--disable-quic");
+        }
+        if !peers.is_empty() {
+            cmd.arg("--peers").args(peers);
+        }
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.nodes.push((ns.to_owned(), child));
+        addr
+    }
+
+    /// The process id of the node in `ns` (`ip netns exec` execs the node itself).
+    fn pid_of(&self, ns: &str) -> u32 {
+        self.nodes.iter().find(|(n, _)| n == ns).unwrap().1.id()
+    }
+
+    fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// Pings until one answer comes back, or `limit` passes.
+    fn wait_reachable(&self, ns: &str, addr: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self
+                .exec(ns, &["ping", "-6", "-c", "1", "-W", "1", addr])
+                .status
+                .success()
+            {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{addr} not reachable from {ns} within {limit:?}\n{}",
+            self.logs()
+        );
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (ns, _) in &self.nodes {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{ns}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            out += &format!("--- {ns} (last lines)\n");
+            for l in tail.iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ttl_of(ping_output: &str) -> Option<u32> {
+    let at = ping_output.find("ttl=")?;
+    ping_output[at + 4..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn ping_across_a_line(tag: &str, scheme: &str) {
+    let quic = scheme == "quic";
+    let mut net = Net::new(tag);
+    let (a, b, c) = (net.ns("a"), net.ns("b"), net.ns("c"));
+    let (_, b_left) = net.link(&a, &b);
+    let (b_right, _) = net.link(&b, &c);
+    let addr_b = net.node_with(&b, &[], quic);
+    let addr_a = net.node_with(&a, &[format!("{scheme}://[{b_left}]:9651")], quic);
+    let addr_c = net.node_with(&c, &[format!("{scheme}://[{b_right}]:9651")], quic);
+    net.wait_reachable(&a, &addr_b, Duration::from_secs(20));
+    net.wait_reachable(&a, &addr_c, Duration::from_secs(20));
+    let out = net.exec(
+        &a,
+        &["ping", "-6", "-c", "5", "-i", "0.2", "-W", "2", &addr_c],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", net.logs());
+    assert!(text.contains(" 0% packet loss"), "{text}");
+    // Every node on the way takes one hop, the two ends included (PROTOCOL.md §7.4):
+    // 64 at the sender, minus A, B and C.
+    assert_eq!(ttl_of(&text), Some(61), "{text}");
+    // And the way back, with a full-size packet too: over QUIC it no longer fits a
+    // datagram and takes the stream.
+    let out = net.exec(
+        &c,
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", &addr_a],
+    );
+    assert!(out.status.success(), "{}", net.logs());
+    let full = [
+        "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "-s", "1352", &addr_a,
+    ];
+    let out = net.exec(&c, &full);
+    assert!(
+        out.status.success(),
+        "full-size ping failed\n{}",
+        net.logs()
+    );
+}
+
+#[test]
+fn ping_crosses_a_three_node_line_over_tcp() {
+    ping_across_a_line("t", "tcp");
+}
+
+#[test]
+fn ping_crosses_a_three_node_line_over_quic() {
+    ping_across_a_line("q", "quic");
+}
+
+/// Bytes received so far on a namespace's interfaces other than `lo` and the TUN.
+fn rx_bytes(net: &Net, ns: &str) -> u64 {
+    let out = net.exec(ns, &["cat", "/proc/net/dev"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            if name == "lo" || name == "myc0" {
+                return None;
+            }
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// A diamond A–B1–D, A–B2–D; returns the net, the namespaces and D's address.
+fn diamond(tag: &str) -> (Net, [String; 4], String) {
+    let mut net = Net::new(tag);
+    let (a, b1, b2, d) = (net.ns("a"), net.ns("b1"), net.ns("b2"), net.ns("d"));
+    let (_, b1_from_a) = net.link(&a, &b1);
+    let (_, b2_from_a) = net.link(&a, &b2);
+    let (_, b1_from_d) = net.link(&d, &b1);
+    let (_, b2_from_d) = net.link(&d, &b2);
+    net.node(&b1, &[]);
+    net.node(&b2, &[]);
+    net.node(
+        &a,
+        &[
+            format!("tcp://[{b1_from_a}]:9651"),
+            format!("tcp://[{b2_from_a}]:9651"),
+        ],
+    );
+    let addr_d = net.node(
+        &d,
+        &[
+            format!("tcp://[{b1_from_d}]:9651"),
+            format!("tcp://[{b2_from_d}]:9651"),
+        ],
+    );
+    net.wait_reachable(&a, &addr_d, Duration::from_secs(20));
+    (net, [a, b1, b2, d], addr_d)
+}
+
+/// Which relay carries A's traffic to D right now.
+fn relay_in_use(net: &Net, ns: &[String; 4], addr_d: &str) -> usize {
+    let before = [rx_bytes(net, &ns[1]), rx_bytes(net, &ns[2])];
+    net.exec(
+        &ns[0],
+        &[
+            "ping", "-6", "-c", "20", "-i", "0.01", "-s", "1000", "-W", "1", addr_d,
+        ],
+    );
+    let after = [rx_bytes(net, &ns[1]), rx_bytes(net, &ns[2])];
+    if after[0] - before[0] > after[1] - before[1] {
+        1
+    } else {
+        2
+    }
+}
+
+/// Pings D from A every 20 ms while `break_relay` runs, and returns the longest run
+/// of lost replies as a duration (the outage), after checking D answers again.
+fn outage_while(net: &Net, ns: &[String; 4], addr_d: &str, break_relay: impl FnOnce()) -> Duration {
+    let ping = Command::new("ip")
+        .args([
+            "netns", "exec", &ns[0], "ping", "-6", "-i", "0.02", "-c", "400", "-W", "1", addr_d,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    break_relay();
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut seqs: Vec<u32> = text
+        .lines()
+        .filter_map(|l| {
+            let at = l.find("icmp_seq=")?;
+            l[at + 9..].split(' ').next()?.parse().ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert!(
+        seqs.last().copied().unwrap_or(0) >= 390,
+        "D did not answer again after the relay broke:\n{text}\n{}",
+        net.logs()
+    );
+    let longest_gap = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+    Duration::from_millis(u64::from(longest_gap) * 20)
+}
+
+#[test]
+fn killed_relay_is_routed_around() {
+    let (net, ns, addr_d) = diamond("k");
+    let relay = relay_in_use(&net, &ns, &addr_d);
+    let pid = net.pid_of(&ns[relay]);
+    let outage = outage_while(&net, &ns, &addr_d, || {
+        run_ok(&["kill", "-9", &pid.to_string()]);
+    });
+    // Timing is a benchmark figure, not a pass/fail criterion: report it.
+    println!("relay killed: outage {} ms", outage.as_millis());
+}
+
+#[test]
+fn silently_dropping_relay_is_routed_around() {
+    let (net, ns, addr_d) = diamond("s");
+    let relay = relay_in_use(&net, &ns, &addr_d);
+    let relay_ns = ns[relay].clone();
+    let outage = outage_while(&net, &ns, &addr_d, || {
+        let rules = net.dir.path().join("blackhole.nft");
+        std::fs::write(
+            &rules,
+            "table inet blackhole {\n\
+             chain input { type filter hook input priority 0; iifname != \"lo\" drop; }\n\
+             chain output { type filter hook output priority 0; oifname != \"lo\" drop; }\n\
+             }\n",
+        )
+        .unwrap();
+        let out = net.exec(&relay_ns, &["nft", "-f", rules.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    println!("relay silently dropping: outage {} ms", outage.as_millis());
+}
+
+#[test]
+fn iperf3_stream_survives_the_loss_of_its_relay() {
+    require(run(&["iperf3", "--version"]).status.success(), "iperf3");
+    let (net, ns, addr_d) = diamond("i");
+    let relay = relay_in_use(&net, &ns, &addr_d);
+    let relay_ns = ns[relay].clone();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &ns[3], "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let client = Command::new("ip")
+        .args([
+            "netns", "exec", &ns[0], "iperf3", "-6", "-c", &addr_d, "-t", "8", "-J",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    run_ok(&["kill", "-9", &net.pid_of(&relay_ns).to_string()]);
+    let out = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "iperf3 failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        net.logs()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(bps > 0.0);
+    println!(
+        "iperf3 across a relay loss: {:.0} Mbit/s average",
+        bps / 1e6
+    );
+}
