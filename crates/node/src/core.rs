@@ -33,6 +33,8 @@ const PENDING_TOTAL: usize = 10_000;
 /// Packets from a source we have no key for yet, per source `/64` and in all.
 const UNKNOWN_PER_SOURCE: usize = 100;
 const UNKNOWN_TOTAL: usize = 1_000;
+/// Packets queued for the TUN writer.
+const TUN_QUEUE: usize = 4_096;
 /// Control packets a link may have queued before it is considered stuck.
 pub(crate) const CONTROL_QUEUE: usize = 8_192;
 
@@ -43,7 +45,8 @@ pub(crate) struct Shared {
     pub(crate) own_subnet: Subnet,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) core_tx: mpsc::Sender<CoreCmd>,
-    pub(crate) tun: Option<Arc<Tun>>,
+    /// Where packets for our TUN go (the TUN writer batches them).
+    pub(crate) tun_tx: Option<mpsc::Sender<BytesMut>>,
     pub(crate) stats: NodeStats,
     pub(crate) shutdown: CancellationToken,
     next_peer: AtomicU64,
@@ -112,8 +115,20 @@ impl Core {
         cfg: &NodeConfig,
         tun: Option<Arc<Tun>>,
         shutdown: CancellationToken,
-    ) -> (Self, Arc<Shared>, RouterId) {
+    ) -> (
+        Self,
+        Arc<Shared>,
+        RouterId,
+        Option<mpsc::Receiver<BytesMut>>,
+    ) {
         let (core_tx, rx) = mpsc::channel(16_384);
+        let (tun_tx, tun_rx) = match tun {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(TUN_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let public = cfg.secret.public_key();
         let mut rng = rand::thread_rng();
         let router_id = RouterId::new(public, rng.gen());
@@ -131,7 +146,7 @@ impl Core {
             own_subnet: public.subnet(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             core_tx,
-            tun,
+            tun_tx,
             stats: NodeStats::default(),
             shutdown,
             next_peer: AtomicU64::new(1),
@@ -151,7 +166,7 @@ impl Core {
             unknown_total: 0,
             cache: SecretCache::default(),
         };
-        (core, shared, router_id)
+        (core, shared, router_id, tun_rx)
     }
 
     fn now(&self) -> Instant {

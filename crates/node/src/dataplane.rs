@@ -17,11 +17,12 @@ use mycelium_proto::wire::packet::{self, TYPE_DATA};
 use mycelium_proto::wire::payload::{self, PayloadType};
 use mycelium_proto::{PublicKey, SecretKey};
 use rand::RngCore;
+use tokio::sync::mpsc;
 
 use crate::core::{CoreCmd, Shared, Unrouted};
 use crate::snapshot::{Route, Snapshot};
 use crate::stats::NodeStats;
-use crate::tun::{Tun, MTU};
+use crate::tun::{Tun, BATCH, MTU, SUPER_PACKET};
 
 /// Bytes in front of an IPv6 packet in a buffer: outer header, data header, payload
 /// header.
@@ -62,31 +63,82 @@ fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
 }
 
 /// Reads the TUN device until shutdown, sending each packet on its way.
+///
+/// Packets are read in batches (a segmentation-offload super-packet split into
+/// MTU-sized packets) into one arena; each packet is then an owned piece of the arena
+/// with room for its headers, tag and nonce, so nothing is allocated per packet.
 pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
     let mut cache = SecretCache::default();
-    let mut buf = BytesMut::with_capacity(BUF_LEN * 64);
+    let mut original = vec![0u8; SUPER_PACKET];
+    let mut sizes = vec![0usize; BATCH];
+    let mut arena = BytesMut::new();
+    // A full super-packet splits into at most 65535 / (1400 - 60) < 64 packets.
+    const MIN_FREE: usize = 64;
     loop {
-        if buf.capacity() < BUF_LEN {
-            buf.reserve(BUF_LEN * 64);
+        if arena.len() < MIN_FREE * BUF_LEN {
+            arena = BytesMut::with_capacity(BATCH * BUF_LEN);
+            arena.resize(BATCH * BUF_LEN, 0);
         }
-        buf.resize(BUF_LEN, 0);
-        let n = tokio::select! {
+        let n = {
+            let mut bufs: Vec<&mut [u8]> = arena.chunks_mut(BUF_LEN).collect();
+            let count = bufs.len();
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                r = tun.recv_multiple(&mut original, &mut bufs, &mut sizes[..count], HEADROOM) => match r {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!("reading the TUN device: {e}");
+                        NodeStats::bump(&shared.stats.malformed);
+                        continue;
+                    }
+                },
+            }
+        };
+        let snapshot = shared.snapshot.load();
+        for &size in &sizes[..n] {
+            NodeStats::bump(&shared.stats.tun_rx);
+            let mut packet = arena.split_to(BUF_LEN);
+            packet.truncate(HEADROOM + size);
+            send_local(&shared, &mut cache, &snapshot, packet, size);
+        }
+    }
+}
+
+/// Writes what is delivered to us to the TUN device, in batches that the kernel
+/// takes as coalesced super-packets where it can.
+pub(crate) async fn tun_writer(
+    shared: Arc<Shared>,
+    tun: Arc<Tun>,
+    mut rx: mpsc::Receiver<BytesMut>,
+) {
+    let mut gro = tun_rs::GROTable::default();
+    let mut batch: Vec<BytesMut> = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            r = tun.recv(&mut buf[HEADROOM..HEADROOM + MTU as usize + 64]) => match r {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!("reading the TUN device: {e}");
-                    return;
-                }
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
             },
         };
-        NodeStats::bump(&shared.stats.tun_rx);
-        // Keep room for the tag and nonce in the packet's own buffer, so sealing it
-        // in place never reallocates.
-        let mut packet = buf.split_to(HEADROOM + n + OVERHEAD);
-        packet.truncate(HEADROOM + n);
-        let snapshot = shared.snapshot.load();
-        send_local(&shared, &mut cache, &snapshot, packet, n);
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let count = batch.len() as u64;
+        match tun.send_multiple(&mut gro, &mut batch, HEADROOM).await {
+            Ok(_) => {
+                shared
+                    .stats
+                    .tun_tx
+                    .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!("writing to the TUN device: {e}"),
+        }
+        batch.clear();
     }
 }
 
@@ -186,12 +238,13 @@ pub(crate) fn icmp_to_tun(
     code: u8,
     offending: &[u8],
 ) {
-    let Some(tun) = &shared.tun else {
+    let Some(tun_tx) = &shared.tun_tx else {
         return;
     };
-    let mut packet = Vec::with_capacity(48 + offending.len().min(icmp::MAX_QUOTE));
+    let mut packet = BytesMut::with_capacity(HEADROOM + 48 + offending.len().min(icmp::MAX_QUOTE));
+    packet.resize(HEADROOM, 0);
     icmp::encode_error(src, dst, hop_limit, icmp_type, code, offending, &mut packet);
-    let _ = tun.try_send(&packet);
+    let _ = tun_tx.try_send(packet);
 }
 
 /// Handles a whole data packet received from a peer (PROTOCOL.md §7.4): forwards it,
@@ -275,11 +328,12 @@ pub(crate) async fn deliver(
         return;
     }
     ip[7] = hop;
-    let Some(tun) = &shared.tun else {
+    let Some(tun_tx) = &shared.tun_tx else {
         return;
     };
-    match tun.send(ip).await {
-        Ok(_) => NodeStats::bump(&shared.stats.tun_tx),
-        Err(e) => tracing::debug!("writing to the TUN device: {e}"),
+    // The IPv6 packet now sits at HEADROOM, where the TUN writer expects it.
+    pkt.truncate(PAYLOAD_AT + n);
+    if tun_tx.try_send(pkt).is_err() {
+        NodeStats::bump(&shared.stats.link_queue_full);
     }
 }

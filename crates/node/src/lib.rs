@@ -82,7 +82,7 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
         )?)),
         None => None,
     };
-    let (core, shared, router_id) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
+    let (core, shared, router_id, tun_rx) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
     let quic = match cfg.quic_listen_port {
         Some(port) => Some(
             quic::endpoint(port, router_id, cfg.firewall_mark)
@@ -92,8 +92,9 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.run());
-    if let Some(tun) = tun {
-        tasks.spawn(dataplane::tun_reader(shared.clone(), tun));
+    if let (Some(tun), Some(rx)) = (tun, tun_rx) {
+        tasks.spawn(dataplane::tun_reader(shared.clone(), tun.clone()));
+        tasks.spawn(dataplane::tun_writer(shared.clone(), tun, rx));
     }
     if let Some(port) = cfg.tcp_listen_port {
         tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
