@@ -27,10 +27,6 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
         for (what, on) in [
             ("the HTTP API", true),
             ("the JSON-RPC API", true),
-            (
-                "link-local peer discovery",
-                !settings.disable_peer_discovery,
-            ),
             ("the DNS forwarder", settings.enable_dns),
         ] {
             if on {
@@ -43,6 +39,10 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             tcp_listen_port: Some(settings.tcp_listen_port),
             quic_listen_port: (!settings.disable_quic).then_some(settings.quic_listen_port),
             tun_name: (!settings.no_tun).then(|| settings.tun_name.clone()),
+            discovery: (!settings.disable_peer_discovery).then(|| mycelium_node::DiscoveryConfig {
+                port: settings.peer_discovery_port,
+                interfaces: settings.peer_discovery_interfaces.clone(),
+            }),
             firewall_mark: settings.firewall_mark,
             router: RouterConfig::default(),
         };

@@ -69,6 +69,11 @@ impl Net {
         run_ok(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        // Link-local addresses usable at once (no duplicate address detection).
+        for scope in ["all", "default"] {
+            let key = format!("net.ipv6.conf.{scope}.accept_dad=0");
+            run_ok(&["ip", "netns", "exec", &ns, "sysctl", "-qw", &key]);
+        }
         ns
     }
 
@@ -122,6 +127,11 @@ impl Net {
 
     /// Starts a node in `ns`, with QUIC on if `quic`; returns its overlay address.
     fn node_with(&mut self, ns: &str, peers: &[String], quic: bool) -> String {
+        self.node_full(ns, peers, quic, false)
+    }
+
+    /// Starts a node in `ns` with every choice explicit.
+    fn node_full(&mut self, ns: &str, peers: &[String], quic: bool, discovery: bool) -> String {
         let (key, addr) = self.key(ns);
         let log = std::fs::File::create(self.dir.path().join(format!("{ns}.log"))).unwrap();
         let mut cmd = Command::new("ip");
@@ -133,8 +143,11 @@ impl Net {
             "--key-file",
         ])
         .arg(&key)
-        .args(["--tcp-listen-port", "9651", "--disable-peer-discovery"])
+        .args(["--tcp-listen-port", "9651"])
         .args(["--tun-name", "myc0", "--debug"]);
+        if !discovery {
+            cmd.arg("--disable-peer-discovery");
+        }
         if !quic {
             cmd.arg("--disable-quic");
         }
@@ -255,6 +268,16 @@ fn ping_across_a_line(tag: &str, scheme: &str) {
         "full-size ping failed\n{}",
         net.logs()
     );
+}
+
+#[test]
+fn nodes_on_one_link_find_each_other_without_configured_peers() {
+    let mut net = Net::new("d");
+    let (a, b) = (net.ns("a"), net.ns("b"));
+    net.link(&a, &b);
+    net.node_full(&a, &[], false, true);
+    let addr_b = net.node_full(&b, &[], false, true);
+    net.wait_reachable(&a, &addr_b, Duration::from_secs(20));
 }
 
 #[test]

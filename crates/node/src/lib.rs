@@ -13,6 +13,7 @@
 
 mod core;
 mod dataplane;
+mod discovery;
 mod link;
 mod peers;
 mod quic;
@@ -27,6 +28,7 @@ use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
 use tokio_util::sync::CancellationToken;
 
+pub use discovery::DiscoveryConfig;
 pub use stats::NodeStats;
 
 /// Everything a node needs to run.
@@ -42,6 +44,8 @@ pub struct NodeConfig {
     pub quic_listen_port: Option<u16>,
     /// TUN device name; `None` runs without TUN (router only).
     pub tun_name: Option<String>,
+    /// Link-local peer discovery; `None` disables it.
+    pub discovery: Option<DiscoveryConfig>,
     /// Linux `SO_MARK` for peer sockets.
     pub firewall_mark: Option<u32>,
     /// Routing timers and bounds.
@@ -101,6 +105,17 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     }
     if let Some(endpoint) = &quic {
         tasks.spawn(quic::accept(shared.clone(), endpoint.clone()));
+    }
+    if let (Some(discovery), Some(port)) = (cfg.discovery.clone(), cfg.tcp_listen_port) {
+        let known = cfg.peers.iter().filter_map(|p| p.socket_addr()).collect();
+        tasks.spawn(discovery::run(
+            shared.clone(),
+            discovery,
+            router_id,
+            port,
+            cfg.firewall_mark,
+            known,
+        ));
     }
     for peer in cfg.peers {
         match (peer.proto(), peer.addr()) {

@@ -90,6 +90,39 @@ async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStre
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
+/// Dials a discovered peer, redialling after each link ends, until it has failed
+/// `max_failures` times in a row or the node shuts down.
+pub(crate) async fn dial_until_failures(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    mark: Option<u32>,
+    max_failures: u32,
+) {
+    let mut failures = 0;
+    while failures < max_failures {
+        match connect(addr, mark).await {
+            Ok(stream) => {
+                failures = 0;
+                let local = stream
+                    .local_addr()
+                    .map_or_else(|_| "?".into(), |a| a.to_string());
+                let label = format!("TCP {local} <-> {addr} (discovered)");
+                let (r, w) = stream.into_split();
+                link::run(shared.clone(), r, w, tcp_kind(&addr), label).await;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!("connecting to discovered tcp://{addr}: {e}");
+            }
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REDIAL) => {}
+        }
+    }
+    tracing::info!("forgetting discovered peer tcp://{addr} after {max_failures} failed attempts");
+}
+
 /// Keeps a static TCP peer connected until shutdown.
 pub(crate) async fn dial_forever(shared: Arc<Shared>, addr: SocketAddr, mark: Option<u32>) {
     loop {

@@ -1,0 +1,189 @@
+//! Link-local peer discovery (PROTOCOL.md §2.6): a 50-byte beacon multicast to
+//! `[ff02::cafe]:9650` on every qualifying interface every 60 s, and peers found
+//! from the beacons of others, dialled over TCP on their link-local address and
+//! forgotten after three failed attempts.
+//!
+//! Interfaces are found from `/sys/class/net` and `/proc/net/if_inet6` (Linux);
+//! other systems run without discovery and say so.
+
+use std::collections::HashSet;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mycelium_proto::wire::beacon::{self, Beacon};
+use mycelium_proto::RouterId;
+use tokio::net::UdpSocket;
+
+use crate::core::Shared;
+use crate::peers;
+
+/// The multicast group beacons go to.
+const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xcafe);
+/// Beacon period.
+const PERIOD: Duration = Duration::from_secs(60);
+/// Failed connection attempts after which a discovered peer is forgotten.
+const MAX_FAILURES: u32 = 3;
+/// Discovered peers kept at once; beyond it, new beacons are ignored.
+const MAX_DISCOVERED: usize = 256;
+
+/// Discovery settings.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// UDP port of beacons (9650).
+    pub port: u16,
+    /// Interfaces to use; empty means every qualifying one.
+    pub interfaces: Vec<String>,
+}
+
+/// An interface beacons can go out on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Interface {
+    index: u32,
+    name: String,
+}
+
+/// Up, multicast-capable, not loopback, not point-to-point (which TUN devices are),
+/// and holding an `fe80::/64` address.
+fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOOPBACK: u32 = 0x8;
+    const IFF_POINTOPOINT: u32 = 0x10;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") else {
+        return Vec::new();
+    };
+    let mut found: Vec<Interface> = Vec::new();
+    for line in table.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let [addr, index, _plen, _scope, _flags, name] = cols[..] else {
+            continue;
+        };
+        if !addr.starts_with("fe80000000000000") {
+            continue;
+        }
+        let Ok(index) = u32::from_str_radix(index, 16) else {
+            continue;
+        };
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        let usable = flags & IFF_UP != 0
+            && flags & IFF_MULTICAST != 0
+            && flags & (IFF_LOOPBACK | IFF_POINTOPOINT) == 0;
+        if usable && !found.iter().any(|i| i.index == index) {
+            found.push(Interface {
+                index,
+                name: name.to_owned(),
+            });
+        }
+    }
+    found
+}
+
+/// Runs discovery until shutdown: beacons out, beacons in, dialling what is found.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    cfg: DiscoveryConfig,
+    router_id: RouterId,
+    tcp_port: u16,
+    mark: Option<u32>,
+    known: Vec<SocketAddr>,
+) {
+    let socket = match bind(cfg.port, mark) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("peer discovery off: cannot bind UDP port {}: {e}", cfg.port);
+            return;
+        }
+    };
+    let socket = Arc::new(socket);
+    let mut beacon = BytesMut::with_capacity(beacon::LEN);
+    Beacon {
+        tcp_port,
+        router_id,
+    }
+    .encode(&mut beacon);
+    let discovered: Arc<Mutex<HashSet<SocketAddr>>> =
+        Arc::new(Mutex::new(known.into_iter().collect()));
+    let mut joined: Vec<u32> = Vec::new();
+    let mut next = tokio::time::Instant::now();
+    let mut sent = 0u32;
+    let mut buf = [0u8; 128];
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {
+                // Upstream beacons every 60 s from start. Nodes that start together
+                // would then miss each other's first beacon (sent before the other
+                // joined the group) and wait a minute; we also beacon at 1, 2, 4, 8,
+                // 16 and 32 s.
+                sent += 1;
+                next += if sent <= 6 { Duration::from_secs(1 << (sent - 1)) } else { PERIOD };
+                for iface in qualifying_interfaces(&cfg.interfaces) {
+                    if !joined.contains(&iface.index) {
+                        match socket.join_multicast_v6(&GROUP, iface.index) {
+                            Ok(()) => joined.push(iface.index),
+                            Err(e) => tracing::debug!("joining {GROUP} on {}: {e}", iface.name),
+                        }
+                    }
+                    let to = SocketAddrV6::new(GROUP, cfg.port, 0, iface.index);
+                    if let Err(e) = socket.send_to(&beacon, to).await {
+                        tracing::debug!("sending a beacon on {}: {e}", iface.name);
+                    }
+                }
+            }
+            r = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let SocketAddr::V6(from) = from else { continue };
+                // Only link-local senders, only whole beacons, never our own.
+                if from.ip().segments()[..4] != [0xfe80, 0, 0, 0] {
+                    continue;
+                }
+                let Ok(b) = Beacon::decode(&buf[..n]) else { continue };
+                if b.router_id == router_id {
+                    continue;
+                }
+                let peer = SocketAddr::V6(SocketAddrV6::new(*from.ip(), b.tcp_port, 0, from.scope_id()));
+                let new = {
+                    let mut set = discovered.lock().unwrap_or_else(|p| p.into_inner());
+                    set.len() < MAX_DISCOVERED && set.insert(peer)
+                };
+                if new {
+                    tracing::info!("discovered a peer at tcp://{peer}");
+                    let shared = shared.clone();
+                    let discovered = discovered.clone();
+                    tokio::spawn(async move {
+                        peers::dial_until_failures(shared, peer, mark, MAX_FAILURES).await;
+                        discovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn bind(port: u16, mark: Option<u32>) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_multicast_loop_v6(false)?;
+    #[cfg(target_os = "linux")]
+    if let Some(mark) = mark {
+        socket.set_mark(mark)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = mark;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    UdpSocket::from_std(socket.into())
+}
