@@ -349,23 +349,45 @@ fn invalid_rust_log_is_a_usage_error() {
 }
 
 #[test]
-fn running_a_node_says_it_is_not_implemented_after_resolving() {
+fn a_node_starts_creates_its_key_and_stops_cleanly_on_sigterm() {
     let home = Home::new();
     let key = home.path().join("k.bin");
-    let o = home.run(&["-k", key.to_str().unwrap(), "--no-tun"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("running a node is not implemented yet in this build"),
-        "{}",
-        stderr(&o)
-    );
-    // The key was created (and a warning logged) before the node was asked to run.
+    // Router only, ephemeral ports, nothing outside this machine.
+    let mut child = home
+        .command(&[
+            "-k",
+            key.to_str().unwrap(),
+            "--no-tun",
+            "--disable-peer-discovery",
+            "--tcp-listen-port",
+            "0",
+            "--quic-listen-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The key is written before the node starts its links.
+    let start = std::time::Instant::now();
+    while !key.exists() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("generating a new key"),
         "{}",
         stdout(&o)
     );
+    assert!(stdout(&o).contains("node stopped"), "{}", stdout(&o));
     // A bad config value stops it before the key is touched.
     let key2 = home.path().join("k2.bin");
     let config = home.file("c.toml", "api_addr = \"x\"\n");
