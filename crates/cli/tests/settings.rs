@@ -353,7 +353,7 @@ fn a_node_starts_creates_its_key_and_stops_cleanly_on_sigterm() {
     let home = Home::new();
     let key = home.path().join("k.bin");
     // Router only, ephemeral ports, nothing outside this machine.
-    let mut child = home
+    let child = home
         .command(&[
             "-k",
             key.to_str().unwrap(),
