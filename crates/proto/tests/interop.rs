@@ -2,31 +2,19 @@
 //! (`fixtures/interop`, copied from the shared interop vectors; see its README).
 #![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use base64::Engine as _;
+use common::{fixture, key_fixture};
 use mycelium_proto::crypto::{SharedSecret, OVERHEAD};
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::message::{Frame, MessageId};
 use mycelium_proto::wire::payload::{self, PayloadType};
 use mycelium_proto::wire::{self, FrameError, Packet, Tlv};
 use mycelium_proto::{PublicKey, SecretKey};
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/interop/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
-
-fn key_fixture(name: &str) -> SecretKey {
-    let text = String::from_utf8(fixture(name)).unwrap();
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut key).unwrap();
-    SecretKey::from_bytes(key)
-}
 
 #[test]
 fn every_recorded_key_derives_the_recorded_public_key_and_address() {

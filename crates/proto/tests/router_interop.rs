@@ -2,27 +2,19 @@
 //! selected route must be the one the recorded listener reported.
 #![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
+mod common;
+
 use std::time::Duration;
 
+use common::{fixture, key_fixture};
 use mycelium_proto::routing::{LinkKind, PeerId, Router, RouterConfig, SubnetEntry};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{self, Packet, Tlv};
-use mycelium_proto::{RouterId, SecretKey, Subnet};
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/interop/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
+use mycelium_proto::{RouterId, Subnet};
 
 #[test]
 fn recorded_updates_select_the_route_the_listener_reported() {
-    let mut key = [0u8; 32];
-    let text = String::from_utf8(fixture("tcp-session/listener.key.hex")).unwrap();
-    hex::decode_to_slice(text.trim(), &mut key).unwrap();
-    let listener = SecretKey::from_bytes(key).public_key();
+    let listener = key_fixture("tcp-session/listener.key.hex").public_key();
     let mut router = Router::new(
         RouterConfig::upstream(),
         RouterId::new(listener, [0; 6]),

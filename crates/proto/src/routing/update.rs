@@ -274,29 +274,21 @@ impl Router {
     }
 
     /// Withdraws every route learned from `peer` (PROTOCOL.md §6.2, "handle dead
-    /// peer"): unselected ones go, selected ones become retractions held briefly,
-    /// and selection runs again for their subnets.
+    /// peer").
     pub(super) fn lose_routes_via(&mut self, now: Instant, peer: PeerId) {
         for subnet in self.table.subnets_via(peer) {
-            let Some(entry) = self.table.route(&subnet, peer).copied() else {
-                continue;
-            };
-            if !entry.selected {
-                self.table.remove_route(subnet, peer);
-                self.drop_if_empty(subnet);
-                continue;
-            }
-            let hold = self.cfg.retracted_hold;
-            self.table.modify_route(subnet, peer, |e| {
-                e.metric = Metric::INFINITE;
-                e.expires = now + hold;
-            });
-            self.apply_selection(now, subnet, Some(entry));
+            self.withdraw_route(now, subnet, peer);
         }
     }
 
     /// A route reached its expiry (PROTOCOL.md §6.11).
     pub(super) fn expire_route(&mut self, now: Instant, subnet: Subnet, peer: PeerId) {
+        self.withdraw_route(now, subnet, peer);
+    }
+
+    /// Takes one route away: an unselected one goes at once; a selected one becomes
+    /// a retraction held for the retracted hold, and selection runs again.
+    fn withdraw_route(&mut self, now: Instant, subnet: Subnet, peer: PeerId) {
         let Some(entry) = self.table.route(&subnet, peer).copied() else {
             return;
         };
