@@ -252,6 +252,14 @@ fn ping_across_a_line(tag: &str, scheme: &str) {
     // Every node on the way takes one hop, the two ends included (PROTOCOL.md §7.4):
     // 64 at the sender, minus A, B and C.
     assert_eq!(ttl_of(&text), Some(61), "{text}");
+    // A hop limit that runs out at the relay comes back as an out-of-band report
+    // from it, turned into ICMPv6 "time exceeded" on A's TUN (PROTOCOL.md §7.7).
+    let out = net.exec(
+        &a,
+        &["ping", "-6", "-c", "1", "-t", "2", "-W", "2", &addr_c],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("Time exceeded"), "{text}\n{}", net.logs());
     // And the way back, with a full-size packet too: over QUIC it no longer fits a
     // datagram and takes the stream.
     let out = net.exec(

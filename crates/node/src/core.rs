@@ -255,7 +255,21 @@ impl Core {
                 self.enqueue(Subnet::v6_64(dst), packet);
             }
             Resolution::Pending(subnet) => self.enqueue(subnet, packet),
-            Resolution::Unreachable(_) => NodeStats::bump(&self.shared.stats.no_route),
+            Resolution::Unreachable(_) => {
+                NodeStats::bump(&self.shared.stats.no_route);
+                // Only unselected routes: upstream reports "no route" to the source.
+                if let Unrouted::Transit(pkt) = &packet {
+                    let snapshot = self.shared.snapshot.load();
+                    dataplane::report_to_source(
+                        &self.shared,
+                        &mut self.cache,
+                        &snapshot,
+                        pkt,
+                        mycelium_proto::icmp::DESTINATION_UNREACHABLE,
+                        mycelium_proto::icmp::CODE_NO_ROUTE,
+                    );
+                }
+            }
         }
     }
 

@@ -250,6 +250,104 @@ pub(crate) fn icmp_to_tun(
     let _ = tun_tx.try_send(packet);
 }
 
+/// Reports a transit packet we cannot carry to its source, in an out-of-band ICMP
+/// packet (PROTOCOL.md §7.7): we cannot read its encrypted payload, so the report
+/// quotes it, sealed as it is, for the source to open. Needs a key and a route for
+/// the source; without either the packet is just dropped.
+pub(crate) fn report_to_source(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    orig: &[u8],
+    icmp_type: u8,
+    code: u8,
+) {
+    let orig_src = addr_at(orig, packet::HEADER_LEN + 4);
+    let orig_dst = addr_at(orig, packet::HEADER_LEN + 20);
+    let (Some(key), Route::Via(tx, _)) = (snapshot.key_for(orig_src), snapshot.route(orig_src))
+    else {
+        return;
+    };
+    let quoted = &orig[PAYLOAD_AT..];
+    let quoted = if quoted.len() <= icmp::MAX_QUOTE {
+        quoted
+    } else {
+        &[][..]
+    };
+    let reporter = match shared.own_subnet.address() {
+        std::net::IpAddr::V6(a) => a,
+        std::net::IpAddr::V4(_) => return,
+    };
+    let mut buf = BytesMut::with_capacity(PAYLOAD_AT + 4 + 16 + 48 + quoted.len() + OVERHEAD);
+    buf.resize(PAYLOAD_AT, 0);
+    buf.extend_from_slice(&payload::header(PayloadType::OobIcmp));
+    buf.extend_from_slice(&orig_dst.octets());
+    icmp::encode_error(reporter, orig_src, 64, icmp_type, code, quoted, &mut buf);
+    buf.resize(buf.len() + OVERHEAD, 0);
+    let mut nonce = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    if cache
+        .get(&shared.secret, key)
+        .seal_in_place(nonce, &mut buf[PAYLOAD_AT..])
+        .is_err()
+    {
+        return;
+    }
+    let payload_len = (buf.len() - PAYLOAD_AT) as u16;
+    let mut head = &mut buf[..PAYLOAD_AT];
+    packet::encode_header(TYPE_DATA, &mut head);
+    // Sent from 64, and like every packet we originate it leaves with one hop taken.
+    DataHeader {
+        hop_limit: 63,
+        src: reporter,
+        dst: orig_src,
+    }
+    .encode(payload_len, &mut head);
+    let _ = tx.try_send(buf.freeze());
+}
+
+/// Turns an out-of-band ICMP report about a packet we sent into an ICMPv6 packet for
+/// our TUN (PROTOCOL.md §7.7): the report quotes our own sealed payload, which we
+/// open with the key of its original destination.
+fn oob_report_to_icmp(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    body: &[u8],
+    reporter: Ipv6Addr,
+    outer_dst: Ipv6Addr,
+    hop: u8,
+) -> Option<BytesMut> {
+    if !(16 + 40 + 8 + 16..=1280 + 16).contains(&body.len()) {
+        return None;
+    }
+    let original_dst = addr_at(body, 0);
+    let ip = &body[16..];
+    if ip[0] >> 4 != 6 || ip[6] != icmp::NEXT_HEADER_ICMPV6 {
+        return None;
+    }
+    let (icmp_type, code) = (ip[40], ip[41]);
+    let key = snapshot.key_for(original_dst)?;
+    let mut quoted = BytesMut::from(&ip[48..]);
+    let n = cache
+        .get(&shared.secret, key)
+        .open_in_place(&mut quoted)
+        .ok()?;
+    let original_ip = quoted.get(payload::HEADER_LEN..n)?;
+    let mut out = BytesMut::with_capacity(HEADROOM + 48 + original_ip.len());
+    out.resize(HEADROOM, 0);
+    icmp::encode_error(
+        reporter,
+        outer_dst,
+        hop,
+        icmp_type,
+        code,
+        original_ip,
+        &mut out,
+    );
+    Some(out)
+}
+
 /// Handles a whole data packet received from a peer (PROTOCOL.md §7.4): forwards it,
 /// or opens it and delivers it.
 pub(crate) async fn handle_data(
@@ -261,6 +359,7 @@ pub(crate) async fn handle_data(
     let hop = pkt[HOP_AT];
     if hop < 2 {
         NodeStats::bump(&shared.stats.hop_limit_exceeded);
+        report_to_source(shared, cache, snapshot, &pkt, icmp::TIME_EXCEEDED, 0);
         return;
     }
     pkt[HOP_AT] = hop - 1;
@@ -312,8 +411,20 @@ pub(crate) async fn deliver(
     let plain = &mut pkt[PAYLOAD_AT..PAYLOAD_AT + n];
     match payload::decode(plain) {
         Ok((PayloadType::Ipv6, _)) => {}
-        // Messages and out-of-band ICMP arrive with the message subsystem.
-        Ok(_) | Err(_) => {
+        Ok((PayloadType::OobIcmp, body)) => {
+            if let Some(icmp_packet) =
+                oob_report_to_icmp(shared, cache, snapshot, body, src, dst, hop)
+            {
+                if let Some(tun_tx) = &shared.tun_tx {
+                    let _ = tun_tx.try_send(icmp_packet);
+                }
+            } else {
+                NodeStats::bump(&shared.stats.malformed);
+            }
+            return;
+        }
+        // Message frames arrive with the message subsystem.
+        Ok((PayloadType::Message, _)) | Err(_) => {
             NodeStats::bump(&shared.stats.malformed);
             return;
         }
