@@ -179,8 +179,12 @@ fn quic_kind(addr: &SocketAddr) -> LinkKind {
     LinkKind::Quic { ipv4 }
 }
 
+/// Handshakes in progress at once, as upstream allows; more are refused.
+const MAX_HANDSHAKES: usize = 10;
+
 /// Accepts inbound QUIC peers until shutdown.
 pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let incoming = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -188,6 +192,10 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 Some(i) => i,
                 None => return,
             },
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
         };
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -197,7 +205,9 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 let (send, recv) = conn.accept_bi().await?;
                 Ok::<_, quinn::ConnectionError>((conn, send, recv))
             };
-            match tokio::time::timeout(ACCEPT_TIMEOUT, setup).await {
+            let result = tokio::time::timeout(ACCEPT_TIMEOUT, setup).await;
+            drop(permit);
+            match result {
                 Ok(Ok((conn, send, recv))) => {
                     let label = format!("QUIC -> {remote} (inbound)");
                     run(shared, conn, send, recv, label).await;
