@@ -244,8 +244,8 @@ impl Core {
 
     fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
         let dst = match &packet {
-            Unrouted::Local { buf, .. } => dst_of_ip(&buf[dataplane::HEADROOM..]),
-            Unrouted::Transit(pkt) => dst_of_ip_at(pkt, 4 + 20),
+            Unrouted::Local { buf, .. } => dataplane::addr_at(buf, dataplane::HEADROOM + 24),
+            Unrouted::Transit(pkt) => dataplane::addr_at(pkt, 4 + 20),
         };
         let local = matches!(packet, Unrouted::Local { .. });
         match self.router.resolve(now, dst, local) {
@@ -322,7 +322,7 @@ impl Core {
                             // source as upstream sends it; transit ones just go.
                             if let Unrouted::Local { buf, len } = packet {
                                 let ip = &buf[dataplane::HEADROOM..dataplane::HEADROOM + len];
-                                let src = dst_of_ip_at(ip, 8);
+                                let src = dataplane::addr_at(ip, 8);
                                 dataplane::icmp_to_tun(
                                     &self.shared,
                                     src,
@@ -398,14 +398,4 @@ fn s_addr(s: &Subnet) -> Ipv6Addr {
         std::net::IpAddr::V6(a) => a,
         std::net::IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
     }
-}
-
-fn dst_of_ip(ip: &[u8]) -> Ipv6Addr {
-    dst_of_ip_at(ip, 24)
-}
-
-fn dst_of_ip_at(buf: &[u8], at: usize) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&buf[at..at + 16]);
-    Ipv6Addr::from(a)
 }

@@ -56,7 +56,8 @@ impl SecretCache {
     }
 }
 
-fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
+/// The IPv6 address at byte `at` of `buf` (the caller checked the length).
+pub(crate) fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
     let mut a = [0u8; 16];
     a.copy_from_slice(&buf[at..at + 16]);
     Ipv6Addr::from(a)
