@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 deps_only=false
 [ "${1:-}" = "--deps" ] && deps_only=true
 
-# System packages: a C toolchain for crates that build C (libFuzzer), iproute2 for
-# the network-namespace tests.
-apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables)
+# System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
+# ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
+# data-plane benchmark; bc for the test summary.
+apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
