@@ -45,7 +45,9 @@ pub(crate) struct Shared {
     pub(crate) own_subnet: Subnet,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) core_tx: mpsc::Sender<CoreCmd>,
-    /// Where packets for our TUN go (the TUN writer batches them).
+    /// The TUN device, written in batches by the tasks that deliver.
+    pub(crate) tun: Option<Arc<Tun>>,
+    /// Where ICMPv6 errors for our TUN go (the TUN writer batches them).
     pub(crate) tun_tx: Option<mpsc::Sender<BytesMut>>,
     pub(crate) stats: NodeStats,
     pub(crate) shutdown: CancellationToken,
@@ -122,7 +124,7 @@ impl Core {
         Option<mpsc::Receiver<BytesMut>>,
     ) {
         let (core_tx, rx) = mpsc::channel(16_384);
-        let (tun_tx, tun_rx) = match tun {
+        let (tun_tx, tun_rx) = match &tun {
             Some(_) => {
                 let (tx, rx) = mpsc::channel(TUN_QUEUE);
                 (Some(tx), Some(rx))
@@ -146,6 +148,7 @@ impl Core {
             own_subnet: public.subnet(),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             core_tx,
+            tun,
             tun_tx,
             stats: NodeStats::default(),
             shutdown,
@@ -347,6 +350,7 @@ impl Core {
             self.links_changed = false;
         }
         let snapshot = self.shared.snapshot.load_full();
+        let mut out = dataplane::TunBatch::default();
         // Queued packets whose destination now has a route, also those queued while
         // the snapshot was behind.
         let ready: Vec<Subnet> = self
@@ -370,7 +374,14 @@ impl Core {
                         // before the data plane takes it again.
                         let mut pkt = pkt;
                         pkt[7] = pkt[7].saturating_add(1);
-                        dataplane::handle_data(&self.shared, &mut self.cache, &snapshot, pkt).await;
+                        dataplane::handle_data(
+                            &self.shared,
+                            &mut self.cache,
+                            &snapshot,
+                            pkt,
+                            &mut out,
+                        )
+                        .await;
                     }
                 }
             }
@@ -387,9 +398,11 @@ impl Core {
             };
             self.unknown_total -= queue.len();
             for packet in queue {
-                dataplane::deliver(&self.shared, &mut self.cache, &snapshot, packet).await;
+                dataplane::deliver(&self.shared, &mut self.cache, &snapshot, packet, &mut out)
+                    .await;
             }
         }
+        out.flush(&self.shared).await;
     }
 }
 

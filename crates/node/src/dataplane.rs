@@ -108,6 +108,56 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
     }
 }
 
+/// Packets for our TUN gathered by one task while it works through what it read,
+/// written in one batch (coalesced by the kernel where it can) when the task has
+/// nothing more at hand. Written from the task itself: no hand-off per packet.
+pub(crate) struct TunBatch {
+    packets: Vec<BytesMut>,
+    gro: tun_rs::GROTable,
+}
+
+impl Default for TunBatch {
+    fn default() -> Self {
+        Self {
+            packets: Vec::with_capacity(BATCH),
+            gro: tun_rs::GROTable::default(),
+        }
+    }
+}
+
+impl TunBatch {
+    /// Adds a packet (IPv6 at `HEADROOM`); writes the batch first if it is full.
+    async fn push(&mut self, shared: &Shared, packet: BytesMut) {
+        if self.packets.len() >= BATCH {
+            self.flush(shared).await;
+        }
+        self.packets.push(packet);
+    }
+
+    /// Writes what was gathered.
+    pub(crate) async fn flush(&mut self, shared: &Shared) {
+        if self.packets.is_empty() {
+            return;
+        }
+        if let Some(tun) = &shared.tun {
+            let count = self.packets.len() as u64;
+            match tun
+                .send_multiple(&mut self.gro, &mut self.packets, HEADROOM)
+                .await
+            {
+                Ok(_) => {
+                    shared
+                        .stats
+                        .tun_tx
+                        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!("writing to the TUN device: {e}"),
+            }
+        }
+        self.packets.clear();
+    }
+}
+
 /// Writes what is delivered to us to the TUN device, in batches that the kernel
 /// takes as coalesced super-packets where it can.
 pub(crate) async fn tun_writer(
@@ -356,6 +406,7 @@ pub(crate) async fn handle_data(
     cache: &mut SecretCache,
     snapshot: &Snapshot,
     mut pkt: BytesMut,
+    out: &mut TunBatch,
 ) {
     let hop = pkt[HOP_AT];
     if hop < 2 {
@@ -366,7 +417,7 @@ pub(crate) async fn handle_data(
     pkt[HOP_AT] = hop - 1;
     let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
     if shared.own_subnet.contains_ip(dst.into()) {
-        deliver(shared, cache, snapshot, pkt).await;
+        deliver(shared, cache, snapshot, pkt, out).await;
         return;
     }
     match snapshot.route(dst) {
@@ -394,6 +445,7 @@ pub(crate) async fn deliver(
     cache: &mut SecretCache,
     snapshot: &Snapshot,
     mut pkt: BytesMut,
+    out: &mut TunBatch,
 ) {
     let src = addr_at(&pkt, packet::HEADER_LEN + 4);
     let Some(key) = snapshot.key_for(src) else {
@@ -443,12 +495,10 @@ pub(crate) async fn deliver(
         return;
     }
     ip[7] = hop;
-    let Some(tun_tx) = &shared.tun_tx else {
+    if shared.tun.is_none() {
         return;
-    };
-    // The IPv6 packet now sits at HEADROOM, where the TUN writer expects it.
-    pkt.truncate(PAYLOAD_AT + n);
-    if tun_tx.try_send(pkt).is_err() {
-        NodeStats::bump(&shared.stats.link_queue_full);
     }
+    // The IPv6 packet now sits at HEADROOM, where a TUN batch expects it.
+    pkt.truncate(PAYLOAD_AT + n);
+    out.push(shared, pkt).await;
 }

@@ -86,6 +86,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) -> String {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut cache = SecretCache::default();
+    let mut out = dataplane::TunBatch::default();
     loop {
         // Take every whole packet out of the buffer.
         loop {
@@ -108,7 +109,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             match kind {
                 None => {
                     let snapshot = shared.snapshot.load();
-                    dataplane::handle_data(shared, &mut cache, &snapshot, packet).await;
+                    dataplane::handle_data(shared, &mut cache, &snapshot, packet, &mut out).await;
                 }
                 Some(Ok(tlv)) => {
                     if shared
@@ -126,6 +127,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         }
+        // Everything read so far is handled: write what is for us in one batch.
+        out.flush(shared).await;
         let read = tokio::select! {
             _ = close.cancelled() => return "closed".into(),
             r = reader.read_buf(&mut buf) => r,

@@ -262,6 +262,7 @@ async fn run(
 /// Data packets arriving as datagrams: one whole packet each.
 async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection) {
     let mut cache = SecretCache::default();
+    let mut out = dataplane::TunBatch::default();
     while let Ok(datagram) = conn.read_datagram().await {
         let packet_len = match wire::decode(&datagram) {
             Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
@@ -277,6 +278,7 @@ async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection) {
             .try_into_mut()
             .unwrap_or_else(|shared_bytes| BytesMut::from(&shared_bytes[..]));
         let snapshot = shared.snapshot.load();
-        dataplane::handle_data(&shared, &mut cache, &snapshot, packet).await;
+        dataplane::handle_data(&shared, &mut cache, &snapshot, packet, &mut out).await;
+        out.flush(&shared).await;
     }
 }
