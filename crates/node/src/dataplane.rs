@@ -80,7 +80,10 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
     const ARENA: usize = 80;
     loop {
         if arena.len() < MIN_FREE * BUF_LEN {
-            arena = BytesMut::with_capacity(ARENA * BUF_LEN);
+            // Reuses the arena's memory when every packet cut from it has been sent
+            // and dropped (the usual case), and allocates a fresh one otherwise.
+            arena.clear();
+            arena.reserve(ARENA * BUF_LEN);
             arena.resize(ARENA * BUF_LEN, 0);
         }
         let n = {
