@@ -161,15 +161,10 @@ impl TunBatch {
     }
 }
 
-/// Writes what is delivered to us to the TUN device, in batches that the kernel
-/// takes as coalesced super-packets where it can.
-pub(crate) async fn tun_writer(
-    shared: Arc<Shared>,
-    tun: Arc<Tun>,
-    mut rx: mpsc::Receiver<BytesMut>,
-) {
-    let mut gro = tun_rs::GROTable::default();
-    let mut batch: Vec<BytesMut> = Vec::with_capacity(BATCH);
+/// Writes the ICMPv6 errors queued for our TUN (by the TUN reader and the core), in
+/// batches.
+pub(crate) async fn tun_writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<BytesMut>) {
+    let mut out = TunBatch::default();
     loop {
         let first = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -178,24 +173,11 @@ pub(crate) async fn tun_writer(
                 None => return,
             },
         };
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
+        out.push(&shared, first).await;
+        while let Ok(p) = rx.try_recv() {
+            out.push(&shared, p).await;
         }
-        let count = batch.len() as u64;
-        match tun.send_multiple(&mut gro, &mut batch, HEADROOM).await {
-            Ok(_) => {
-                shared
-                    .stats
-                    .tun_tx
-                    .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) => tracing::debug!("writing to the TUN device: {e}"),
-        }
-        batch.clear();
+        out.flush(&shared).await;
     }
 }
 

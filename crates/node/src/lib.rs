@@ -97,8 +97,8 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.run());
     if let (Some(tun), Some(rx)) = (tun, tun_rx) {
-        tasks.spawn(dataplane::tun_reader(shared.clone(), tun.clone()));
-        tasks.spawn(dataplane::tun_writer(shared.clone(), tun, rx));
+        tasks.spawn(dataplane::tun_reader(shared.clone(), tun));
+        tasks.spawn(dataplane::tun_writer(shared.clone(), rx));
     }
     if let Some(port) = cfg.tcp_listen_port {
         tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
