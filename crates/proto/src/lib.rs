@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod icmp;
 pub mod identity;
+pub mod messages;
 pub mod routing;
 pub mod subnet;
 pub mod time;
