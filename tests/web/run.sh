@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The web view test: starts two nodes, B peered to A over loopback, and checks the
+# page each serves at `/` in headless Chromium (webview.test.mjs). Installs what it
+# needs first (Debian's chromium, playwright-core from package-lock.json).
+#
+#   MYCELIUM_BIN=target/debug/mycelium tests/web/run.sh   two real router-only nodes
+#   tests/web/run.sh                                       pretend nodes (mock-node.mjs)
+#
+# Other settings: WEBVIEW_SCREENSHOT (default /tmp/webview.png; B's page goes to
+# /tmp/webview-b.png), WEBVIEW_CONVERGE_MS (default 20000), KEEP_LOGS=1 to keep the
+# node logs. The nodes are stopped whatever happens.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "run.sh: installing chromium" >&2
+  as_root apt-get install -y chromium || { as_root apt-get update && as_root apt-get install -y chromium; }
+fi
+(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+
+work="$(mktemp -d /tmp/webview-test.XXXXXX)"
+pids=()
+
+stop_nodes() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+}
+
+cleanup() {
+  local status=$?
+  stop_nodes
+  if [ "$status" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
+    for log in "$work"/*.log; do
+      [ -e "$log" ] || continue
+      echo "---- $(basename "$log") (last 40 lines) ----" >&2
+      tail -n 40 "$log" >&2
+    done
+  fi
+  if [ -n "${KEEP_LOGS:-}" ]; then echo "run.sh: logs kept in $work" >&2; else rm -rf "$work"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A port free for both TCP and UDP (QUIC), on every address.
+free_port() {
+  node --input-type=module -e '
+    import net from "node:net";
+    import dgram from "node:dgram";
+    for (;;) {
+      const tcp = net.createServer();
+      await new Promise((ok, fail) => { tcp.once("error", fail); tcp.listen(0, "::", ok); });
+      const { port } = tcp.address();
+      const udp = dgram.createSocket("udp6");
+      const free = await new Promise((ok) => { udp.once("error", () => ok(false)); udp.bind(port, "::", () => ok(true)); });
+      udp.close(); tcp.close();
+      if (free) { console.log(port); break; }
+    }'
+}
+
+# Waits until a node's API answers, or fails if the node died or took over 30 s.
+wait_for_api() {
+  local name=$1 pid=$2 url=$3
+  for _ in $(seq 300); do
+    if curl -s -o /dev/null --max-time 1 "$url/api/v1/admin"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then echo "run.sh: node $name exited before its API answered" >&2; return 1; fi
+    sleep 0.1
+  done
+  echo "run.sh: node $name's API at $url did not answer within 30 s" >&2
+  return 1
+}
+
+start_node() {
+  local name=$1; shift
+  local api rpc tcp quic
+  api=$(free_port); rpc=$(free_port); tcp=$(free_port); quic=$(free_port)
+  mkdir -p "$work/$name"
+  # Own config and data dirs, so no config file of this machine's user is read.
+  XDG_CONFIG_HOME="$work/$name" XDG_DATA_HOME="$work/$name" \
+    "$MYCELIUM_BIN" --key-file "$work/$name/key" --no-tun --disable-peer-discovery \
+    --api-addr "127.0.0.1:$api" --jsonrpc-addr "127.0.0.1:$rpc" \
+    --tcp-listen-port "$tcp" --quic-listen-port "$quic" "$@" \
+    >"$work/node-$name.log" 2>&1 &
+  pids+=("$!")
+  wait_for_api "$name" "$!" "http://127.0.0.1:$api"
+  node_url="http://127.0.0.1:$api"
+  node_tcp="$tcp"
+}
+
+if [ -n "${MYCELIUM_BIN:-}" ]; then
+  MYCELIUM_BIN="$(realpath "$MYCELIUM_BIN")"
+  [ -x "$MYCELIUM_BIN" ] || { echo "run.sh: MYCELIUM_BIN=$MYCELIUM_BIN is not executable" >&2; exit 1; }
+  start_node a
+  a_url=$node_url a_tcp=$node_tcp
+  start_node b --peers "tcp://127.0.0.1:$a_tcp"
+  export WEBVIEW_NODE_A="$a_url" WEBVIEW_NODE_B="$node_url"
+  export WEBVIEW_A_ENDPOINT="tcp://127.0.0.1:$a_tcp"
+  echo "run.sh: node A at $WEBVIEW_NODE_A, node B at $WEBVIEW_NODE_B (peered to $WEBVIEW_A_ENDPOINT)" >&2
+else
+  echo "run.sh: MYCELIUM_BIN not set: testing the page against pretend nodes" >&2
+fi
+
+cd "$here"
+node --test --test-concurrency=1 webview.test.mjs
