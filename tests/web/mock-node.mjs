@@ -4,7 +4,8 @@
 // given, and for the bearer-token check, which a real node may not support.
 //
 // Run alone (`node mock-node.mjs [--token T]`) it prints the two base URLs and
-// serves until killed.
+// serves until killed. WEBVIEW_MOCK_NO_MESSAGES=1 makes the message routes answer
+// as a node without a message bus does (503), to see the test skip loudly.
 
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
@@ -93,6 +94,10 @@ async function handle(nodes, name, token, req, res) {
     return true;
   };
   const route = `${req.method} ${path}`;
+  if (process.env.WEBVIEW_MOCK_NO_MESSAGES && path === "/api/v1/messages") {
+    // What the API crate answers while the node's message bus is not running.
+    return send(res, 503, { error: "message subsystem unavailable: not wired in" });
+  }
   switch (route) {
     case "GET /api/v1/admin": return send(res, 200, node.info);
     case "GET /api/v1/admin/peers": return send(res, 200, node.peers);
