@@ -47,6 +47,8 @@ function makeNode(name, other, tcpPort) {
     },
     inbox: [],
     waiters: [],
+    /** Outbound message states by id (MessageInfo, API.md §1.6). */
+    statuses: new Map(),
   };
 }
 
@@ -66,6 +68,14 @@ function parseEndpoint(text) {
   const m = /^(tcp|quic|tls):\/\/(.+:\d+)$/.exec(text);
   if (!m) return null;
   return { proto: m[1], addr: { socket: m[2] } };
+}
+
+const SENDER_STATUS = Symbol("sender status");
+
+/** Hands a message out: marks it read at its sender; the symbol key is not serialised. */
+function handOut(message) {
+  message[SENDER_STATUS].state = "read";
+  return message;
 }
 
 function deliver(node, message) {
@@ -123,6 +133,9 @@ async function handle(nodes, name, token, req, res) {
         ([, n]) => n.info.nodeIp === body.dst?.ip || n.info.nodePubkey === body.dst?.pk,
       );
       const id = randomBytes(8).toString("hex");
+      const created = Math.floor(Date.now() / 1000);
+      const status = { dst: body.dst?.ip || target?.[1].info.nodeIp, state: "pending", created, deadline: created + 300, msgLen: Buffer.from(body.payload, "base64").length };
+      node.statuses.set(id, status);
       if (target) {
         const message = {
           id,
@@ -130,8 +143,10 @@ async function handle(nodes, name, token, req, res) {
           dstIp: target[1].info.nodeIp, dstPk: target[1].info.nodePubkey,
           ...(body.topic ? { topic: body.topic } : {}),
           payload: body.payload,
+          // The receiver marks it read when it hands it out.
+          [SENDER_STATUS]: status,
         };
-        setTimeout(() => deliver(target[1], message), 300);
+        setTimeout(() => { status.state = "received"; deliver(target[1], message); }, 300);
       }
       return send(res, 201, { id });
     }
@@ -140,7 +155,7 @@ async function handle(nodes, name, token, req, res) {
       const topic = url.searchParams.get("topic");
       const matches = (m) => !topic || m.topic === topic;
       const i = node.inbox.findIndex(matches);
-      if (i >= 0) return send(res, 200, node.inbox.splice(i, 1)[0]);
+      if (i >= 0) return send(res, 200, handOut(node.inbox.splice(i, 1)[0]));
       if (timeout === 0) return send(res, 204, undefined);
       const message = await new Promise((resolve) => {
         const waiter = (m) => resolve(m);
@@ -151,10 +166,16 @@ async function handle(nodes, name, token, req, res) {
           resolve(null);
         }, timeout * 1000);
       });
-      return message ? send(res, 200, message) : send(res, 204, undefined);
+      return message ? send(res, 200, handOut(message)) : send(res, 204, undefined);
     }
     default:
       break;
+  }
+  const status = /^\/api\/v1\/messages\/status\/([^/]*)$/.exec(path);
+  if (status && req.method === "GET") {
+    if (!/^[0-9a-f]{16}$/i.test(status[1])) return send(res, 400, undefined);
+    const info = node.statuses.get(status[1].toLowerCase());
+    return info ? send(res, 200, info) : send(res, 404, undefined);
   }
   const del = /^\/api\/v1\/admin\/peers\/(.+)$/.exec(path);
   if (del && req.method === "DELETE") {

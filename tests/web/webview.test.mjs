@@ -328,6 +328,19 @@ test("a message sent from A's page is received on B's page (A's own, with one no
   assert.equal(await pb.locator("#received-src-ip").textContent(), a.nodeIp);
   assert.equal(await pb.locator("#received-src-pk").textContent(), a.nodePubkey);
   assert.match(await pb.locator("#received-id").textContent(), /^[0-9a-f]{16}$/);
+
+  // Back on A: the delivery check asks the node about the message it sent.
+  const id = /message id ([0-9a-f]{16})/.exec(sent)[1];
+  const delivery = pa.locator("#delivery-status");
+  await eventually("delivery state", async () => {
+    await pa.getByRole("button", { name: "Check delivery" }).click();
+    await eventually("delivery answered", async () => assert.notEqual(await delivery.textContent(), ""), 5000);
+    const info = await getJson(nodeA, `/api/v1/messages/status/${id}`);
+    assert.equal(info.dst, b.nodeIp);
+    // Once B has handed it out, A knows it arrived (and B read it).
+    if (nodeB) assert.match(JSON.stringify(info.state), /received|read/);
+    assert.match(await delivery.textContent(), new RegExp(`^Message ${id} to ${b.nodeIp}: .+\\.$`));
+  }, 15000);
   if (nodeB) await pb.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/, "-b.png"), fullPage: true });
 });
 
@@ -366,6 +379,13 @@ test("a node that asks for a bearer token gets one from the page", async () => {
     const dialog = page.getByRole("dialog", { name: "API token needed" });
     await dialog.waitFor({ state: "visible", timeout: 10000 });
     assert.match(await page.locator("#identity-error").textContent(), /needs a token/);
+    // Dismissed, the dialog stays shut on later refreshes until asked for again.
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden", timeout: 5000 });
+    await pageRefresh(page);
+    assert.ok(!(await dialog.isVisible()), "the dialog came back by itself");
+    await page.getByRole("button", { name: "Enter API token" }).click();
+    await dialog.waitFor({ state: "visible", timeout: 5000 });
     authorizations.length = 0;
     await page.getByLabel("API token", { exact: true }).fill(token);
     await page.getByRole("button", { name: "Use token" }).click();
@@ -376,6 +396,7 @@ test("a node that asks for a bearer token gets one from the page", async () => {
     assert.ok(authorizations.every((h) => h === `Bearer ${token}`), `sent ${JSON.stringify(authorizations)}`);
     assert.equal(await page.evaluate(() => sessionStorage.getItem("mycelium.apiToken")), token);
     assert.ok(await page.getByRole("button", { name: "Forget API token" }).isVisible());
+    assert.ok(!(await page.getByRole("button", { name: "Enter API token" }).isVisible()));
     await page.close();
   } finally {
     await guarded.close();
