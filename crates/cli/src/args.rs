@@ -2,7 +2,8 @@
 //!
 //! Values are checked here, so a bad one is clap's usage error naming it (exit 2).
 //! What the options mean once merged with the config file is [`crate::settings`]'s
-//! business. The API client subcommands arrive with the API.
+//! business. The API client subcommands' own arguments live in
+//! [`crate::client`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,6 +192,9 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The subcommands that call a running node's API (`message`, `peers`, …).
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 #[cfg(test)]

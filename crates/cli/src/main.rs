@@ -10,6 +10,7 @@
 //! parse (clap's usage error, naming the bad value) or an unusable `RUST_LOG`.
 
 mod args;
+mod client;
 mod config;
 mod daemon;
 mod inspect;
@@ -64,6 +65,7 @@ fn run(cli: Cli, config: Option<ConfigFile>) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Inspect { key, json }) => inspect::inspect(key, &key_path, json),
         Some(Command::GenerateKeys { force }) => inspect::generate_keys(&key_path, force),
+        Some(Command::Client(command)) => client::run(cli.node.api_addr, command),
         None => {
             // The config file is read for subcommands too, but only used here.
             let settings = settings::resolve(&cli, config)?;
