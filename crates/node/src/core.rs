@@ -5,24 +5,26 @@
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router};
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{control, Tlv};
-use mycelium_proto::{RouterId, SecretKey, Subnet};
+use mycelium_proto::{PublicKey, RouterId, SecretKey, Subnet};
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dataplane::{self, SecretCache};
+use crate::registry::Registry;
 use crate::snapshot::{LinkTx, Snapshot};
-use crate::stats::NodeStats;
+use crate::stats::{NodeStats, PacketStats};
 use crate::tun::Tun;
 use crate::NodeConfig;
+use crate::{RouteInfo, RouterView, RoutesView};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -50,6 +52,16 @@ pub(crate) struct Shared {
     /// Where ICMPv6 errors for our TUN go (the TUN writer batches them).
     pub(crate) tun_tx: Option<mpsc::Sender<BytesMut>>,
     pub(crate) stats: NodeStats,
+    /// Data packets per source and destination address (API.md §1.5).
+    pub(crate) packets: PacketStats,
+    /// Every peer the node knows.
+    pub(crate) registry: Registry,
+    /// The QUIC endpoint, once it is set up (QUIC peers are dialled from it).
+    pub(crate) quic: OnceLock<quinn::Endpoint>,
+    /// Linux `SO_MARK` for peer sockets.
+    pub(crate) mark: Option<u32>,
+    /// When the node started, for the API.
+    pub(crate) started: SystemTime,
     pub(crate) shutdown: CancellationToken,
     next_peer: AtomicU64,
 }
@@ -73,6 +85,7 @@ pub(crate) enum CoreCmd {
     LinkUp {
         peer: PeerId,
         kind: LinkKind,
+        conn_id: String,
         data: LinkTx,
         control: mpsc::Sender<Bytes>,
         close: CancellationToken,
@@ -89,11 +102,21 @@ pub(crate) enum CoreCmd {
         src: Ipv6Addr,
         packet: BytesMut,
     },
+    /// A question from the API.
+    Query(Query),
+}
+
+/// Questions the API asks the core; each carries where the answer goes.
+pub(crate) enum Query {
+    Routes(oneshot::Sender<RoutesView>),
+    KeyFor(Ipv6Addr, oneshot::Sender<Option<PublicKey>>),
+    Router(oneshot::Sender<RouterView>),
 }
 
 struct Link {
     control: mpsc::Sender<Bytes>,
     close: CancellationToken,
+    conn_id: String,
 }
 
 pub(crate) struct Core {
@@ -151,6 +174,11 @@ impl Core {
             tun,
             tun_tx,
             stats: NodeStats::default(),
+            packets: PacketStats::default(),
+            registry: Registry::new(shutdown.clone()),
+            quic: OnceLock::new(),
+            mark: cfg.firewall_mark,
+            started: SystemTime::now(),
             shutdown,
             next_peer: AtomicU64::new(1),
         });
@@ -214,12 +242,20 @@ impl Core {
             CoreCmd::LinkUp {
                 peer,
                 kind,
+                conn_id,
                 data,
                 control,
                 close,
             } => {
                 self.link_txs.insert(peer, data);
-                self.links.insert(peer, Link { control, close });
+                self.links.insert(
+                    peer,
+                    Link {
+                        control,
+                        close,
+                        conn_id,
+                    },
+                );
                 self.links_changed = true;
                 self.router.handle_peer_up(now, peer, kind);
             }
@@ -242,7 +278,63 @@ impl Core {
                     NodeStats::bump(&self.shared.stats.no_route);
                 }
             }
+            CoreCmd::Query(q) => self.answer(now, q),
         }
+    }
+
+    fn answer(&mut self, now: Instant, query: Query) {
+        match query {
+            Query::Routes(reply) => {
+                let _ = reply.send(self.routes_view(now));
+            }
+            Query::KeyFor(ip, reply) => {
+                let _ = reply.send(self.router.key_for(ip));
+            }
+            Query::Router(reply) => {
+                let (subnets, routes) = self.router.table_size();
+                let _ = reply.send(RouterView {
+                    stats: self.router.stats(),
+                    subnets,
+                    routes,
+                    selected: self.router.selected_count(),
+                    neighbours: self.router.neighbours().count(),
+                    pending_packets: self.pending_total + self.unknown_total,
+                });
+            }
+        }
+    }
+
+    fn routes_view(&self, now: Instant) -> RoutesView {
+        let mut view = RoutesView::default();
+        let conn = |peer: PeerId| {
+            self.links
+                .get(&peer)
+                .map_or_else(|| peer.to_string(), |l| l.conn_id.clone())
+        };
+        for (subnet, entry) in self.router.subnets() {
+            match entry {
+                SubnetEntry::Exists { routes, .. } => {
+                    for r in routes {
+                        let info = RouteInfo {
+                            subnet: *subnet,
+                            next_hop: conn(r.neighbour),
+                            metric: r.metric,
+                            seqno: r.seqno,
+                        };
+                        if r.selected {
+                            view.selected.push(info);
+                        } else {
+                            view.fallback.push(info);
+                        }
+                    }
+                }
+                SubnetEntry::Queried { expires } => {
+                    let left = expires.saturating_since(now);
+                    view.queried.push((*subnet, left));
+                }
+            }
+        }
+        view
     }
 
     fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
@@ -403,6 +495,7 @@ impl Core {
             }
         }
         out.flush(&self.shared).await;
+        self.cache.tally.merge(&self.shared.packets);
     }
 }
 

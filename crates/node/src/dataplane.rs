@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::core::{CoreCmd, Shared, Unrouted};
 use crate::snapshot::{Route, Snapshot};
-use crate::stats::NodeStats;
+use crate::stats::{NodeStats, Tally};
 use crate::tun::{Tun, BATCH, MTU, SUPER_PACKET};
 
 /// Bytes in front of an IPv6 packet in a buffer: outer header, data header, payload
@@ -36,10 +36,12 @@ const BUF_LEN: usize = HEADROOM + MTU as usize + OVERHEAD + 64;
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Shared secrets by peer key, computed on first use.
+/// What one packet-moving task keeps for itself: shared secrets by peer key,
+/// computed on first use, and its packet tally (merged after every batch).
 #[derive(Default)]
 pub(crate) struct SecretCache {
     secrets: Map<PublicKey, SharedSecret>,
+    pub(crate) tally: Tally,
 }
 
 /// Secrets kept per task before the cache starts over.
@@ -108,6 +110,7 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
             packet.truncate(HEADROOM + size);
             send_local(&shared, &mut cache, &snapshot, packet, size);
         }
+        cache.tally.merge(&shared.packets);
     }
 }
 
@@ -251,6 +254,9 @@ pub(crate) fn send_local(
                 dst,
             }
             .encode(payload_len, &mut head);
+            cache
+                .tally
+                .count(&shared.packets, src, dst, payload_len as usize);
             if tx.try_send(buf.freeze()).is_err() {
                 NodeStats::bump(&shared.stats.link_queue_full);
             }
@@ -408,6 +414,10 @@ pub(crate) async fn handle_data(
     match snapshot.route(dst) {
         Route::Via(tx, _) => {
             NodeStats::bump(&shared.stats.forwarded);
+            let src = addr_at(&pkt, packet::HEADER_LEN + 4);
+            cache
+                .tally
+                .count(&shared.packets, src, dst, pkt.len() - PAYLOAD_AT);
             if tx.try_send(pkt.freeze()).is_err() {
                 NodeStats::bump(&shared.stats.link_queue_full);
             }
@@ -441,6 +451,9 @@ pub(crate) async fn deliver(
     };
     let hop = pkt[HOP_AT];
     let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
+    cache
+        .tally
+        .count(&shared.packets, src, dst, pkt.len() - PAYLOAD_AT);
     let secret = cache.get(&shared.secret, key);
     let Ok(n) = secret.open_in_place(&mut pkt[PAYLOAD_AT..]) else {
         NodeStats::bump(&shared.stats.decrypt_failures);

@@ -6,9 +6,8 @@
 //! Interfaces are found from `/sys/class/net` and `/proc/net/if_inet6` (Linux);
 //! other systems run without discovery and say so.
 
-use std::collections::HashSet;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,8 +15,11 @@ use mycelium_proto::wire::beacon::{self, Beacon};
 use mycelium_proto::RouterId;
 use tokio::net::UdpSocket;
 
+use mycelium_proto::endpoint::Endpoint;
+
 use crate::core::Shared;
 use crate::peers;
+use crate::registry::{ConnectionState, PeerKind};
 
 /// The multicast group beacons go to.
 const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xcafe);
@@ -26,7 +28,7 @@ const PERIOD: Duration = Duration::from_secs(60);
 /// Failed connection attempts after which a discovered peer is forgotten.
 const MAX_FAILURES: u32 = 3;
 /// Discovered peers kept at once; beyond it, new beacons are ignored.
-const MAX_DISCOVERED: usize = 256;
+pub(crate) const MAX_DISCOVERED: usize = 256;
 
 /// Discovery settings.
 #[derive(Debug, Clone)]
@@ -93,7 +95,6 @@ pub(crate) async fn run(
     router_id: RouterId,
     tcp_port: u16,
     mark: Option<u32>,
-    known: Vec<SocketAddr>,
 ) {
     let socket = match bind(cfg.port, mark) {
         Ok(s) => s,
@@ -109,8 +110,6 @@ pub(crate) async fn run(
         router_id,
     }
     .encode(&mut beacon);
-    let discovered: Arc<Mutex<HashSet<SocketAddr>>> =
-        Arc::new(Mutex::new(known.into_iter().collect()));
     let mut joined: Vec<u32> = Vec::new();
     let mut next = tokio::time::Instant::now();
     let mut sent = 0u32;
@@ -150,19 +149,24 @@ pub(crate) async fn run(
                     continue;
                 }
                 let peer = SocketAddr::V6(SocketAddrV6::new(*from.ip(), b.tcp_port, 0, from.scope_id()));
-                let new = {
-                    let mut set = discovered.lock().unwrap_or_else(|p| p.into_inner());
-                    set.len() < MAX_DISCOVERED && set.insert(peer)
-                };
-                if new {
-                    tracing::info!("discovered a peer at tcp://{peer}");
-                    let shared = shared.clone();
-                    let discovered = discovered.clone();
-                    tokio::spawn(async move {
-                        peers::dial_until_failures(shared, peer, mark, MAX_FAILURES).await;
-                        discovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
-                    });
+                // A peer already known under any kind (a static peer on the same
+                // address, an inbound link from it) is not dialled again.
+                if shared.registry.knows_socket(peer) {
+                    continue;
                 }
+                let entry = match shared.registry.insert(
+                    Endpoint::tcp(peer),
+                    PeerKind::LinkLocalDiscovery,
+                    ConnectionState::Connecting,
+                ) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        tracing::debug!("not dialling discovered tcp://{peer}: {e}");
+                        continue;
+                    }
+                };
+                tracing::info!("discovered a peer at tcp://{peer}");
+                tokio::spawn(peers::dial(shared.clone(), entry, Some(MAX_FAILURES)));
             }
         }
     }

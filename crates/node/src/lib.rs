@@ -17,19 +17,29 @@ mod discovery;
 mod link;
 mod peers;
 mod quic;
+mod registry;
 mod snapshot;
 mod stats;
 mod tun;
 
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use mycelium_proto::endpoint::{Endpoint, EndpointAddr, Protocol};
-use mycelium_proto::routing::RouterConfig;
-use mycelium_proto::SecretKey;
+use mycelium_proto::routing::{RouterConfig, RouterStats};
+use mycelium_proto::wire::{Metric, SeqNo};
+use mycelium_proto::{PublicKey, SecretKey, Subnet};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::{CoreCmd, Query, Shared};
+use crate::registry::ConnectionState as State;
+
 pub use discovery::DiscoveryConfig;
-pub use stats::NodeStats;
+pub use registry::{ConnectionState, PeerError, PeerInfo, PeerKind};
+pub use stats::{Count, NodeStats};
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -74,8 +84,188 @@ pub enum NodeError {
     },
 }
 
-/// Runs a node until `shutdown` is cancelled. Returns once every task has ended.
-pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
+/// One route as the API shows it (API.md §1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The destination.
+    pub subnet: Subnet,
+    /// The connection identifier of the next hop (`TCP a <-> b`, `QUIC -> b`).
+    pub next_hop: String,
+    /// The metric as the next hop announced it (our link cost not included).
+    pub metric: Metric,
+    /// The originator's sequence number.
+    pub seqno: SeqNo,
+}
+
+/// The routing table as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutesView {
+    /// One per subnet with a selected route.
+    pub selected: Vec<RouteInfo>,
+    /// Every route that is not selected, retracted ones included.
+    pub fallback: Vec<RouteInfo>,
+    /// Subnets being looked for, with the time until the query gives up.
+    pub queried: Vec<(Subnet, Duration)>,
+}
+
+/// The router's counters and table sizes, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterView {
+    /// What the router refused or dropped.
+    pub stats: RouterStats,
+    /// Subnets in the table (known or queried).
+    pub subnets: usize,
+    /// Route entries.
+    pub routes: usize,
+    /// Subnets with a selected route.
+    pub selected: usize,
+    /// Neighbours the router knows.
+    pub neighbours: usize,
+    /// Packets waiting for a route or a key.
+    pub pending_packets: usize,
+}
+
+/// Data packets per address (API.md §1.5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketStatistics {
+    /// By source address.
+    pub by_source: Vec<(Ipv6Addr, Count)>,
+    /// By destination address.
+    pub by_destination: Vec<(Ipv6Addr, Count)>,
+    /// Packets whose addresses did not fit the bounded tables.
+    pub untracked: u64,
+}
+
+/// A handle on a running node: what the APIs read and change. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.shared.own_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// The node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.shared.secret.public_key()
+    }
+
+    /// The node's overlay address.
+    pub fn address(&self) -> Ipv6Addr {
+        self.shared.own_ip
+    }
+
+    /// The node's `/64`.
+    pub fn subnet(&self) -> Subnet {
+        self.shared.own_subnet
+    }
+
+    /// Start time in seconds since the Unix epoch.
+    pub fn start_time(&self) -> u64 {
+        self.shared
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.registry.list()
+    }
+
+    /// Adds a static peer; it is dialled right away and redialled until removed.
+    /// TLS and vsock peers are recorded but not dialled by this build.
+    pub fn add_peer(&self, endpoint: Endpoint) -> Result<(), PeerError> {
+        add_static_peer(&self.shared, endpoint)
+    }
+
+    /// Removes a peer of any kind and closes its connection.
+    pub fn remove_peer(&self, endpoint: &Endpoint) -> Result<(), PeerError> {
+        self.shared.registry.remove(endpoint)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .core_tx
+            .send(CoreCmd::Query(make(tx)))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// The routing table; empty once the node has stopped.
+    pub async fn routes(&self) -> RoutesView {
+        self.ask(Query::Routes).await.unwrap_or_default()
+    }
+
+    /// The key owning the subnet that holds `ip`, from any route entry, selected or
+    /// not. `None` for IPv4 addresses and addresses no entry covers.
+    pub async fn public_key_for(&self, ip: IpAddr) -> Option<PublicKey> {
+        let IpAddr::V6(ip) = ip else { return None };
+        if self.shared.own_subnet.contains_ip(ip.into()) {
+            return Some(self.public_key());
+        }
+        self.ask(|tx| Query::KeyFor(ip, tx)).await.flatten()
+    }
+
+    /// The router's counters and table sizes.
+    pub async fn router(&self) -> RouterView {
+        self.ask(Query::Router).await.unwrap_or_default()
+    }
+
+    /// Data-plane counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.shared.stats
+    }
+
+    /// Data packets per source and destination address.
+    pub fn packet_statistics(&self) -> PacketStatistics {
+        let (by_source, by_destination, untracked) = self.shared.packets.snapshot();
+        PacketStatistics {
+            by_source,
+            by_destination,
+            untracked,
+        }
+    }
+}
+
+fn add_static_peer(shared: &Arc<Shared>, endpoint: Endpoint) -> Result<(), PeerError> {
+    let entry = shared
+        .registry
+        .insert(endpoint, PeerKind::Static, State::Dead)?;
+    match (endpoint.proto(), endpoint.addr()) {
+        (Protocol::Tcp, EndpointAddr::Socket(_)) => {
+            tokio::spawn(peers::dial(shared.clone(), entry, None));
+        }
+        (Protocol::Quic, EndpointAddr::Socket(_)) => match shared.quic.get() {
+            Some(quic) => {
+                tokio::spawn(quic::dial(shared.clone(), quic.clone(), entry));
+            }
+            None => tracing::warn!("peer {endpoint}: QUIC is disabled; not dialling it"),
+        },
+        _ => tracing::warn!(
+            "peer {endpoint}: {} links are not supported by this build yet; not dialling it",
+            endpoint.proto().name()
+        ),
+    }
+    Ok(())
+}
+
+/// Starts a node: creates the TUN device and the QUIC socket (the start-up failures
+/// a caller must report), then spawns every task. Returns a handle on the node and a
+/// future that ends once `shutdown` is cancelled and every task has ended. Must be
+/// called within a tokio runtime.
+pub async fn start(
+    cfg: NodeConfig,
+    shutdown: CancellationToken,
+) -> Result<(Node, impl Future<Output = ()>), NodeError> {
     let own_key = cfg.secret.public_key();
     let tun = match &cfg.tun_name {
         Some(name) => Some(Arc::new(tun::open(name, own_key.address()).map_err(
@@ -94,6 +284,9 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
         ),
         None => None,
     };
+    if let Some(endpoint) = &quic {
+        let _ = shared.quic.set(endpoint.clone());
+    }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.run());
     if let (Some(tun), Some(rx)) = (tun, tun_rx) {
@@ -107,37 +300,36 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
         tasks.spawn(quic::accept(shared.clone(), endpoint.clone()));
     }
     if let (Some(discovery), Some(port)) = (cfg.discovery.clone(), cfg.tcp_listen_port) {
-        let known = cfg.peers.iter().filter_map(|p| p.socket_addr()).collect();
         tasks.spawn(discovery::run(
             shared.clone(),
             discovery,
             router_id,
             port,
             cfg.firewall_mark,
-            known,
         ));
     }
     for peer in cfg.peers {
-        match (peer.proto(), peer.addr()) {
-            (Protocol::Tcp, EndpointAddr::Socket(addr)) => {
-                tasks.spawn(peers::dial_forever(shared.clone(), addr, cfg.firewall_mark));
-            }
-            (Protocol::Quic, EndpointAddr::Socket(addr)) => match &quic {
-                Some(endpoint) => {
-                    tasks.spawn(quic::dial_forever(shared.clone(), endpoint.clone(), addr));
-                }
-                None => tracing::warn!("peer {peer}: QUIC is disabled; ignoring it"),
-            },
-            _ => tracing::warn!(
-                "peer {peer}: {} links are not supported by this build yet; ignoring it",
-                peer.proto().name()
-            ),
+        if let Err(e) = add_static_peer(&shared, peer) {
+            tracing::warn!("peer {peer}: {e}");
         }
     }
-    while tasks.join_next().await.is_some() {}
-    if let Some(endpoint) = quic {
-        endpoint.close(0u32.into(), b"shutting down");
-        endpoint.wait_idle().await;
-    }
+    let node = Node {
+        shared: shared.clone(),
+    };
+    let done = async move {
+        while tasks.join_next().await.is_some() {}
+        if let Some(endpoint) = quic {
+            endpoint.close(0u32.into(), b"shutting down");
+            endpoint.wait_idle().await;
+        }
+        drop(shared);
+    };
+    Ok((node, done))
+}
+
+/// Runs a node until `shutdown` is cancelled. Returns once every task has ended.
+pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let (_node, done) = start(cfg, shutdown).await?;
+    done.await;
     Ok(())
 }

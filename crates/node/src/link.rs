@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::{CoreCmd, Shared, CONTROL_QUEUE};
 use crate::dataplane::{self, SecretCache};
+use crate::registry::{EntryHandle, LinkCounters};
 use crate::stats::NodeStats;
 
 /// Data packets a link may have queued; more are dropped (and counted).
@@ -22,19 +23,26 @@ const DATA_QUEUE: usize = 2_048;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 256 * 1024;
 
-/// Runs one link until the stream ends, the peer misbehaves, the core closes it, or
-/// the node shuts down. Tells the core when it is up and when it is gone.
-pub(crate) async fn run<R, W>(
-    shared: Arc<Shared>,
-    reader: R,
-    writer: W,
-    kind: LinkKind,
-    label: String,
-) where
+/// What a link is: its kind for the router, the connection identifier the API shows
+/// as a route's next hop, how it came about (for logs), and the registry entry whose
+/// counters it feeds and whose removal closes it.
+pub(crate) struct LinkMeta {
+    pub(crate) kind: LinkKind,
+    /// `TCP <local> <-> <remote>`, `QUIC -> <remote>` (API.md §1.3).
+    pub(crate) conn_id: String,
+    pub(crate) origin: &'static str,
+    pub(crate) entry: EntryHandle,
+}
+
+/// Runs one link until the stream ends, the peer misbehaves, the core closes it, its
+/// registry entry is removed, or the node shuts down. Tells the core when it is up
+/// and when it is gone.
+pub(crate) async fn run<R, W>(shared: Arc<Shared>, reader: R, writer: W, meta: LinkMeta)
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    run_with_datagrams(shared, reader, writer, kind, label, None).await;
+    run_with_datagrams(shared, reader, writer, meta, None).await;
 }
 
 /// Like [`run`], with data packets sent as QUIC datagrams where they fit.
@@ -42,20 +50,20 @@ pub(crate) async fn run_with_datagrams<R, W>(
     shared: Arc<Shared>,
     reader: R,
     writer: W,
-    kind: LinkKind,
-    label: String,
+    meta: LinkMeta,
     datagrams: Option<quinn::Connection>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let peer = shared.new_peer_id();
-    let close = shared.shutdown.child_token();
+    let close = meta.entry.cancel.child_token();
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let up = CoreCmd::LinkUp {
         peer,
-        kind,
+        kind: meta.kind,
+        conn_id: meta.conn_id.clone(),
         data: data_tx,
         control: control_tx,
         close: close.clone(),
@@ -63,15 +71,18 @@ pub(crate) async fn run_with_datagrams<R, W>(
     if shared.core_tx.send(up).await.is_err() {
         return;
     }
+    let label = format!("{} ({})", meta.conn_id, meta.origin);
     tracing::info!("{peer} up: {label}");
+    let counters = meta.entry.counters.clone();
     let writer_task = tokio::spawn(write_loop(
         writer,
         control_rx,
         data_rx,
         close.clone(),
         datagrams,
+        counters.clone(),
     ));
-    let reason = read_loop(&shared, peer, reader, &close).await;
+    let reason = read_loop(&shared, peer, reader, &close, &counters).await;
     close.cancel();
     let _ = writer_task.await;
     tracing::info!("{peer} down ({reason}): {label}");
@@ -83,6 +94,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     peer: PeerId,
     mut reader: R,
     close: &CancellationToken,
+    counters: &LinkCounters,
 ) -> String {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut cache = SecretCache::default();
@@ -129,13 +141,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         // Everything read so far is handled: write what is for us in one batch.
         out.flush(shared).await;
+        cache.tally.merge(&shared.packets);
         let read = tokio::select! {
             _ = close.cancelled() => return "closed".into(),
             r = reader.read_buf(&mut buf) => r,
         };
         match read {
             Ok(0) => return "end of stream".into(),
-            Ok(_) => {}
+            Ok(n) => counters.received(n),
             Err(e) => return format!("read error: {e}"),
         }
     }
@@ -143,13 +156,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Sends a data packet as a datagram if there is a datagram channel and it fits;
 /// returns it back otherwise.
-fn try_datagram(datagrams: &Option<quinn::Connection>, packet: Bytes) -> Option<Bytes> {
+fn try_datagram(
+    datagrams: &Option<quinn::Connection>,
+    packet: Bytes,
+    counters: &LinkCounters,
+) -> Option<Bytes> {
     let Some(conn) = datagrams else {
         return Some(packet);
     };
     match conn.max_datagram_size() {
         Some(max) if packet.len() <= max => match conn.send_datagram(packet.clone()) {
-            Ok(()) => None,
+            Ok(()) => {
+                counters.sent(packet.len());
+                None
+            }
             Err(_) => Some(packet),
         },
         _ => Some(packet),
@@ -162,6 +182,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut data: mpsc::Receiver<Bytes>,
     close: CancellationToken,
     datagrams: Option<quinn::Connection>,
+    counters: Arc<LinkCounters>,
 ) {
     let mut out = BufWriter::with_capacity(256 * 1024, writer);
     loop {
@@ -169,13 +190,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             biased;
             _ = close.cancelled() => break,
             Some(b) = control.recv() => Some(b),
-            Some(b) = data.recv() => try_datagram(&datagrams, b),
+            Some(b) = data.recv() => try_datagram(&datagrams, b, &counters),
             else => break,
         };
         if let Some(first) = first {
             if out.write_all(&first).await.is_err() {
                 break;
             }
+            counters.sent(first.len());
         }
         // Batch whatever else is ready into the same flush: control first.
         let mut failed = false;
@@ -183,7 +205,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let next = match control.try_recv() {
                 Ok(b) => b,
                 Err(_) => match data.try_recv() {
-                    Ok(b) => match try_datagram(&datagrams, b) {
+                    Ok(b) => match try_datagram(&datagrams, b, &counters) {
                         Some(b) => b,
                         None => continue,
                     },
@@ -194,6 +216,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 failed = true;
                 break;
             }
+            counters.sent(next.len());
         }
         if failed || out.flush().await.is_err() {
             break;

@@ -5,11 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::routing::LinkKind;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::core::Shared;
 use crate::link;
+use crate::registry::{ConnectionState, EntryHandle, PeerKind};
 
 /// Upstream redials a static peer every 5 s.
 const REDIAL: Duration = Duration::from_secs(5);
@@ -66,15 +68,47 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u16, mark: Option<u32>) {
                 }
             },
         };
+        let entry = match shared.registry.insert(
+            Endpoint::tcp(remote),
+            PeerKind::Inbound,
+            ConnectionState::Alive,
+        ) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::debug!("refusing TCP peer {remote}: {e}");
+                continue;
+            }
+        };
         set_mark(&stream, mark);
         let _ = stream.set_nodelay(true);
-        let local = stream
-            .local_addr()
-            .map_or_else(|_| "?".into(), |a| a.to_string());
-        let label = format!("TCP {local} <-> {remote} (inbound)");
-        let (r, w) = stream.into_split();
-        tokio::spawn(link::run(shared.clone(), r, w, tcp_kind(&remote), label));
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            run_stream(&shared, stream, remote, &entry, "inbound").await;
+            shared.registry.forget(&entry);
+        });
     }
+}
+
+/// Runs a link over a connected TCP stream until it ends.
+async fn run_stream(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    entry: &EntryHandle,
+    origin: &'static str,
+) {
+    let local = stream
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    let conn_id = format!("TCP {local} <-> {remote}");
+    let (r, w) = stream.into_split();
+    let link = link::LinkMeta {
+        kind: tcp_kind(&remote),
+        conn_id,
+        origin,
+        entry: entry.clone(),
+    };
+    link::run(shared.clone(), r, w, link).await;
 }
 
 async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStream> {
@@ -90,55 +124,48 @@ async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStre
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
-/// Dials a discovered peer, redialling after each link ends, until it has failed
-/// `max_failures` times in a row or the node shuts down.
-pub(crate) async fn dial_until_failures(
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    mark: Option<u32>,
-    max_failures: u32,
-) {
+/// Dials a TCP peer, redialling after each link ends, until its registry entry is
+/// removed, the node shuts down, or (with `max_failures`) it has failed that many
+/// times in a row, when the entry is forgotten.
+pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle, max_failures: Option<u32>) {
+    let Some(addr) = entry.endpoint.socket_addr() else {
+        return;
+    };
+    let origin = if max_failures.is_some() {
+        "discovered"
+    } else {
+        "static"
+    };
     let mut failures = 0;
-    while failures < max_failures {
-        match connect(addr, mark).await {
+    loop {
+        shared
+            .registry
+            .set_state(&entry, ConnectionState::Connecting);
+        let attempt = tokio::select! {
+            _ = entry.cancel.cancelled() => return,
+            r = connect(addr, shared.mark) => r,
+        };
+        match attempt {
             Ok(stream) => {
                 failures = 0;
-                let local = stream
-                    .local_addr()
-                    .map_or_else(|_| "?".into(), |a| a.to_string());
-                let label = format!("TCP {local} <-> {addr} (discovered)");
-                let (r, w) = stream.into_split();
-                link::run(shared.clone(), r, w, tcp_kind(&addr), label).await;
+                shared.registry.set_state(&entry, ConnectionState::Alive);
+                run_stream(&shared, stream, addr, &entry, origin).await;
             }
             Err(e) => {
                 failures += 1;
-                tracing::debug!("connecting to discovered tcp://{addr}: {e}");
+                tracing::debug!("connecting to tcp://{addr}: {e}");
             }
         }
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(REDIAL) => {}
-        }
-    }
-    tracing::info!("forgetting discovered peer tcp://{addr} after {max_failures} failed attempts");
-}
-
-/// Keeps a static TCP peer connected until shutdown.
-pub(crate) async fn dial_forever(shared: Arc<Shared>, addr: SocketAddr, mark: Option<u32>) {
-    loop {
-        match connect(addr, mark).await {
-            Ok(stream) => {
-                let local = stream
-                    .local_addr()
-                    .map_or_else(|_| "?".into(), |a| a.to_string());
-                let label = format!("TCP {local} <-> {addr}");
-                let (r, w) = stream.into_split();
-                link::run(shared.clone(), r, w, tcp_kind(&addr), label).await;
-            }
-            Err(e) => tracing::debug!("connecting to tcp://{addr}: {e}"),
+        shared.registry.set_state(&entry, ConnectionState::Dead);
+        if max_failures.is_some_and(|max| failures >= max) {
+            tracing::info!(
+                "forgetting {origin} peer tcp://{addr} after {failures} failed attempts"
+            );
+            shared.registry.forget(&entry);
+            return;
         }
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = entry.cancel.cancelled() => return,
             _ = tokio::time::sleep(REDIAL) => {}
         }
     }

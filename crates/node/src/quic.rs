@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::routing::LinkKind;
 use mycelium_proto::wire::{self, Packet};
 use mycelium_proto::RouterId;
@@ -23,6 +24,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use crate::core::Shared;
 use crate::dataplane::{self, SecretCache};
 use crate::link;
+use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerKind};
 use crate::stats::NodeStats;
 
 /// SNI upstream clients send; servers ignore it.
@@ -197,9 +199,21 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             incoming.refuse();
             continue;
         };
+        let remote = incoming.remote_address();
+        let entry = match shared.registry.insert(
+            Endpoint::quic(remote),
+            PeerKind::Inbound,
+            ConnectionState::Connecting,
+        ) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::debug!("refusing QUIC peer {remote}: {e}");
+                incoming.refuse();
+                continue;
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             let setup = async {
                 let conn = incoming.await?;
                 let (send, recv) = conn.accept_bi().await?;
@@ -209,19 +223,27 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             drop(permit);
             match result {
                 Ok(Ok((conn, send, recv))) => {
-                    let label = format!("QUIC -> {remote} (inbound)");
-                    run(shared, conn, send, recv, label).await;
+                    shared.registry.set_state(&entry, ConnectionState::Alive);
+                    run(&shared, conn, send, recv, &entry, "inbound").await;
                 }
                 Ok(Err(e)) => tracing::debug!("QUIC peer {remote} failed to set up: {e}"),
                 Err(_) => tracing::debug!("QUIC peer {remote} did not open a stream in time"),
             }
+            shared.registry.forget(&entry);
         });
     }
 }
 
-/// Keeps a static QUIC peer connected until shutdown.
-pub(crate) async fn dial_forever(shared: Arc<Shared>, endpoint: quinn::Endpoint, addr: SocketAddr) {
+/// Keeps a static QUIC peer connected until its registry entry is removed or the
+/// node shuts down.
+pub(crate) async fn dial(shared: Arc<Shared>, endpoint: quinn::Endpoint, entry: EntryHandle) {
+    let Some(addr) = entry.endpoint.socket_addr() else {
+        return;
+    };
     loop {
+        shared
+            .registry
+            .set_state(&entry, ConnectionState::Connecting);
         let attempt = async {
             let conn = endpoint
                 .connect(addr, SERVER_NAME)
@@ -231,39 +253,57 @@ pub(crate) async fn dial_forever(shared: Arc<Shared>, endpoint: quinn::Endpoint,
             let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((conn, send, recv))
         };
-        match tokio::time::timeout(ACCEPT_TIMEOUT, attempt).await {
+        let attempt = tokio::select! {
+            _ = entry.cancel.cancelled() => return,
+            r = tokio::time::timeout(ACCEPT_TIMEOUT, attempt) => r,
+        };
+        match attempt {
             Ok(Ok((conn, send, recv))) => {
-                run(shared.clone(), conn, send, recv, format!("QUIC -> {addr}")).await;
+                shared.registry.set_state(&entry, ConnectionState::Alive);
+                run(&shared, conn, send, recv, &entry, "static").await;
             }
             Ok(Err(e)) => tracing::debug!("connecting to quic://{addr}: {e}"),
             Err(_) => tracing::debug!("connecting to quic://{addr}: timed out"),
         }
+        shared.registry.set_state(&entry, ConnectionState::Dead);
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = entry.cancel.cancelled() => return,
             _ = tokio::time::sleep(REDIAL) => {}
         }
     }
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    label: String,
+    entry: &EntryHandle,
+    origin: &'static str,
 ) {
-    let kind = quic_kind(&conn.remote_address());
-    let datagrams = tokio::spawn(read_datagrams(shared.clone(), conn.clone()));
-    link::run_with_datagrams(shared, recv, send, kind, label, Some(conn.clone())).await;
+    let remote = conn.remote_address();
+    let meta = link::LinkMeta {
+        kind: quic_kind(&remote),
+        conn_id: format!("QUIC -> {remote}"),
+        origin,
+        entry: entry.clone(),
+    };
+    let datagrams = tokio::spawn(read_datagrams(
+        shared.clone(),
+        conn.clone(),
+        entry.counters.clone(),
+    ));
+    link::run_with_datagrams(shared.clone(), recv, send, meta, Some(conn.clone())).await;
     datagrams.abort();
     conn.close(0u32.into(), b"");
 }
 
 /// Data packets arriving as datagrams: one whole packet each.
-async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection) {
+async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, counters: Arc<LinkCounters>) {
     let mut cache = SecretCache::default();
     let mut out = dataplane::TunBatch::default();
     while let Ok(datagram) = conn.read_datagram().await {
+        counters.received(datagram.len());
         let packet_len = match wire::decode(&datagram) {
             Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
             _ => {
@@ -280,5 +320,6 @@ async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection) {
         let snapshot = shared.snapshot.load();
         dataplane::handle_data(&shared, &mut cache, &snapshot, packet, &mut out).await;
         out.flush(&shared).await;
+        cache.tally.merge(&shared.packets);
     }
 }

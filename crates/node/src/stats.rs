@@ -1,6 +1,8 @@
 //! Counters of the data plane, shared by every task that moves packets.
 
+use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// What the node moved and dropped. Read with [`NodeStats::get`].
 #[derive(Debug, Default)]
@@ -33,5 +35,173 @@ impl NodeStats {
     /// A counter's value.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Addresses each packet table holds; packets of further addresses are counted in
+/// [`PacketStats::untracked`] only, so a peer sending from many addresses cannot
+/// grow the tables without bound.
+const MAX_ADDRESSES: usize = 65_536;
+
+/// Counts per address.
+pub(crate) type AddrCounts = Vec<(Ipv6Addr, Count)>;
+
+/// Packet and byte counts per address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Data packets.
+    pub packets: u64,
+    /// Bytes of their encrypted payloads.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_source: Map<Ipv6Addr, Count>,
+    by_destination: Map<Ipv6Addr, Count>,
+    untracked: u64,
+}
+
+/// Data packets by source and by destination address (API.md §1.5): every packet
+/// sent, forwarded or delivered. Tasks on the packet path count into their own
+/// [`Tally`] and merge it here once per batch, so the lock is taken per batch, not
+/// per packet.
+#[derive(Debug, Default)]
+pub(crate) struct PacketStats {
+    tables: Mutex<Tables>,
+}
+
+impl PacketStats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Both tables, and the packets whose addresses did not fit.
+    pub(crate) fn snapshot(&self) -> (AddrCounts, AddrCounts, u64) {
+        let t = self.lock();
+        (
+            t.by_source.iter().map(|(a, c)| (*a, *c)).collect(),
+            t.by_destination.iter().map(|(a, c)| (*a, *c)).collect(),
+            t.untracked,
+        )
+    }
+}
+
+/// Tallies per task, merged into [`PacketStats`] when full and after every batch.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    entries: Vec<(Ipv6Addr, Ipv6Addr, Count)>,
+}
+
+/// Distinct (source, destination) pairs a tally holds before it merges.
+const TALLY_PAIRS: usize = 16;
+
+impl Tally {
+    /// Counts one data packet with an encrypted payload of `bytes`.
+    pub(crate) fn count(
+        &mut self,
+        stats: &PacketStats,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        bytes: usize,
+    ) {
+        // A batch is usually one flow: the last pair is the likely hit.
+        if let Some((_, _, c)) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|(s, d, _)| *s == src && *d == dst)
+        {
+            c.packets += 1;
+            c.bytes += bytes as u64;
+            return;
+        }
+        if self.entries.len() >= TALLY_PAIRS {
+            self.merge(stats);
+        }
+        self.entries.push((
+            src,
+            dst,
+            Count {
+                packets: 1,
+                bytes: bytes as u64,
+            },
+        ));
+    }
+
+    /// Adds what was counted to the shared tables.
+    pub(crate) fn merge(&mut self, stats: &PacketStats) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let mut t = stats.lock();
+        for (src, dst, c) in self.entries.drain(..) {
+            for (table, addr) in [(0, src), (1, dst)] {
+                let tables = &mut *t;
+                let map = if table == 0 {
+                    &mut tables.by_source
+                } else {
+                    &mut tables.by_destination
+                };
+                if let Some(e) = map.get_mut(&addr) {
+                    e.packets += c.packets;
+                    e.bytes += c.bytes;
+                } else if map.len() < MAX_ADDRESSES {
+                    map.insert(addr, c);
+                } else {
+                    tables.untracked += c.packets;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_merge_per_address() {
+        let stats = PacketStats::default();
+        let mut tally = Tally::default();
+        let a: Ipv6Addr = "400::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
+        let b: Ipv6Addr = "400::2".parse().unwrap_or(Ipv6Addr::LOCALHOST);
+        for _ in 0..3 {
+            tally.count(&stats, a, b, 100);
+        }
+        tally.count(&stats, b, a, 50);
+        tally.merge(&stats);
+        let (src, dst, untracked) = stats.snapshot();
+        assert_eq!(untracked, 0);
+        let find = |v: &[(Ipv6Addr, Count)], ip| v.iter().find(|(x, _)| *x == ip).map(|(_, c)| *c);
+        assert_eq!(
+            find(&src, a),
+            Some(Count {
+                packets: 3,
+                bytes: 300
+            })
+        );
+        assert_eq!(
+            find(&src, b),
+            Some(Count {
+                packets: 1,
+                bytes: 50
+            })
+        );
+        assert_eq!(
+            find(&dst, b),
+            Some(Count {
+                packets: 3,
+                bytes: 300
+            })
+        );
+        // Many pairs merge on their own.
+        for i in 0..100u16 {
+            tally.count(&stats, Ipv6Addr::new(0x401, 0, 0, 0, 0, 0, 0, i), b, 1);
+        }
+        tally.merge(&stats);
+        assert_eq!(stats.snapshot().0.len(), 102);
     }
 }
