@@ -40,7 +40,8 @@ impl Api {
     /// A client for the API at `addr`, with the token from [`TOKEN_VAR`] if set.
     pub(crate) fn new(addr: SocketAddr) -> anyhow::Result<Self> {
         let token = match std::env::var(TOKEN_VAR) {
-            Ok(t) if !t.is_empty() => Some(t),
+            // A token read from a file with $(cat …) keeps no trailing newline.
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
             Ok(_) | Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(_)) => bail!("{TOKEN_VAR} is not valid UTF-8"),
         };
@@ -54,7 +55,7 @@ impl Api {
             Some(t) if !t.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) => {
                 bail!("{TOKEN_VAR} holds characters that cannot go into an HTTP header")
             }
-            Some(t) => Some(format!("Bearer {}", t.trim())),
+            Some(t) => Some(format!("Bearer {t}")),
             None => None,
         };
         let agent = ureq::Agent::config_builder()
@@ -173,7 +174,15 @@ impl Answer {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let text = one_line(&self.body);
+        let mut text = one_line(&self.body);
+        if self.status == 401 {
+            let hint = format!("set {TOKEN_VAR} to the node's API token");
+            text = if text.is_empty() {
+                hint
+            } else {
+                format!("{text} ({hint})")
+            };
+        }
         if text.is_empty() {
             anyhow!("{what}: the node answered {} {reason}", self.status)
         } else {
@@ -232,6 +241,15 @@ mod tests {
         assert_eq!(
             empty.error("x").to_string(),
             "x: the node answered 404 Not Found"
+        );
+        let unauthorized = Answer {
+            status: 401,
+            body: Vec::new(),
+        };
+        assert_eq!(
+            unauthorized.error("x").to_string(),
+            "x: the node answered 401 Unauthorized: set MYCELIUM_API_TOKEN to the node's API \
+             token"
         );
     }
 
