@@ -122,6 +122,11 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_api_address: Option<SocketAddr>,
 
+    /// File holding the bearer token the HTTP and JSON-RPC APIs require (one line).
+    /// Required when --api-addr or --jsonrpc-addr is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_token_file: Option<PathBuf>,
+
     /// Linux SO_MARK for every peer socket.
     #[arg(long, value_name = "MARK")]
     pub(crate) firewall_mark: Option<u32>,

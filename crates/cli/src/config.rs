@@ -37,6 +37,7 @@ const KNOWN_KEYS: &[&str] = &[
     "no_tun",
     "tun_name",
     "metrics_api_address",
+    "api_token_file",
     "firewall_mark",
     "update_workers",
     "topic_config",
@@ -70,6 +71,7 @@ pub(crate) struct ConfigFile {
     pub(crate) tun_name: Option<String>,
     #[serde(default, deserialize_with = "parsed")]
     pub(crate) metrics_api_address: Option<SocketAddr>,
+    pub(crate) api_token_file: Option<PathBuf>,
     pub(crate) firewall_mark: Option<u32>,
     #[serde(default, deserialize_with = "update_workers")]
     pub(crate) update_workers: Option<usize>,
@@ -332,6 +334,7 @@ jsonrpc_addr = \"[::1]:2\"
 no_tun = true
 tun_name = \"t\"
 metrics_api_address = \"[::1]:3\"
+api_token_file = \"/tok\"
 firewall_mark = 4
 update_workers = 5
 topic_config = \"/t\"
@@ -365,6 +368,7 @@ network_key_file = \"/k\"
             no_tun,
             tun_name,
             metrics_api_address,
+            api_token_file,
             firewall_mark,
             update_workers,
             topic_config,
@@ -382,6 +386,7 @@ network_key_file = \"/k\"
         assert!(update_workers.is_some() && topic_config.is_some() && cdn_cache.is_some());
         assert!(vsock_listen_port.is_some() && enable_dns.is_some());
         assert!(network_name.is_some() && network_key_file.is_some());
+        assert!(api_token_file.is_some());
     }
 
     #[test]

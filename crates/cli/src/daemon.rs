@@ -6,29 +6,30 @@
 //! left is the node itself, and a clean shutdown: one signal cancels every task, and
 //! the node returns once they have all ended.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use anyhow::Context;
+use mycelium_api::{ApiConfig, Backend};
 use mycelium_node::NodeConfig;
 use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api_backend::NodeBackend;
 use crate::settings::NodeSettings;
 
 /// Runs a node until it is asked to stop. Returns an error for the start-up
 /// failures CLI.md §9 gives exit status 1.
 pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result<()> {
+    let token = api_token(&settings)?;
     let runtime = runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        for (what, on) in [
-            ("the HTTP API", true),
-            ("the JSON-RPC API", true),
-            ("the DNS forwarder", settings.enable_dns),
-        ] {
-            if on {
-                tracing::warn!("{what} is not implemented in this build yet");
-            }
+        if settings.enable_dns {
+            tracing::warn!("the DNS forwarder is not implemented in this build yet");
         }
         let cfg = NodeConfig {
             secret: key,
@@ -43,10 +44,100 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             firewall_mark: settings.firewall_mark,
             router: RouterConfig::default(),
         };
-        mycelium_node::run(cfg, shutdown).await?;
+        let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
+        let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));
+        let api_cfg = ApiConfig {
+            token,
+            ..ApiConfig::default()
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        // CLI.md §9: an HTTP API address that cannot be bound only disables the API.
+        match TcpListener::bind(settings.api_addr).await {
+            Ok(listener) => {
+                tracing::info!("HTTP API on http://{}", settings.api_addr);
+                servers.spawn(mycelium_api::serve_http(
+                    listener,
+                    backend.clone(),
+                    api_cfg.clone(),
+                    shutdown.clone().cancelled_owned(),
+                ));
+            }
+            Err(e) => tracing::error!("API disabled: cannot listen on {}: {e}", settings.api_addr),
+        }
+        // Upstream panics here; we stop cleanly with the reason.
+        let rpc = match TcpListener::bind(settings.jsonrpc_addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                shutdown.cancel();
+                done.await;
+                anyhow::bail!(
+                    "cannot listen for JSON-RPC on {}: {e}",
+                    settings.jsonrpc_addr
+                );
+            }
+        };
+        tracing::info!("JSON-RPC API on http://{}", settings.jsonrpc_addr);
+        servers.spawn(mycelium_api::serve_rpc(
+            rpc,
+            backend,
+            api_cfg,
+            shutdown.clone().cancelled_owned(),
+        ));
+        if let Some(addr) = settings.metrics_api_address {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!("Prometheus metrics on http://{addr}/metrics");
+                    servers.spawn(crate::metrics::serve(
+                        listener,
+                        node.clone(),
+                        shutdown.clone().cancelled_owned(),
+                    ));
+                }
+                Err(e) => tracing::error!("metrics disabled: cannot listen on {addr}: {e}"),
+            }
+        }
+        done.await;
+        while let Some(r) = servers.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!("API server ended with an error: {e}");
+            }
+        }
         tracing::info!("node stopped");
         Ok(())
     })
+}
+
+/// The APIs' bearer token: read from `--api-token-file` when given, and required
+/// when either API listens beyond loopback, where anyone who can reach the socket
+/// could otherwise send messages as the node and reconfigure it.
+fn api_token(settings: &NodeSettings) -> anyhow::Result<Option<String>> {
+    let exposed: Vec<SocketAddr> = [settings.api_addr, settings.jsonrpc_addr]
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback())
+        .collect();
+    let Some(path) = &settings.api_token_file else {
+        if let Some(addr) = exposed.first() {
+            anyhow::bail!(
+                "the API address {addr} is not a loopback address: give --api-token-file \
+                 with a bearer token, so that not everyone who reaches it can control the node"
+            );
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the API token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || token.len() > 4096 || token.chars().any(|c| c.is_control()) {
+        anyhow::bail!(
+            "the API token file {} must hold one line of 1 to 4096 printable characters",
+            path.display()
+        );
+    }
+    tracing::info!(
+        "the HTTP and JSON-RPC APIs require a bearer token (from {})",
+        path.display()
+    );
+    Ok(Some(token.to_owned()))
 }
 
 /// The node's runtime. One thread by default: every packet is then handled start to

@@ -9,6 +9,7 @@
 //! or invalid config file (`Error: …` on stderr); 2 for a command line that does not
 //! parse (clap's usage error, naming the bad value) or an unusable `RUST_LOG`.
 
+mod api_backend;
 mod args;
 mod client;
 mod config;
@@ -16,6 +17,7 @@ mod daemon;
 mod inspect;
 mod key_file;
 mod logging;
+mod metrics;
 mod paths;
 mod settings;
 

@@ -80,6 +80,8 @@ pub(crate) struct NodeSettings {
     pub(crate) tun_name: String,
     /// Prometheus `/metrics` listen address, if enabled.
     pub(crate) metrics_api_address: Option<SocketAddr>,
+    /// File holding the APIs' bearer token, if they require one.
+    pub(crate) api_token_file: Option<PathBuf>,
     /// Linux `SO_MARK` for every peer socket.
     pub(crate) firewall_mark: Option<u32>,
     /// Parallel route update processors, 1 to [`MAX_UPDATE_WORKERS`].
@@ -181,6 +183,7 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
             .or(file.tun_name)
             .unwrap_or_else(|| DEFAULT_TUN_NAME.to_owned()),
         metrics_api_address: args.metrics_api_address.or(file.metrics_api_address),
+        api_token_file: args.api_token_file.clone().or(file.api_token_file),
         firewall_mark: args.firewall_mark.or(file.firewall_mark),
         update_workers: unless_default(
             args.update_workers,

@@ -257,15 +257,27 @@ impl Core {
                     },
                 );
                 self.links_changed = true;
+                NodeStats::bump(&self.shared.stats.links_up);
                 self.router.handle_peer_up(now, peer, kind);
             }
             CoreCmd::LinkDown { peer } => {
                 self.links.remove(&peer);
                 self.link_txs.remove(&peer);
                 self.links_changed = true;
+                NodeStats::bump(&self.shared.stats.links_down);
                 self.router.handle_peer_down(now, peer);
             }
-            CoreCmd::Control { peer, tlv } => self.router.handle_tlv(now, peer, tlv),
+            CoreCmd::Control { peer, tlv } => {
+                let kind = match &tlv {
+                    Tlv::Hello(_) => 0,
+                    Tlv::Ihu(_) => 1,
+                    Tlv::Update(_) => 2,
+                    Tlv::RouteRequest(_) => 3,
+                    Tlv::SeqnoRequest(_) => 4,
+                };
+                NodeStats::bump(&self.shared.stats.tlvs[kind]);
+                self.router.handle_tlv(now, peer, tlv);
+            }
             CoreCmd::Unrouted(packet) => self.route_or_queue(now, packet),
             CoreCmd::UnknownSource { src, packet } => {
                 let subnet = Subnet::v6_64(src);
@@ -399,6 +411,7 @@ impl Core {
             match e {
                 Event::PeerDead(peer) => {
                     tracing::info!("{peer} sent no IHU for too long; disconnecting");
+                    NodeStats::bump(&self.shared.stats.peers_died);
                     if let Some(link) = self.links.get(&peer) {
                         link.close.cancel();
                     }

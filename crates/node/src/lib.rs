@@ -39,7 +39,7 @@ use crate::registry::ConnectionState as State;
 
 pub use discovery::DiscoveryConfig;
 pub use registry::{ConnectionState, PeerError, PeerInfo, PeerKind};
-pub use stats::{Count, NodeStats};
+pub use stats::{Count, NodeStats, TLV_TYPES};
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]

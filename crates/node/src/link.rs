@@ -101,6 +101,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut out = dataplane::TunBatch::default();
     loop {
         // Take every whole packet out of the buffer.
+        let mut packets = 0;
         loop {
             let (kind, len) = match wire::decode(&buf) {
                 Ok(d) => (
@@ -118,6 +119,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => return format!("framing error: {e}"),
             };
             let packet = buf.split_to(len);
+            packets += 1;
             match kind {
                 None => {
                     let snapshot = shared.snapshot.load();
@@ -140,6 +142,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
         // Everything read so far is handled: write what is for us in one batch.
+        counters.received_packets(packets);
         out.flush(shared).await;
         cache.tally.merge(&shared.packets);
         let read = tokio::select! {

@@ -304,6 +304,7 @@ async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, counters: 
     let mut out = dataplane::TunBatch::default();
     while let Ok(datagram) = conn.read_datagram().await {
         counters.received(datagram.len());
+        counters.received_packets(1);
         let packet_len = match wire::decode(&datagram) {
             Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
             _ => {

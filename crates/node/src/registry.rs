@@ -54,6 +54,10 @@ pub struct PeerInfo {
     pub tx_bytes: u64,
     /// Bytes read from it.
     pub rx_bytes: u64,
+    /// Packets (data and control) written to it.
+    pub tx_packets: u64,
+    /// Packets read from it.
+    pub rx_packets: u64,
     /// Time since the endpoint became known.
     pub discovered: Duration,
     /// Time since the last successful connection, if there was one.
@@ -82,15 +86,34 @@ pub enum PeerError {
 pub(crate) struct LinkCounters {
     tx: AtomicU64,
     rx: AtomicU64,
+    tx_packets: AtomicU64,
+    rx_packets: AtomicU64,
 }
 
 impl LinkCounters {
+    /// Counts one packet of `n` bytes written.
     pub(crate) fn sent(&self, n: usize) {
         self.tx.fetch_add(n as u64, Ordering::Relaxed);
+        self.tx_packets.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `n` bytes read.
     pub(crate) fn received(&self, n: usize) {
         self.rx.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` packets read.
+    pub(crate) fn received_packets(&self, n: u64) {
+        if n > 0 {
+            self.rx_packets.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn packet_totals(&self) -> (u64, u64) {
+        (
+            self.tx_packets.load(Ordering::Relaxed),
+            self.rx_packets.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn totals(&self) -> (u64, u64) {
@@ -236,12 +259,15 @@ impl Registry {
             .iter()
             .map(|e| {
                 let (tx_bytes, rx_bytes) = e.handle.counters.totals();
+                let (tx_packets, rx_packets) = e.handle.counters.packet_totals();
                 PeerInfo {
                     endpoint: e.handle.endpoint,
                     kind: e.kind,
                     state: e.state,
                     tx_bytes,
                     rx_bytes,
+                    tx_packets,
+                    rx_packets,
                     discovered: now.saturating_duration_since(e.discovered),
                     last_connected: e.last_connected.map(|t| now.saturating_duration_since(t)),
                 }

@@ -25,7 +25,19 @@ pub struct NodeStats {
     pub malformed: AtomicU64,
     /// Control packets skipped as invalid (unknown TLV and the like).
     pub control_ignored: AtomicU64,
+    /// Control TLVs handed to the router, by type: Hello, IHU, Update, route
+    /// request, seqno request.
+    pub tlvs: [AtomicU64; 5],
+    /// Links that came up.
+    pub links_up: AtomicU64,
+    /// Links that went down.
+    pub links_down: AtomicU64,
+    /// Neighbours closed for sending no IHU for too long.
+    pub peers_died: AtomicU64,
 }
+
+/// The names of [`NodeStats::tlvs`]' entries, in order.
+pub const TLV_TYPES: [&str; 5] = ["hello", "ihu", "update", "route_request", "seqno_request"];
 
 impl NodeStats {
     pub(crate) fn bump(counter: &AtomicU64) {
