@@ -427,9 +427,10 @@ fn path_topic(topic: &str) -> Result<Topic, Response> {
     model::decode_base64(topic).map_err(|_| StatusCode::BAD_REQUEST.into_response())
 }
 
+/// A topic source: a CIDR or a bare address; 400 (empty) if not, as upstream.
 fn parse_subnet(s: &str) -> Result<Subnet, Response> {
     s.parse::<Subnet>()
-        .map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|_| StatusCode::BAD_REQUEST.into_response())
 }
 
 async fn get_default_topic_action(State(s): St) -> Response {
