@@ -364,6 +364,32 @@ pub struct BusStats {
     pub retransmissions: u64,
 }
 
+/// What the bus holds right now (for metrics, and to check nothing leaks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusUsage {
+    /// Outbound messages still being sent.
+    pub sending: usize,
+    /// Their payload bytes.
+    pub sending_bytes: u64,
+    /// Outbound statuses kept, finished ones included.
+    pub statuses: usize,
+    /// Partial inbound messages.
+    pub partial: usize,
+    /// Messages counted against the inbox budget (inbox, reply slots, forwards in
+    /// flight, partial messages).
+    pub held: usize,
+    /// Their bytes (declared lengths for partial messages).
+    pub held_bytes: u64,
+    /// Messages in the inbox.
+    pub inbox: usize,
+    /// Delivered messages remembered for duplicate suppression.
+    pub completed: usize,
+    /// Reply waiters.
+    pub waiters: usize,
+    /// Messages handed to forward sockets, not yet answered.
+    pub forwards: usize,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Usage {
     count: usize,
@@ -457,6 +483,22 @@ impl MessageBus {
     /// Messages waiting in the inbox.
     pub fn inbox_len(&self) -> usize {
         self.inbox.len()
+    }
+
+    /// What the bus holds.
+    pub fn usage(&self) -> BusUsage {
+        BusUsage {
+            sending: self.outbound_active.count,
+            sending_bytes: self.outbound_active.bytes,
+            statuses: self.outbound.len(),
+            partial: self.partial.len(),
+            held: self.held.count,
+            held_bytes: self.held.bytes,
+            inbox: self.inbox.len(),
+            completed: self.completed.len(),
+            waiters: self.waiters.len(),
+            forwards: self.forwards.len(),
+        }
     }
 
     // ----- sending ------------------------------------------------------------
