@@ -3,6 +3,7 @@
 //! model (API.md §1).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,8 +13,11 @@ use mycelium_api::model::{
     QueriedSubnet, Route,
 };
 use mycelium_api::{Backend, PushError, PushOutcome};
-use mycelium_node::{ConnectionState, Node, PeerError, PeerKind, RouteInfo};
+use mycelium_node::{
+    BusError, ConnectionState, Node, PeerError, PeerKind, Pushed, RouteInfo, TopicConfig,
+};
 use mycelium_proto::endpoint::Endpoint;
+use mycelium_proto::messages::{MessageState, PushError as BusPushError, ReceivedMessage};
 use mycelium_proto::wire::message::MessageId;
 use mycelium_proto::wire::Metric;
 use mycelium_proto::{PublicKey, Subnet};
@@ -27,6 +31,25 @@ pub(crate) struct NodeBackend {
 impl NodeBackend {
     pub(crate) fn new(node: Node) -> Self {
         Self { node }
+    }
+
+    fn receive_info(&self, msg: ReceivedMessage) -> MessageReceiveInfo {
+        MessageReceiveInfo {
+            id: msg.id,
+            src_ip: IpAddr::V6(msg.src),
+            src_pk: msg.src_key,
+            dst_ip: IpAddr::V6(msg.dst),
+            dst_pk: self.node.public_key(),
+            topic: msg.topic,
+            payload: msg.payload.to_vec(),
+        }
+    }
+
+    async fn with_topics<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut TopicConfig) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.node.messages().with_topics(f).await
     }
 }
 
@@ -53,7 +76,32 @@ fn stat_entries(v: Vec<(Ipv6Addr, mycelium_node::Count)>) -> Vec<PacketStatEntry
         .collect()
 }
 
-const NO_MESSAGES: &str = "the message bus is not part of this build yet";
+/// Whitelisted topics at most, and sources per topic: the API cannot grow the
+/// topic configuration without bound.
+const MAX_TOPICS: usize = 4_096;
+const MAX_TOPIC_SOURCES: usize = 1_024;
+
+/// Messages travel between overlay addresses only. Upstream accepts an IPv4
+/// destination and never sends the message; we say so instead.
+fn overlay_destination(dst: IpAddr) -> Result<Ipv6Addr, PushError> {
+    match dst {
+        IpAddr::V6(ip) => Ok(ip),
+        IpAddr::V4(_) => Err(PushError::Unavailable(
+            "messages go to overlay (IPv6) addresses only".into(),
+        )),
+    }
+}
+
+fn push_error(e: BusError) -> PushError {
+    match e {
+        BusError::Push(BusPushError::TopicTooLong(_)) => PushError::TopicTooLarge,
+        BusError::Push(BusPushError::TooLarge { max, .. }) => PushError::PayloadTooLarge {
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        },
+        BusError::Push(_) | BusError::TooManyWaiters => PushError::QueueFull,
+        BusError::Stopped => PushError::Unavailable("the node is stopping".into()),
+    }
+}
 
 #[async_trait]
 impl Backend for NodeBackend {
@@ -154,70 +202,157 @@ impl Backend for NodeBackend {
 
     async fn pop_message(
         &self,
-        _peek: bool,
+        peek: bool,
         timeout: Duration,
-        _topic: Option<Topic>,
+        topic: Option<Topic>,
     ) -> Option<MessageReceiveInfo> {
-        tokio::time::sleep(timeout.min(mycelium_api::MAX_WAIT)).await;
-        None
+        let timeout = timeout.min(mycelium_api::MAX_WAIT);
+        let msg = self.node.messages().pop(peek, timeout, topic).await?;
+        Some(self.receive_info(msg))
     }
 
     async fn push_message(
         &self,
-        _dst: IpAddr,
-        _topic: Topic,
-        _payload: Vec<u8>,
-        _reply_timeout: Option<Duration>,
+        dst: IpAddr,
+        topic: Topic,
+        payload: Vec<u8>,
+        reply_timeout: Option<Duration>,
     ) -> Result<PushOutcome, PushError> {
-        Err(PushError::Unavailable(NO_MESSAGES.into()))
+        let dst = overlay_destination(dst)?;
+        let reply_timeout = reply_timeout.map(|t| t.min(mycelium_api::MAX_WAIT));
+        let pushed = self
+            .node
+            .messages()
+            .push(dst, topic, payload.into(), reply_timeout)
+            .await
+            .map_err(push_error)?;
+        Ok(match pushed {
+            Pushed::Sent(id) => PushOutcome::Sent(id),
+            Pushed::TimedOut(id) => PushOutcome::TimedOut(id),
+            Pushed::Reply(_, reply) => PushOutcome::Reply(self.receive_info(*reply)),
+        })
     }
 
     async fn reply_message(
         &self,
-        _id: MessageId,
-        _dst: IpAddr,
-        _payload: Vec<u8>,
+        id: MessageId,
+        dst: IpAddr,
+        payload: Vec<u8>,
     ) -> Result<(), PushError> {
-        Err(PushError::Unavailable(NO_MESSAGES.into()))
+        let dst = overlay_destination(dst)?;
+        self.node
+            .messages()
+            .reply(id, dst, payload.into())
+            .await
+            .map_err(push_error)
     }
 
-    async fn message_info(&self, _id: MessageId) -> Option<MessageInfo> {
-        None
+    async fn message_info(&self, id: MessageId) -> Option<MessageInfo> {
+        let status = self.node.messages().status(id).await?;
+        Some(MessageInfo {
+            dst: IpAddr::V6(status.info.dst),
+            state: match status.info.state {
+                MessageState::Pending => model::TransmissionState::Pending,
+                MessageState::Sending {
+                    pending,
+                    sent,
+                    acked,
+                } => model::TransmissionState::Sending(model::SendingProgress {
+                    pending,
+                    sent,
+                    acked,
+                }),
+                MessageState::Received => model::TransmissionState::Received,
+                MessageState::Read => model::TransmissionState::Read,
+                MessageState::Aborted => model::TransmissionState::Aborted,
+            },
+            created: status.created,
+            deadline: status.deadline,
+            msg_len: status.info.len,
+        })
     }
 
     async fn default_topic_accept(&self) -> bool {
-        true
+        self.with_topics(|t| t.default_accept())
+            .await
+            .unwrap_or(true)
     }
 
-    async fn set_default_topic_accept(&self, _accept: bool) {}
+    async fn set_default_topic_accept(&self, accept: bool) {
+        self.with_topics(move |t| t.set_default_accept(accept))
+            .await;
+    }
 
     async fn topics(&self) -> Vec<Topic> {
-        Vec::new()
+        self.with_topics(|t| t.topics().map(<[u8]>::to_vec).collect())
+            .await
+            .unwrap_or_default()
     }
 
-    async fn add_topic(&self, _topic: Topic) -> Result<(), TableFull> {
-        Err(TableFull("topic"))
+    async fn add_topic(&self, topic: Topic) -> Result<(), TableFull> {
+        self.with_topics(move |t| {
+            if t.rule(&topic).is_none() && t.topics().count() >= MAX_TOPICS {
+                return Err(TableFull("topic"));
+            }
+            t.add_topic(topic);
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(TableFull("topic")))
     }
 
-    async fn remove_topic(&self, _topic: Topic) {}
-
-    async fn topic_sources(&self, _topic: Topic) -> Option<Vec<Subnet>> {
-        None
+    async fn remove_topic(&self, topic: Topic) {
+        self.with_topics(move |t| t.remove_topic(&topic)).await;
     }
 
-    async fn add_topic_source(&self, _topic: Topic, _source: Subnet) -> Result<(), TableFull> {
-        Err(TableFull("topic source"))
+    async fn topic_sources(&self, topic: Topic) -> Option<Vec<Subnet>> {
+        self.with_topics(move |t| t.sources(&topic).map(<[Subnet]>::to_vec))
+            .await
+            .flatten()
     }
 
-    async fn remove_topic_source(&self, _topic: Topic, _source: Subnet) {}
-
-    async fn topic_forward_socket(&self, _topic: Topic) -> Option<String> {
-        None
+    async fn add_topic_source(&self, topic: Topic, source: Subnet) -> Result<(), TableFull> {
+        self.with_topics(move |t| {
+            let known = t.rule(&topic).is_some();
+            if !known && t.topics().count() >= MAX_TOPICS {
+                return Err(TableFull("topic"));
+            }
+            let sources = t.sources(&topic).map_or(0, <[Subnet]>::len);
+            if sources >= MAX_TOPIC_SOURCES {
+                return Err(TableFull("topic source"));
+            }
+            t.add_source(topic, source);
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(TableFull("topic source")))
     }
 
-    async fn set_topic_forward_socket(&self, _topic: Topic, _path: String) {}
+    async fn remove_topic_source(&self, topic: Topic, source: Subnet) {
+        self.with_topics(move |t| t.remove_source(&topic, &source))
+            .await;
+    }
 
-    async fn remove_topic_forward_socket(&self, _topic: Topic) {}
+    async fn topic_forward_socket(&self, topic: Topic) -> Option<String> {
+        self.with_topics(move |t| {
+            t.forward_socket(&topic)
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .await
+        .flatten()
+    }
+
+    async fn set_topic_forward_socket(&self, topic: Topic, path: String) {
+        self.node
+            .messages()
+            .set_forward_socket(topic, PathBuf::from(path))
+            .await;
+    }
+
+    async fn remove_topic_forward_socket(&self, topic: Topic) {
+        self.with_topics(move |t| t.clear_forward_socket(&topic))
+            .await;
+    }
 
     // The SOCKS proxy arrives with its own issue: until then no proxy is ever
     // valid, which the API reports as upstream does when none is found.

@@ -24,6 +24,7 @@ use crate::settings::NodeSettings;
 /// failures CLI.md §9 gives exit status 1.
 pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result<()> {
     let token = api_token(&settings)?;
+    let topics = topic_config(&settings)?;
     let runtime = runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
@@ -43,6 +44,8 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             }),
             firewall_mark: settings.firewall_mark,
             router: RouterConfig::default(),
+            messages: mycelium_node::BusConfig::default(),
+            topics,
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));
@@ -105,6 +108,23 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
         tracing::info!("node stopped");
         Ok(())
     })
+}
+
+/// The topic access control from `--topic-config`. Upstream ignores a file it
+/// cannot read and panics on one in the legacy format; we refuse to start, naming
+/// the file and the line, so a node never runs with an ACL other than the one meant.
+fn topic_config(settings: &NodeSettings) -> anyhow::Result<mycelium_node::TopicConfig> {
+    let Some(path) = &settings.topic_config else {
+        return Ok(mycelium_node::TopicConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the topic configuration {}", path.display()))?;
+    let (topics, warnings) = mycelium_node::TopicConfig::from_toml(&text)
+        .with_context(|| format!("in the topic configuration {}", path.display()))?;
+    for w in warnings {
+        tracing::warn!("topic configuration {}: {w}", path.display());
+    }
+    Ok(topics)
 }
 
 /// The APIs' bearer token: read from `--api-token-file` when given, and required

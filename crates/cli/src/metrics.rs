@@ -299,6 +299,8 @@ mod tests {
             discovery: None,
             firewall_mark: None,
             router: RouterConfig::default(),
+            messages: mycelium_node::BusConfig::default(),
+            topics: mycelium_node::TopicConfig::default(),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await.unwrap();
         let mut text = String::new();

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) tun: Option<Arc<Tun>>,
     /// Where ICMPv6 errors for our TUN go (the TUN writer batches them).
     pub(crate) tun_tx: Option<mpsc::Sender<BytesMut>>,
+    /// Where message frames for us go.
+    pub(crate) bus_tx: mpsc::Sender<crate::messages::BusCmd>,
     pub(crate) stats: NodeStats,
     /// Data packets per source and destination address (API.md §1.5).
     pub(crate) packets: PacketStats,
@@ -72,12 +74,26 @@ impl Shared {
     }
 }
 
+/// The receiving ends of the queues the core creates, for the tasks that drain them.
+pub(crate) struct Receivers {
+    /// ICMPv6 errors for the TUN writer, when there is a TUN.
+    pub(crate) tun: Option<mpsc::Receiver<BytesMut>>,
+    /// Inputs of the message bus.
+    pub(crate) bus: mpsc::Receiver<crate::messages::BusCmd>,
+}
+
 /// A packet the snapshot could not route.
 pub(crate) enum Unrouted {
     /// From our TUN: an IPv6 packet of `len` bytes at `HEADROOM` in `buf`.
     Local { buf: BytesMut, len: usize },
     /// A whole data packet in transit.
     Transit(BytesMut),
+    /// A message frame of ours at `HEADROOM` in `buf`.
+    Message {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        buf: BytesMut,
+    },
 }
 
 /// Inputs of the core.
@@ -140,12 +156,8 @@ impl Core {
         cfg: &NodeConfig,
         tun: Option<Arc<Tun>>,
         shutdown: CancellationToken,
-    ) -> (
-        Self,
-        Arc<Shared>,
-        RouterId,
-        Option<mpsc::Receiver<BytesMut>>,
-    ) {
+    ) -> (Self, Arc<Shared>, RouterId, Receivers) {
+        let (bus_tx, bus_rx) = mpsc::channel(crate::messages::BUS_QUEUE);
         let (core_tx, rx) = mpsc::channel(16_384);
         let (tun_tx, tun_rx) = match &tun {
             Some(_) => {
@@ -173,6 +185,7 @@ impl Core {
             core_tx,
             tun,
             tun_tx,
+            bus_tx,
             stats: NodeStats::default(),
             packets: PacketStats::default(),
             registry: Registry::new(shutdown.clone()),
@@ -197,7 +210,11 @@ impl Core {
             unknown_total: 0,
             cache: SecretCache::default(),
         };
-        (core, shared, router_id, tun_rx)
+        let receivers = Receivers {
+            tun: tun_rx,
+            bus: bus_rx,
+        };
+        (core, shared, router_id, receivers)
     }
 
     fn now(&self) -> Instant {
@@ -352,9 +369,10 @@ impl Core {
     fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
         let dst = match &packet {
             Unrouted::Local { buf, .. } => dataplane::addr_at(buf, dataplane::HEADROOM + 24),
+            Unrouted::Message { dst, .. } => *dst,
             Unrouted::Transit(pkt) => dataplane::addr_at(pkt, 4 + 20),
         };
-        let local = matches!(packet, Unrouted::Local { .. });
+        let local = !matches!(packet, Unrouted::Transit(_));
         match self.router.resolve(now, dst, local) {
             Resolution::Forward(_) => {
                 // The snapshot was behind; it is republished after this batch, and
@@ -474,6 +492,14 @@ impl Core {
                     Unrouted::Local { buf, len } => {
                         dataplane::send_local(&self.shared, &mut self.cache, &snapshot, buf, len)
                     }
+                    Unrouted::Message { src, dst, buf } => dataplane::send_frame(
+                        &self.shared,
+                        &mut self.cache,
+                        &snapshot,
+                        src,
+                        dst,
+                        buf,
+                    ),
                     Unrouted::Transit(pkt) => {
                         // Its hop limit was already taken at arrival: give it back
                         // before the data plane takes it again.

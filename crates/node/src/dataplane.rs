@@ -190,7 +190,7 @@ pub(crate) fn send_local(
     shared: &Shared,
     cache: &mut SecretCache,
     snapshot: &Snapshot,
-    mut buf: BytesMut,
+    buf: BytesMut,
     len: usize,
 ) {
     let ip = &buf[HEADROOM..HEADROOM + len];
@@ -236,30 +236,13 @@ pub(crate) fn send_local(
     }
     match snapshot.route(dst) {
         Route::Via(tx, key) => {
-            let secret = cache.get(&shared.secret, key);
-            buf.truncate(HEADROOM + len);
-            buf.resize(HEADROOM + len + OVERHEAD, 0);
-            buf[PAYLOAD_AT..HEADROOM].copy_from_slice(&payload::header(PayloadType::Ipv6));
-            let mut nonce = [0u8; 12];
-            rand::thread_rng().fill_bytes(&mut nonce);
-            if secret.seal_in_place(nonce, &mut buf[PAYLOAD_AT..]).is_err() {
-                return;
-            }
-            let payload_len = (buf.len() - PAYLOAD_AT) as u16;
-            let mut head = &mut buf[..PAYLOAD_AT];
-            packet::encode_header(TYPE_DATA, &mut head);
-            DataHeader {
+            let head = Head {
+                kind: PayloadType::Ipv6,
                 hop_limit: hop - 1,
                 src,
                 dst,
-            }
-            .encode(payload_len, &mut head);
-            cache
-                .tally
-                .count(&shared.packets, src, dst, payload_len as usize);
-            if tx.try_send(buf.freeze()).is_err() {
-                NodeStats::bump(&shared.stats.link_queue_full);
-            }
+            };
+            seal_and_send(shared, cache, tx, key, head, buf, len);
         }
         Route::Ask => {
             if shared
@@ -272,6 +255,98 @@ pub(crate) fn send_local(
         }
     }
 }
+
+/// The headers of a data packet we originate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub(crate) kind: PayloadType,
+    /// As it leaves this node.
+    pub(crate) hop_limit: u8,
+    pub(crate) src: Ipv6Addr,
+    pub(crate) dst: Ipv6Addr,
+}
+
+/// Seals the `len` bytes at `HEADROOM` in `buf` for `key`, writes the headers in
+/// front and queues the packet on `tx`.
+fn seal_and_send(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    tx: &crate::snapshot::LinkTx,
+    key: PublicKey,
+    head: Head,
+    mut buf: BytesMut,
+    len: usize,
+) {
+    let secret = cache.get(&shared.secret, key);
+    buf.truncate(HEADROOM + len);
+    buf.resize(HEADROOM + len + OVERHEAD, 0);
+    buf[PAYLOAD_AT..HEADROOM].copy_from_slice(&payload::header(head.kind));
+    let mut nonce = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    if secret.seal_in_place(nonce, &mut buf[PAYLOAD_AT..]).is_err() {
+        return;
+    }
+    let payload_len = (buf.len() - PAYLOAD_AT) as u16;
+    let mut out = &mut buf[..PAYLOAD_AT];
+    packet::encode_header(TYPE_DATA, &mut out);
+    DataHeader {
+        hop_limit: head.hop_limit,
+        src: head.src,
+        dst: head.dst,
+    }
+    .encode(payload_len, &mut out);
+    cache
+        .tally
+        .count(&shared.packets, head.src, head.dst, payload_len as usize);
+    if tx.try_send(buf.freeze()).is_err() {
+        NodeStats::bump(&shared.stats.link_queue_full);
+    }
+}
+
+/// Room a message frame needs in a buffer: headers in front, tag and nonce behind.
+pub(crate) fn frame_buffer(frame: &[u8]) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEADROOM + frame.len() + OVERHEAD);
+    buf.resize(HEADROOM, 0);
+    buf.extend_from_slice(frame);
+    buf
+}
+
+/// Sends a message frame (at `HEADROOM` in `buf`, from [`frame_buffer`]) from
+/// `src` to `dst` with hop limit 64 as the message subsystem hands it to the router
+/// (MESSAGES.md §1); the core holds it while a route is looked for.
+pub(crate) fn send_frame(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    buf: BytesMut,
+) {
+    let len = buf.len() - HEADROOM;
+    match snapshot.route(dst) {
+        Route::Via(tx, key) => {
+            let head = Head {
+                kind: PayloadType::Message,
+                hop_limit: MESSAGE_HOP_LIMIT - 1,
+                src,
+                dst,
+            };
+            seal_and_send(shared, cache, tx, key, head, buf, len);
+        }
+        Route::Ask => {
+            if shared
+                .core_tx
+                .try_send(CoreCmd::Unrouted(Unrouted::Message { src, dst, buf }))
+                .is_err()
+            {
+                NodeStats::bump(&shared.stats.no_route);
+            }
+        }
+    }
+}
+
+/// The hop limit message frames are handed to the router with.
+const MESSAGE_HOP_LIMIT: u8 = 64;
 
 /// Writes an ICMPv6 error about `offending` to our TUN, if we have one.
 pub(crate) fn icmp_to_tun(
@@ -474,8 +549,22 @@ pub(crate) async fn deliver(
             }
             return;
         }
-        // Message frames arrive with the message subsystem.
-        Ok((PayloadType::Message, _)) | Err(_) => {
+        Ok((PayloadType::Message, _)) => {
+            pkt.truncate(PAYLOAD_AT + n);
+            let frame = pkt.split_off(PAYLOAD_AT + payload::HEADER_LEN).freeze();
+            let msg = crate::messages::BusCmd::Frame {
+                src,
+                dst,
+                key,
+                frame,
+            };
+            if shared.bus_tx.try_send(msg).is_err() {
+                // The sender retransmits what the bus could not take.
+                NodeStats::bump(&shared.stats.bus_queue_full);
+            }
+            return;
+        }
+        Err(_) => {
             NodeStats::bump(&shared.stats.malformed);
             return;
         }

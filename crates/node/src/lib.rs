@@ -15,6 +15,7 @@ mod core;
 mod dataplane;
 mod discovery;
 mod link;
+mod messages;
 mod peers;
 mod quic;
 mod registry;
@@ -38,6 +39,8 @@ use crate::core::{CoreCmd, Query, Shared};
 use crate::registry::ConnectionState as State;
 
 pub use discovery::DiscoveryConfig;
+pub use messages::{BusError, MessageStatus, Messages, Pushed};
+pub use mycelium_proto::messages::{BusConfig, TopicConfig};
 pub use registry::{ConnectionState, PeerError, PeerInfo, PeerKind};
 pub use stats::{Count, NodeStats, TLV_TYPES};
 
@@ -60,6 +63,10 @@ pub struct NodeConfig {
     pub firewall_mark: Option<u32>,
     /// Routing timers and bounds.
     pub router: RouterConfig,
+    /// Message bus timers and bounds.
+    pub messages: BusConfig,
+    /// Topic access control (`--topic-config`).
+    pub topics: TopicConfig,
 }
 
 /// Why the node could not start.
@@ -140,6 +147,7 @@ pub struct PacketStatistics {
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
+    messages: Messages,
 }
 
 impl std::fmt::Debug for Node {
@@ -220,6 +228,11 @@ impl Node {
         self.ask(Query::Router).await.unwrap_or_default()
     }
 
+    /// The message bus.
+    pub fn messages(&self) -> &Messages {
+        &self.messages
+    }
+
     /// Data-plane counters.
     pub fn stats(&self) -> &NodeStats {
         &self.shared.stats
@@ -276,7 +289,7 @@ pub async fn start(
         )?)),
         None => None,
     };
-    let (core, shared, router_id, tun_rx) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
+    let (core, shared, router_id, receivers) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
     let quic = match cfg.quic_listen_port {
         Some(port) => Some(
             quic::endpoint(port, router_id, cfg.firewall_mark)
@@ -289,7 +302,15 @@ pub async fn start(
     }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core.run());
-    if let (Some(tun), Some(rx)) = (tun, tun_rx) {
+    let arrivals = Arc::new(tokio::sync::Notify::new());
+    let bus = mycelium_proto::messages::MessageBus::new(cfg.messages.clone(), cfg.topics.clone());
+    tasks.spawn(messages::run(
+        shared.clone(),
+        receivers.bus,
+        bus,
+        arrivals.clone(),
+    ));
+    if let (Some(tun), Some(rx)) = (tun, receivers.tun) {
         tasks.spawn(dataplane::tun_reader(shared.clone(), tun));
         tasks.spawn(dataplane::tun_writer(shared.clone(), rx));
     }
@@ -315,6 +336,7 @@ pub async fn start(
     }
     let node = Node {
         shared: shared.clone(),
+        messages: Messages::new(shared.clone(), arrivals),
     };
     let done = async move {
         while tasks.join_next().await.is_some() {}

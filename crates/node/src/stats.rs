@@ -34,6 +34,9 @@ pub struct NodeStats {
     pub links_down: AtomicU64,
     /// Neighbours closed for sending no IHU for too long.
     pub peers_died: AtomicU64,
+    /// Message frames dropped because the message bus was busy (their senders
+    /// retransmit them).
+    pub bus_queue_full: AtomicU64,
 }
 
 /// The names of [`NodeStats::tlvs`]' entries, in order.
