@@ -606,15 +606,17 @@ impl MessageBus {
         let was_active = o.is_active();
         let held = o.held_bytes();
         let s = o.service(now, &self.cfg, &mut self.transmits, &mut self.stats);
+        if s.aborted {
+            self.events.push_back(Event::SendFailed { id });
+        }
         if s.expired {
+            // `forget_outbound` accounts for it as it was before this call.
+            self.settle_outbound(id, was_active, held);
             self.forget_outbound(id);
             return;
         }
         let old = o.timer.replace(s.wake);
         self.timers.reset(TimerKey::Outbound(id), old, Some(s.wake));
-        if s.aborted {
-            self.events.push_back(Event::SendFailed { id });
-        }
         self.settle_outbound(id, was_active, held);
     }
 

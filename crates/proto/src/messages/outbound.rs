@@ -170,7 +170,9 @@ impl Outbound {
             data: m.data,
             created: now,
             deadline: m.deadline,
-            expires: now + cfg.status_retention.max(m.deadline.saturating_since(now)),
+            // Upstream keeps a status 600 s after push (its deadline is 300 s); a
+            // longer deadline keeps it half the retention past the deadline.
+            expires: (now + cfg.status_retention).max(m.deadline + cfg.status_retention / 2),
             phase: Phase::Init {
                 first_sent: None,
                 last_sent: None,
@@ -229,18 +231,18 @@ impl Outbound {
         stats: &mut BusStats,
     ) -> Serviced {
         let mut aborted = false;
-        if now >= self.expires {
-            return Serviced {
-                wake: now,
-                aborted: false,
-                expired: true,
-            };
-        }
         if self.is_active() && now >= self.deadline {
             emit(out, self.src, self.dst, Frame::Aborted { id: self.id });
             self.finish(Phase::Aborted);
             stats.aborted += 1;
             aborted = true;
+        }
+        if now >= self.expires {
+            return Serviced {
+                wake: now,
+                aborted,
+                expired: true,
+            };
         }
         let (src, dst, id) = (self.src, self.dst, self.id);
         let rto = self.rtt.rto;

@@ -732,3 +732,36 @@ fn a_lost_done_ack_is_made_good_by_read() {
         [Event::Delivered { id }, Event::Read { id }]
     );
 }
+
+#[test]
+fn a_deadline_past_the_retention_still_aborts_and_reports() {
+    let (mut a, b) = pair();
+    let start = Instant::ZERO;
+    let try_for = Duration::from_secs(700);
+    let id = a
+        .bus
+        .push(
+            start,
+            NewMessage {
+                try_for: Some(try_for),
+                ..msg(&a, &b, b"", b"x")
+            },
+            &mut Counter(0),
+        )
+        .unwrap();
+    while let Some(t) = a.bus.poll_timeout() {
+        a.bus.handle_timeout(t);
+        drain(&mut a.bus);
+        if t == start + try_for {
+            assert_eq!(
+                a.bus.message_info(t, id).unwrap().state,
+                MessageState::Aborted
+            );
+        }
+        // Kept half the retention past the deadline.
+        let kept = a.bus.message_info(t, id).is_some();
+        assert_eq!(kept, t < start + Duration::from_secs(1000), "at {t:?}");
+    }
+    assert!(events(&mut a.bus).contains(&Event::SendFailed { id }));
+    assert_eq!(a.bus.usage(), BusUsage::default());
+}
