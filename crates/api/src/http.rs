@@ -380,57 +380,69 @@ async fn push_message(
     }
 }
 
-/// A message id in a path: exactly 16 hex characters.
-fn path_id(id: &str) -> Result<MessageId, Response> {
-    if id.len() != 16 {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            "a message id is 16 hex characters",
-        ));
+/// A path parameter (or topic source) that does not parse: a 400, with upstream's
+/// body for each kind.
+#[derive(Debug, Clone, Copy)]
+enum BadParam {
+    /// A message id that is not exactly 16 hex characters (text body).
+    MessageId,
+    /// A topic that is not canonical base64 (empty body).
+    Topic,
+    /// A topic source that is not a CIDR or an address (empty body).
+    Subnet,
+}
+
+impl IntoResponse for BadParam {
+    fn into_response(self) -> Response {
+        match self {
+            Self::MessageId => text(StatusCode::BAD_REQUEST, "a message id is 16 hex characters"),
+            Self::Topic | Self::Subnet => StatusCode::BAD_REQUEST.into_response(),
+        }
     }
-    id.parse()
-        .map_err(|e: mycelium_proto::wire::message::MessageIdParseError| {
-            text(StatusCode::BAD_REQUEST, e.to_string())
-        })
+}
+
+type Answer = Result<Response, BadParam>;
+
+/// A message id in a path: exactly 16 hex characters.
+fn path_id(id: &str) -> Result<MessageId, BadParam> {
+    if id.len() != 16 {
+        return Err(BadParam::MessageId);
+    }
+    id.parse().map_err(|_| BadParam::MessageId)
 }
 
 async fn push_message_reply(
     State(s): St,
     Path(id): Path<String>,
     Json(msg): Json<MessageSendInfo>,
-) -> Response {
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match s.backend.reply_message(id, msg.dst.ip(), msg.payload).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => push_error(e),
-    }
+) -> Answer {
+    let id = path_id(&id)?;
+    Ok(
+        match s.backend.reply_message(id, msg.dst.ip(), msg.payload).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => push_error(e),
+        },
+    )
 }
 
-async fn get_message_info(State(s): St, Path(id): Path<String>) -> Response {
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match s.backend.message_info(id).await {
+async fn get_message_info(State(s): St, Path(id): Path<String>) -> Answer {
+    let id = path_id(&id)?;
+    Ok(match s.backend.message_info(id).await {
         Some(info) => Json(info).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
-    }
+    })
 }
 
 // ----- topics -----
 
-/// A `{topic}` path segment: base64 of the topic bytes; 400 (empty) if not.
-fn path_topic(topic: &str) -> Result<Topic, Response> {
-    model::decode_base64(topic).map_err(|_| StatusCode::BAD_REQUEST.into_response())
+/// A `{topic}` path segment: base64 of the topic bytes.
+fn path_topic(topic: &str) -> Result<Topic, BadParam> {
+    model::decode_base64(topic).map_err(|_| BadParam::Topic)
 }
 
-/// A topic source: a CIDR or a bare address; 400 (empty) if not, as upstream.
-fn parse_subnet(s: &str) -> Result<Subnet, Response> {
-    s.parse::<Subnet>()
-        .map_err(|_| StatusCode::BAD_REQUEST.into_response())
+/// A topic source: a CIDR, or a bare address meaning /32 or /128.
+fn parse_subnet(s: &str) -> Result<Subnet, BadParam> {
+    s.parse::<Subnet>().map_err(|_| BadParam::Subnet)
 }
 
 async fn get_default_topic_action(State(s): St) -> Response {
@@ -463,84 +475,64 @@ async fn add_topic(State(s): St, Json(topic): Json<Vec<u8>>) -> Response {
     }
 }
 
-async fn remove_topic(State(s): St, Path(topic): Path<String>) -> Response {
-    match path_topic(&topic) {
-        Ok(t) => {
-            s.backend.remove_topic(t).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
-    }
+async fn remove_topic(State(s): St, Path(topic): Path<String>) -> Answer {
+    s.backend.remove_topic(path_topic(&topic)?).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_topic_sources(State(s): St, Path(topic): Path<String>) -> Response {
-    let topic = match path_topic(&topic) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match s.backend.topic_sources(topic).await {
+async fn get_topic_sources(State(s): St, Path(topic): Path<String>) -> Answer {
+    Ok(match s.backend.topic_sources(path_topic(&topic)?).await {
         Some(sources) => {
             let sources: Vec<String> = sources.iter().map(ToString::to_string).collect();
             Json(sources).into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
-    }
+    })
 }
 
 async fn add_topic_source(
     State(s): St,
     Path(topic): Path<String>,
     Json(req): Json<TopicSourceRequest>,
-) -> Response {
-    let (topic, subnet) = match (path_topic(&topic), parse_subnet(&req.subnet)) {
-        (Ok(t), Ok(n)) => (t, n),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    match s.backend.add_topic_source(topic, subnet).await {
+) -> Answer {
+    let topic = path_topic(&topic)?;
+    let subnet = parse_subnet(&req.subnet)?;
+    Ok(match s.backend.add_topic_source(topic, subnet).await {
         Ok(()) => StatusCode::CREATED.into_response(),
         Err(e) => table_full(e),
-    }
+    })
 }
 
 async fn remove_topic_source(
     State(s): St,
     Path((topic, subnet)): Path<(String, String)>,
-) -> Response {
-    let (topic, subnet) = match (path_topic(&topic), parse_subnet(&subnet)) {
-        (Ok(t), Ok(n)) => (t, n),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+) -> Answer {
+    let topic = path_topic(&topic)?;
+    let subnet = parse_subnet(&subnet)?;
     s.backend.remove_topic_source(topic, subnet).await;
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_topic_forward(State(s): St, Path(topic): Path<String>) -> Response {
-    match path_topic(&topic) {
-        Ok(t) => Json(s.backend.topic_forward_socket(t).await).into_response(),
-        Err(r) => r,
-    }
+async fn get_topic_forward(State(s): St, Path(topic): Path<String>) -> Answer {
+    let path = s.backend.topic_forward_socket(path_topic(&topic)?).await;
+    Ok(Json(path).into_response())
 }
 
 async fn set_topic_forward(
     State(s): St,
     Path(topic): Path<String>,
     Json(req): Json<TopicForwardSocketRequest>,
-) -> Response {
-    match path_topic(&topic) {
-        Ok(t) => {
-            s.backend.set_topic_forward_socket(t, req.socket_path).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
-    }
+) -> Answer {
+    let topic = path_topic(&topic)?;
+    s.backend
+        .set_topic_forward_socket(topic, req.socket_path)
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn remove_topic_forward(State(s): St, Path(topic): Path<String>) -> Response {
-    match path_topic(&topic) {
-        Ok(t) => {
-            s.backend.remove_topic_forward_socket(t).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(r) => r,
-    }
+async fn remove_topic_forward(State(s): St, Path(topic): Path<String>) -> Answer {
+    s.backend
+        .remove_topic_forward_socket(path_topic(&topic)?)
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
