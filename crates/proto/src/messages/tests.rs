@@ -4,6 +4,8 @@
 use super::*;
 use crate::identity::SecretKey;
 use crate::wire::message::flags;
+use std::path::PathBuf;
+use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
