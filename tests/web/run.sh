@@ -4,7 +4,11 @@
 # needs first (Debian's chromium, playwright-core from package-lock.json).
 #
 #   MYCELIUM_BIN=target/debug/mycelium tests/web/run.sh   two real router-only nodes
-#   tests/web/run.sh                                       pretend nodes (mock-node.mjs)
+#   tests/web/run.sh      one fake node (crates/api/examples/fake_node.rs), or, without
+#                         that example, two pretend nodes (mock-node.mjs)
+#
+# A third node that demands a bearer token serves the token check (a real one when
+# the binary has --api-token-file, else a fake one, else a pretend one).
 #
 # Other settings: WEBVIEW_SCREENSHOT (default /tmp/webview.png; B's page goes to
 # /tmp/webview-b.png), WEBVIEW_CONVERGE_MS (default 20000), KEEP_LOGS=1 to keep the
@@ -12,6 +16,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -80,22 +85,42 @@ wait_for_api() {
   return 1
 }
 
+# Starts a process in the background, logging to $work/node-NAME.log, and waits for
+# its API at URL to answer.
+launch() {
+  local name=$1 url=$2; shift 2
+  "$@" >"$work/node-$name.log" 2>&1 &
+  pids+=("$!")
+  wait_for_api "$name" "$!" "$url"
+}
+
+# A real router-only node in its own directory; sets node_url and node_tcp.
 start_node() {
   local name=$1; shift
   local api rpc tcp quic
   api=$(free_port); rpc=$(free_port); tcp=$(free_port); quic=$(free_port)
   mkdir -p "$work/$name"
   # Own config and data dirs, so no config file of this machine's user is read.
-  XDG_CONFIG_HOME="$work/$name" XDG_DATA_HOME="$work/$name" \
+  launch "$name" "http://127.0.0.1:$api" \
+    env XDG_CONFIG_HOME="$work/$name" XDG_DATA_HOME="$work/$name" \
     "$MYCELIUM_BIN" --key-file "$work/$name/key" --no-tun --disable-peer-discovery \
     --api-addr "127.0.0.1:$api" --jsonrpc-addr "127.0.0.1:$rpc" \
-    --tcp-listen-port "$tcp" --quic-listen-port "$quic" "$@" \
-    >"$work/node-$name.log" 2>&1 &
-  pids+=("$!")
-  wait_for_api "$name" "$!" "http://127.0.0.1:$api"
+    --tcp-listen-port "$tcp" --quic-listen-port "$quic" "$@"
   node_url="http://127.0.0.1:$api"
   node_tcp="$tcp"
 }
+
+# The fake node of crates/api's example; sets node_url.
+start_fake() {
+  local name=$1; shift
+  local api rpc
+  api=$(free_port); rpc=$(free_port)
+  launch "$name" "http://127.0.0.1:$api" \
+    "$fake_bin" --api-addr "127.0.0.1:$api" --jsonrpc-addr "127.0.0.1:$rpc" "$@"
+  node_url="http://127.0.0.1:$api"
+}
+
+token="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 
 if [ -n "${MYCELIUM_BIN:-}" ]; then
   MYCELIUM_BIN="$(realpath "$MYCELIUM_BIN")"
@@ -106,8 +131,21 @@ if [ -n "${MYCELIUM_BIN:-}" ]; then
   export WEBVIEW_NODE_A="$a_url" WEBVIEW_NODE_B="$node_url"
   export WEBVIEW_A_ENDPOINT="tcp://127.0.0.1:$a_tcp"
   echo "run.sh: node A at $WEBVIEW_NODE_A, node B at $WEBVIEW_NODE_B (peered to $WEBVIEW_A_ENDPOINT)" >&2
+  if "$MYCELIUM_BIN" --help 2>/dev/null | grep -q -- --api-token-file; then
+    printf '%s\n' "$token" >"$work/token"
+    start_node t --api-token-file "$work/token"
+    export WEBVIEW_TOKEN_NODE="$node_url" WEBVIEW_TOKEN="$token"
+  fi
+elif [ -f "$root/crates/api/examples/fake_node.rs" ]; then
+  echo "run.sh: MYCELIUM_BIN not set: testing the page against crates/api's fake_node example" >&2
+  (cd "$root" && cargo build --quiet -p mycelium-api --example fake_node)
+  fake_bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/fake_node"
+  start_fake a
+  export WEBVIEW_NODE_A="$node_url"
+  start_fake t --token "$token"
+  export WEBVIEW_TOKEN_NODE="$node_url" WEBVIEW_TOKEN="$token"
 else
-  echo "run.sh: MYCELIUM_BIN not set: testing the page against pretend nodes" >&2
+  echo "run.sh: MYCELIUM_BIN not set and no fake_node example: testing the page against pretend nodes" >&2
 fi
 
 cd "$here"

@@ -6,7 +6,8 @@
 //   WEBVIEW_NODE_B  node B, peered with A (optional: the cross-node checks skip)
 //   WEBVIEW_A_ENDPOINT  the endpoint B was told to dial A at, e.g. tcp://127.0.0.1:9651
 // With neither set, the test runs against two pretend nodes (mock-node.mjs).
-// The bearer-token check always runs against a pretend node that asks for a token.
+//   WEBVIEW_TOKEN_NODE, WEBVIEW_TOKEN  a node that demands this bearer token; without
+//                   them the token check runs against a pretend node.
 //
 // WEBVIEW_SCREENSHOT (default /tmp/webview.png): where node A's page is captured.
 // WEBVIEW_CONVERGE_MS (default 20000): how long to wait for peers and routes.
@@ -367,8 +368,14 @@ test("the page loads nothing but from its node, and A's page is captured", async
 });
 
 test("a node that asks for a bearer token gets one from the page", async () => {
-  const token = randomBytes(12).toString("hex");
-  const guarded = await startMockPair({ token });
+  let token = process.env.WEBVIEW_TOKEN;
+  let guarded = { a: process.env.WEBVIEW_TOKEN_NODE, close: async () => {} };
+  if (!guarded.a || !token) {
+    token = randomBytes(12).toString("hex");
+    guarded = await startMockPair({ token });
+  }
+  const unauthorized = await fetch(`${guarded.a}/api/v1/admin`);
+  assert.equal(unauthorized.status, 401, "the token node answers without a token");
   try {
     const page = await context.newPage();
     const authorizations = [];
