@@ -335,7 +335,8 @@ impl Backend for FakeBackend {
         timeout: Duration,
         topic: Option<Topic>,
     ) -> Option<MessageReceiveInfo> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A deadline past what the clock can hold means "wait for ever".
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             // Register for a wake-up before looking, so an arrival between the look
             // and the wait is not missed.
@@ -345,8 +346,13 @@ impl Backend for FakeBackend {
             if let Some(m) = self.take_matching(peek, topic.as_deref()) {
                 return Some(m);
             }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return None;
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, arrived).await.is_err() {
+                        return None;
+                    }
+                }
+                None => arrived.await,
             }
         }
     }

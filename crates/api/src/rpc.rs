@@ -664,3 +664,6 @@ async fn topic_method(s: &AppState, method: &str, mut p: Params) -> RpcResult {
         _ => Err(RpcError::method_not_found()),
     }
 }
+
+#[cfg(test)]
+mod tests;
