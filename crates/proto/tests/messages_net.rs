@@ -473,7 +473,7 @@ fn the_same_seed_replays_the_same_run() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn any_loss_schedule_delivers_exactly_once(
