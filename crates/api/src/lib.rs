@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 mod auth;
 pub mod backend;
+mod conn_limit;
 mod fake;
 pub mod http;
 pub mod model;
@@ -58,6 +59,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest JSON-RPC request accepted (413 past it); upstream's is 10 MiB.
     pub max_rpc_request_bytes: usize,
+    /// Most connections each server keeps open (upstream's RPC server: 100); more
+    /// wait in the accept queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +70,7 @@ impl Default for ApiConfig {
             token: None,
             max_body_bytes: 10 << 20,
             max_rpc_request_bytes: 10 << 20,
+            max_connections: 100,
         }
     }
 }
@@ -98,6 +103,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
+    let listener = conn_limit::Limited::new(listener, cfg.max_connections);
     let router = http::router_with(AppState::new(backend, cfg, closing.clone()));
     serve(listener, router, closing, shutdown).await
 }
@@ -111,12 +117,13 @@ pub async fn serve_rpc(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
+    let listener = conn_limit::Limited::new(listener, cfg.max_connections);
     let router = rpc::router_with(AppState::new(backend, cfg, closing.clone()));
     serve(listener, router, closing, shutdown).await
 }
 
 async fn serve(
-    listener: TcpListener,
+    listener: conn_limit::Limited,
     router: axum::Router,
     closing: CancellationToken,
     shutdown: impl Future<Output = ()> + Send + 'static,

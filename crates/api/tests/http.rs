@@ -448,3 +448,30 @@ async fn shutdown_ends_waiting_requests() {
         assert_eq!(resp.status(), 204);
     }
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    let cfg = ApiConfig {
+        max_connections: 1,
+        ..ApiConfig::default()
+    };
+    let srv = start(Kind::Http, cfg).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = format!("{}/api/v1/admin", srv.base);
+    let blocked = client()
+        .get(&url)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(blocked.is_err(), "served past the cap");
+    drop(idle);
+    let resp = client()
+        .get(&url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
