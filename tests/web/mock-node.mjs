@@ -14,6 +14,11 @@ import { fileURLToPath } from "node:url";
 
 const PAGE = fileURLToPath(new URL("../../crates/api/web/index.html", import.meta.url));
 
+/** The Content-Security-Policy we suggest the API serves the page with. */
+export const PAGE_CSP =
+  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
+  "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 const IDENTITIES = {
   a: {
     nodeSubnet: "595:178f:8073:5d22::/64",
@@ -89,6 +94,8 @@ async function handle(nodes, name, token, req, res) {
   const url = new URL(req.url, "http://mock");
   const path = url.pathname;
   if (path === "/" && req.method === "GET") {
+    // The strictest policy the page works under: the test proves it does.
+    res.setHeader("Content-Security-Policy", PAGE_CSP);
     send(res, 200, await readFile(PAGE, "utf8"), "text/html; charset=utf-8");
     return;
   }

@@ -45,6 +45,19 @@ let context;
 const pages = {};
 /** Every URL any page asked for, to prove the page loads nothing from outside. */
 const requested = [];
+/** Script errors and console errors (CSP violations among them) of every page. */
+const pageErrors = [];
+
+function watch(page, base) {
+  page.on("request", (req) => requested.push(req.url()));
+  page.on("pageerror", (err) => pageErrors.push(`${base}: ${err.message}`));
+  page.on("console", (msg) => {
+    // Chromium logs every non-2xx answer this way; the tests cause some on purpose.
+    if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) {
+      pageErrors.push(`${base}: console: ${msg.text()}`);
+    }
+  });
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -94,8 +107,7 @@ function freePort() {
 
 async function openPage(base) {
   const page = await context.newPage();
-  page.on("request", (req) => requested.push(req.url()));
-  page.on("pageerror", (err) => console.error(`page error on ${base}: ${err.message}`));
+  watch(page, base);
   await page.goto(base + "/");
   return page;
 }
@@ -378,6 +390,7 @@ test("a node that asks for a bearer token gets one from the page", async () => {
   assert.equal(unauthorized.status, 401, "the token node answers without a token");
   try {
     const page = await context.newPage();
+    watch(page, guarded.a);
     const authorizations = [];
     page.on("request", (req) => {
       if (req.url().includes("/api/v1/")) authorizations.push(req.headers().authorization);
@@ -415,3 +428,7 @@ async function startInfo(base, token) {
   assert.equal(res.status, 200);
   return res.json();
 }
+
+test("no page raised a script error or broke its security policy", () => {
+  assert.deepEqual(pageErrors, []);
+});
