@@ -112,8 +112,11 @@ pub trait Backend: Send + Sync + 'static {
     // ----- messages -----
 
     /// Takes (or with `peek`, shows) the oldest received message whose topic equals
-    /// `topic` (any topic if `None`), waiting up to `timeout` for one. Every
-    /// message returned causes a READ notification to its sender.
+    /// `topic` (any topic if `None`), waiting up to `timeout` for one (the API caps
+    /// it at [`MAX_WAIT`](crate::MAX_WAIT)). Every message returned causes a READ
+    /// notification to its sender. The wait must not block other calls; the future
+    /// may be dropped (client gone, server shutting down) and must then leave the
+    /// message queued.
     async fn pop_message(
         &self,
         peek: bool,
@@ -121,8 +124,10 @@ pub trait Backend: Send + Sync + 'static {
         topic: Option<Topic>,
     ) -> Option<MessageReceiveInfo>;
 
-    /// Queues a message to `dst`. With `reply_timeout`, waits up to that long for a
-    /// reply (a zero timeout answers `TimedOut` at once).
+    /// Queues a message to `dst` (a `pk` destination has already been turned into
+    /// its address). With `reply_timeout`, waits up to that long for a reply (a
+    /// zero timeout answers `TimedOut` at once). The API layer has checked the
+    /// topic length. An IPv4 `dst` is accepted but never sent, as upstream.
     async fn push_message(
         &self,
         dst: IpAddr,
