@@ -20,6 +20,11 @@ root="$(cd "$here/../.." && pwd)"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  echo "run.sh: needs Node.js 20 or later with npm (playwright-core requires it); found ${node_major}" >&2
+  exit 1
+fi
 if [ ! -x /usr/bin/chromium ]; then
   echo "run.sh: installing chromium" >&2
   as_root apt-get install -y chromium || { as_root apt-get update && as_root apt-get install -y chromium; }
