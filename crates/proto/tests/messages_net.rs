@@ -289,7 +289,8 @@ const SIZES: [usize; 12] = [
 /// Three nodes send each other messages of every interesting size, some before,
 /// some during and some after a reroute, some asking for a reply; one message is
 /// sent in the dark with a deadline that ends before the light comes back. With
-/// `expect_mid_message`, the reroute must catch a message half sent.
+/// `expect_mid_message`, the reroute starts, no earlier than planned, the moment a
+/// message is half acknowledged.
 fn scenario(seed: u64, cond: Conditions, sizes: &[usize], expect_mid_message: bool) {
     let mut net = Net::new(3, seed, cond);
     let mut data_rng = Rng(seed ^ 0xdead_beef);
@@ -312,26 +313,37 @@ fn scenario(seed: u64, cond: Conditions, sizes: &[usize], expect_mid_message: bo
         });
     }
     // Doomed: pushed in the dark, given up before it ends.
-    let doomed = cond.blackout.map(|(start, end)| {
-        net.run(start + Duration::from_millis(10));
-        if expect_mid_message {
-            let mid = sent.iter().any(|s| {
+    let blackout = cond.blackout.map(|(start, end)| {
+        let len = end - start;
+        let start = if expect_mid_message {
+            // Lights out the moment a message is half acknowledged.
+            net.cond.blackout = None;
+            net.run(start);
+            while !sent.iter().any(|s| {
                 matches!(
                     net.nodes[s.from].bus.message_info(net.now, s.id).map(|i| i.state),
-                    Some(MessageState::Sending { acked, .. }) if acked > 0
+                    Some(MessageState::Sending { acked, pending, sent }) if acked > 0 && pending + sent > 0
                 )
-            });
-            assert!(mid, "nothing was mid-message when the reroute began");
-        }
+            }) {
+                assert!(net.now < start + Duration::from_secs(10), "nothing was ever mid-message");
+                let next = net.now + Duration::from_millis(1);
+                net.run(next);
+            }
+            net.cond.blackout = Some((net.now, net.now + len));
+            net.now
+        } else {
+            start
+        };
+        (start, start + len)
+    });
+    let doomed = blackout.map(|(start, end)| {
+        net.run(start + Duration::from_millis(10));
         let try_for = (end - start) / 2;
         let id = net.push(0, 1, b"doomed", Bytes::from_static(b"never"), try_for);
         (id, start + Duration::from_millis(10) + try_for)
     });
     // After the reroute (or at once without one), more traffic.
-    net.run(
-        cond.blackout
-            .map_or(at(2.0), |(_, end)| end + Duration::from_secs(1)),
-    );
+    net.run(blackout.map_or(at(2.0), |(_, end)| end + Duration::from_secs(1)));
     for (k, &len) in sizes.iter().enumerate().take(4) {
         let (to, from) = pairs[k % pairs.len()];
         let data = payload(&mut data_rng, len);
@@ -485,4 +497,29 @@ proptest! {
         let blackout = blackout.map(|(start, len)| (start, start + len));
         scenario(seed, conditions(loss, duplicate, blackout), &[0, 1, 1301, 2601, 5000, 30_000], false);
     }
+}
+
+#[test]
+fn a_slow_path_is_not_flooded_with_retransmissions() {
+    let mut net = Net::new(
+        2,
+        7,
+        Conditions {
+            loss: 0.0,
+            duplicate: 0.0,
+            latency: Duration::from_millis(300),
+            jitter: Duration::ZERO,
+            blackout: None,
+        },
+    );
+    let data = Bytes::from(vec![1u8; 200_000]);
+    net.push(0, 1, b"t", data, Duration::from_secs(300));
+    net.run(at(60.0));
+    let chunks = 200_000u64.div_ceil(1300);
+    let resent = net.nodes[0].bus.stats().retransmissions;
+    assert_eq!(net.log.received.len(), 1);
+    assert!(
+        resent < chunks / 4,
+        "{resent} retransmissions for {chunks} chunks"
+    );
 }

@@ -66,13 +66,16 @@ impl Rtt {
         }
     }
 
-    /// Something was acknowledged: back to the estimate.
+    /// Something was acknowledged: back to the estimate. Without one yet, a
+    /// backed-off timeout stays (Karn): the path may simply be slower than it.
     fn progress(&mut self, cfg: &BusConfig) {
-        let base = self
-            .srtt
-            .map_or(cfg.initial_rto, |s| s + self.rttvar * 4)
-            .clamp(cfg.min_rto, cfg.max_rto);
-        self.rto = base;
+        if let Some(srtt) = self.srtt {
+            // A quarter of the round trip at least on top of it: with steady samples
+            // the variance vanishes, and a timeout equal to the round trip fires
+            // just as the acknowledgements arrive.
+            let margin = (self.rttvar * 4).max(srtt / 4);
+            self.rto = (srtt + margin).clamp(cfg.min_rto, cfg.max_rto);
+        }
         self.backed_off_at = None;
     }
 
@@ -99,7 +102,6 @@ enum Phase {
     Init {
         first_sent: Option<Instant>,
         last_sent: Option<Instant>,
-        resent: bool,
     },
     /// INIT acknowledged: chunks, then DONE.
     Sending {
@@ -176,7 +178,6 @@ impl Outbound {
             phase: Phase::Init {
                 first_sent: None,
                 last_sent: None,
-                resent: false,
             },
             rtt: Rtt::new(cfg),
             timer: None,
@@ -252,11 +253,9 @@ impl Outbound {
             Phase::Init {
                 first_sent,
                 last_sent,
-                resent,
             } => {
                 if due(*last_sent, now, rto) {
                     if last_sent.is_some() {
-                        *resent = true;
                         timed_out = true;
                         stats.retransmissions += 1;
                     }
@@ -360,13 +359,13 @@ impl Outbound {
 
     /// INIT-ACK: start sending chunks. Returns whether anything changed.
     pub(super) fn on_init_ack(&mut self, now: Instant, cfg: &BusConfig) -> bool {
-        let Phase::Init {
-            first_sent, resent, ..
-        } = self.phase
-        else {
+        let Phase::Init { first_sent, .. } = self.phase else {
             return false;
         };
-        if let (Some(t), false) = (first_sent, resent) {
+        // Timed from the first INIT even if it was resent: the ACK may answer a
+        // later copy, so this errs long, the safe side, and it keeps a path slower
+        // than the initial timeout from having every chunk sent twice.
+        if let Some(t) = first_sent {
             self.rtt.sample(now - t);
         }
         self.rtt.progress(cfg);
