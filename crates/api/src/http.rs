@@ -205,7 +205,7 @@ fn table_full(e: TableFull) -> Response {
 
 fn push_error(e: PushError) -> Response {
     match e {
-        PushError::TopicTooLarge => StatusCode::BAD_REQUEST.into_response(),
+        PushError::TopicTooLarge => text(StatusCode::BAD_REQUEST, ""),
         PushError::PayloadTooLarge { .. } => json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
         PushError::QueueFull | PushError::Unavailable(_) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, e)
@@ -354,7 +354,7 @@ async fn push_message(
 ) -> Response {
     let topic = msg.topic.unwrap_or_default();
     if topic.len() > MAX_TOPIC_LEN {
-        return StatusCode::BAD_REQUEST.into_response();
+        return push_error(PushError::TopicTooLarge);
     }
     let push = s.backend.push_message(
         msg.dst.ip(),
@@ -396,7 +396,9 @@ impl IntoResponse for BadParam {
     fn into_response(self) -> Response {
         match self {
             Self::MessageId => text(StatusCode::BAD_REQUEST, "a message id is 16 hex characters"),
-            Self::Topic | Self::Subnet => StatusCode::BAD_REQUEST.into_response(),
+            // Upstream sends these without a body; ours is empty too, but labelled
+            // text/plain as every other 400 of the API.
+            Self::Topic | Self::Subnet => text(StatusCode::BAD_REQUEST, ""),
         }
     }
 }
