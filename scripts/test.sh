@@ -21,6 +21,13 @@ cargo test --locked --workspace 2>&1 | tee "$log"
 passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | paste -sd+ - | bc)
 failed=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$log" | paste -sd+ - | bc)
 
+echo "== web view in headless Chromium (two live nodes)"
+MYCELIUM_BIN=target/debug/mycelium tests/web/run.sh 2>&1 | tee "$log"
+web_passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -1)
+web_failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -1)
+passed=$((passed + ${web_passed:-0}))
+failed=$((failed + ${web_failed:-1}))
+
 echo "== fuzz targets"
 ./scripts/fuzz.sh smoke | tee "$log"
 fuzzed=$(grep -c '^fuzz .*: ok' "$log" || true)
