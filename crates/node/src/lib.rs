@@ -17,6 +17,7 @@ mod discovery;
 mod link;
 mod messages;
 mod peers;
+pub mod proxy;
 mod quic;
 mod registry;
 mod snapshot;
@@ -41,6 +42,7 @@ use crate::registry::ConnectionState as State;
 pub use discovery::DiscoveryConfig;
 pub use messages::{BusError, MessageStatus, Messages, Pushed};
 pub use mycelium_proto::messages::{BusConfig, TopicConfig};
+pub use proxy::{ProbeResult, Proxy, ProxySettings};
 pub use registry::{ConnectionState, PeerError, PeerInfo, PeerKind};
 pub use stats::{Count, NodeStats, TLV_TYPES};
 
@@ -148,6 +150,7 @@ pub struct PacketStatistics {
 pub struct Node {
     shared: Arc<Shared>,
     messages: Messages,
+    proxy: Proxy,
 }
 
 impl std::fmt::Debug for Node {
@@ -231,6 +234,11 @@ impl Node {
     /// The message bus.
     pub fn messages(&self) -> &Messages {
         &self.messages
+    }
+
+    /// The SOCKS5 proxy client (PROXY.md).
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
     }
 
     /// Data-plane counters.
@@ -337,6 +345,7 @@ pub async fn start(
     let node = Node {
         shared: shared.clone(),
         messages: Messages::new(shared.clone(), arrivals),
+        proxy: Proxy::for_node(&shared),
     };
     let done = async move {
         while tasks.join_next().await.is_some() {}
