@@ -74,9 +74,29 @@ async fn valid_params(method: &str, srv: &Server) -> Value {
     }
 }
 
+/// Methods whose results differ from upstream's openrpc.json (API.md §5), so its
+/// result schema is not checked for them.
+const UPSTREAM_DOC_EXCEPTIONS: &[(&str, &str)] = &[
+    (
+        "getPublicKeyFromIp",
+        "§5 #13: the result is a bare hex string",
+    ),
+    (
+        "popMessage",
+        "§5 #11: null when no message arrived (not an error 204)",
+    ),
+    (
+        "pushMessage",
+        "upstream's oneOf cannot match: its InboundMessage requires nothing, so an id \
+         answer fits both branches",
+    ),
+];
+
 #[tokio::test]
 async fn every_method_answers_as_documented() {
     let doc = our_openrpc();
+    let upstream: Option<Value> =
+        upstream_file("openrpc.json").map(|t| serde_json::from_str(&t).unwrap());
     for (method, _) in METHODS {
         let srv = rpc().await;
         let params = valid_params(method, &srv).await;
@@ -92,6 +112,14 @@ async fn every_method_answers_as_documented() {
         }
         let errors = schema_errors(&doc, result_schema(&doc, method), result);
         assert!(errors.is_empty(), "{method}: {result} {errors:?}");
+        let excepted = UPSTREAM_DOC_EXCEPTIONS.iter().any(|(m, _)| m == method);
+        if let (Some(up), false) = (&upstream, excepted) {
+            let errors = schema_errors(up, result_schema(up, method), result);
+            assert!(
+                errors.is_empty(),
+                "upstream doc, {method}: {result} {errors:?}"
+            );
+        }
     }
 }
 
