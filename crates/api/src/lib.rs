@@ -95,7 +95,8 @@ impl AppState {
 }
 
 /// Serves the REST API (and `GET /`) on `listener`, HTTP/1.1 and h2c, until
-/// `shutdown` completes; requests still running then get [`SHUTDOWN_GRACE`] to end.
+/// `shutdown` completes; waiting requests (long-polls) then end at once, and
+/// requests still running get two seconds to finish.
 pub async fn serve_http(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
