@@ -354,19 +354,23 @@ impl Backend for NodeBackend {
             .await;
     }
 
-    // The SOCKS proxy arrives with its own issue: until then no proxy is ever
-    // valid, which the API reports as upstream does when none is found.
     async fn proxies(&self) -> Vec<Ipv6Addr> {
-        Vec::new()
+        self.node.proxy().proxies()
     }
 
-    async fn connect_proxy(&self, _remote: Option<SocketAddr>) -> Option<SocketAddr> {
-        None
+    async fn connect_proxy(&self, remote: Option<SocketAddr>) -> Option<SocketAddr> {
+        self.node.proxy().connect(remote).await
     }
 
-    async fn disconnect_proxy(&self) {}
+    async fn disconnect_proxy(&self) {
+        self.node.proxy().disconnect().await;
+    }
 
-    async fn start_proxy_probe(&self) {}
+    async fn start_proxy_probe(&self) {
+        self.node.proxy().start_probing();
+    }
 
-    async fn stop_proxy_probe(&self) {}
+    async fn stop_proxy_probe(&self) {
+        self.node.proxy().stop_probing();
+    }
 }
