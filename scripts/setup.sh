@@ -15,9 +15,9 @@ deps_only=false
 # System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
 # ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
 # data-plane benchmark; bc for the test summary; chromium for the web view test;
-# curl for the proxy test.
+# curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil
-  chromium curl)
+  chromium curl microsocks python3)
 # Node.js 20+ with npm runs the web view test (playwright-core); Debian's when the
 # machine has none.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
