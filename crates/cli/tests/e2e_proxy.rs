@@ -29,8 +29,10 @@ const HTTP_PORT: &str = "8080";
 
 /// Serves a directory over HTTP on one address, with a listen backlog that takes
 /// a hundred connections at once (`python3 -m http.server` listens with 5).
+/// `/hold` promises a megabyte and sends a byte every 100 ms for 30 s: a transfer
+/// that stays in progress.
 const HTTP_SERVER: &str = "\
-import functools, http.server, socket, sys
+import functools, http.server, socket, sys, time
 class Server(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
     request_queue_size = 512
@@ -38,6 +40,16 @@ class Server(http.server.ThreadingHTTPServer):
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+    def do_GET(self):
+        if self.path != '/hold':
+            return super().do_GET()
+        self.send_response(200)
+        self.send_header('Content-Length', '1000000')
+        self.end_headers()
+        for _ in range(300):
+            self.wfile.write(b'x')
+            self.wfile.flush()
+            time.sleep(0.1)
 handler = functools.partial(Quiet, directory=sys.argv[1])
 Server((sys.argv[2], int(sys.argv[3])), handler).serve_forever()
 ";
@@ -271,6 +283,33 @@ impl Drop for Net {
     }
 }
 
+/// Established TCP connections from or to port 1080 in `ns` (both ends of every
+/// forwarded connection: the local client's and the one to the remote proxy).
+fn established_1080(net: &Net, ns: &str) -> usize {
+    let out = net.exec(
+        ns,
+        &[
+            "ss",
+            "-H",
+            "-t",
+            "-n",
+            "state",
+            "established",
+            "(",
+            "sport",
+            "=",
+            ":1080",
+            "or",
+            "dport",
+            "=",
+            ":1080",
+            ")",
+        ],
+    );
+    assert!(out.status.success(), "ss: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 /// Whether anything listens on TCP port 1080 in `ns`.
 fn listening_on_1080(net: &Net, ns: &str) -> bool {
     let out = net.exec(ns, &["ss", "-H", "-t", "-l", "-n", "sport", "=", ":1080"]);
@@ -426,8 +465,53 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
         );
     }
 
-    // Disconnect: the listener is closed before the command returns.
+    // Every forwarded connection closed with its client: no socket left over.
+    net.wait_for(
+        "B's forwarded connections close after the fetches",
+        Duration::from_secs(5),
+        || established_1080(&net, &b) == 0,
+    );
+
+    // A fetch in progress is cut by disconnect, and the listener is closed
+    // before the command returns.
+    let mut slow = Command::new("ip")
+        .args(["netns", "exec", &b, "curl", "-sS", "--max-time", "30"])
+        .args(["--socks5-hostname", "[::1]:1080", "-o", "/dev/null"])
+        .arg(format!("http://[{addr_a}]:{HTTP_PORT}/hold"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    net.wait_for(
+        "the held fetch is forwarded",
+        Duration::from_secs(5),
+        || {
+            // Curl's socket, the accepted one and the one to A.
+            established_1080(&net, &b) >= 3
+        },
+    );
     assert_eq!(net.cli_ok(&b, &["proxy", "disconnect"]), "");
+    let cut = Instant::now();
+    let status = loop {
+        if let Some(status) = slow.try_wait().unwrap() {
+            break status;
+        }
+        if cut.elapsed() > Duration::from_secs(5) {
+            let _ = slow.kill();
+            let _ = slow.wait();
+            panic!("a forwarded fetch outlived disconnect\n{}", net.logs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !status.success(),
+        "the held fetch finished before disconnect"
+    );
+    assert_eq!(
+        established_1080(&net, &b),
+        0,
+        "forwarded connections outlived disconnect"
+    );
     assert!(
         !listening_on_1080(&net, &b),
         "B still listens on 1080 after disconnect"
