@@ -471,3 +471,92 @@ fn iperf3_stream_survives_the_loss_of_its_relay() {
         bps / 1e6
     );
 }
+
+/// Runs a client subcommand against the node in `ns` (its API is on the default
+/// loopback address inside the namespace).
+fn client(net: &Net, ns: &str, args: &[&str]) -> String {
+    let mut cmd = vec![env!("CARGO_BIN_EXE_mycelium")];
+    cmd.extend_from_slice(args);
+    let out = net.exec(ns, &cmd);
+    assert!(
+        out.status.success(),
+        "{args:?} in {ns}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        net.logs()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn messages_cross_a_relay_with_topics_and_a_reply() {
+    let mut net = Net::new("msg");
+    let (a, b, c) = (net.ns("a"), net.ns("b"), net.ns("c"));
+    let (_, b_left) = net.link(&a, &b);
+    let (b_right, _) = net.link(&b, &c);
+    net.node(&b, &[]);
+    let addr_a = net.node(&a, &[format!("tcp://[{b_left}]:9651")]);
+    let addr_c = net.node(&c, &[format!("tcp://[{b_right}]:9651")]);
+    net.wait_reachable(&a, &addr_c, Duration::from_secs(20));
+
+    // Two topics; C's filtered receive takes only the one it asks for.
+    client(
+        &net,
+        &a,
+        &["message", "send", "--topic", "weather", &addr_c, "rain"],
+    );
+    client(
+        &net,
+        &a,
+        &["message", "send", "--topic", "news", &addr_c, "hello C"],
+    );
+    let got: serde_json::Value = serde_json::from_str(&client(
+        &net,
+        &c,
+        &["message", "receive", "--topic", "news", "--timeout", "10"],
+    ))
+    .unwrap();
+    assert_eq!(got["payload"], "hello C");
+    assert_eq!(got["srcIp"], addr_a.as_str());
+
+    // A waits for a reply while C answers.
+    let mut waiting = Command::new("ip")
+        .args(["netns", "exec", &a, env!("CARGO_BIN_EXE_mycelium")])
+        .args([
+            "message",
+            "send",
+            "--wait",
+            "--timeout",
+            "20",
+            &addr_c,
+            "ping?",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = loop {
+        let got: serde_json::Value = serde_json::from_str(&client(
+            &net,
+            &c,
+            &["message", "receive", "--timeout", "10"],
+        ))
+        .unwrap();
+        // The "weather" message is still queued ahead of the request.
+        if got["payload"] == "ping?" {
+            break got;
+        }
+        assert_eq!(got["payload"], "rain");
+    };
+    let id = request["id"].as_str().unwrap();
+    client(
+        &net,
+        &c,
+        &["message", "send", "--reply-to", id, &addr_a, "pong!"],
+    );
+    let status = waiting.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(waiting.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{out}\n{}", net.logs());
+    let reply: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(reply["payload"], "pong!");
+    assert_eq!(reply["srcIp"], addr_c.as_str());
+}
