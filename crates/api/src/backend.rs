@@ -60,6 +60,10 @@ pub enum PushError {
     /// The message subsystem is not running (REST 503, RPC -32041).
     #[error("message subsystem unavailable: {0}")]
     Unavailable(String),
+    /// The destination is not one the overlay can route to, such as an IPv4
+    /// address: the client's mistake (REST 400 with a JSON error, RPC -32602).
+    #[error("unroutable destination: {0}")]
+    Unroutable(String),
 }
 
 /// What became of a pushed message.
@@ -127,7 +131,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Queues a message to `dst` (a `pk` destination has already been turned into
     /// its address). With `reply_timeout`, waits up to that long for a reply (a
     /// zero timeout answers `TimedOut` at once). The API layer has checked the
-    /// topic length. An IPv4 `dst` is accepted but never sent, as upstream.
+    /// topic length. A `dst` the overlay cannot reach (IPv4) is refused with
+    /// [`PushError::Unroutable`]; upstream accepts it and never sends it.
     async fn push_message(
         &self,
         dst: IpAddr,

@@ -76,6 +76,16 @@ impl Default for FakeBackend {
     }
 }
 
+/// Messages travel between overlay (IPv6) addresses only, as with a real node.
+fn unroutable(dst: IpAddr) -> Result<(), PushError> {
+    match dst {
+        IpAddr::V6(_) => Ok(()),
+        IpAddr::V4(v4) => Err(PushError::Unroutable(format!(
+            "{v4} is not an overlay (IPv6) address"
+        ))),
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -372,6 +382,7 @@ impl Backend for FakeBackend {
                 max: FAKE_MAX_PAYLOAD,
             });
         }
+        unroutable(dst)?;
         let created = now_secs() as i64;
         let len = payload.len() as u64;
         let to_self = dst == IpAddr::V6(self.address());
@@ -437,6 +448,7 @@ impl Backend for FakeBackend {
                 max: FAKE_MAX_PAYLOAD,
             });
         }
+        unroutable(dst)?;
         let reply = self.received(id, Vec::new(), payload);
         let mut st = self.lock();
         if let Some(tx) = st.reply_waiters.remove(&id) {

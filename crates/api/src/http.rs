@@ -136,6 +136,10 @@ pub(crate) fn router_with(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::host_check::require_local_host,
+        ))
         .with_state(state)
 }
 
@@ -206,6 +210,7 @@ fn table_full(e: TableFull) -> Response {
 fn push_error(e: PushError) -> Response {
     match e {
         PushError::TopicTooLarge => text(StatusCode::BAD_REQUEST, ""),
+        PushError::Unroutable(_) => json_error(StatusCode::BAD_REQUEST, e),
         PushError::PayloadTooLarge { .. } => json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
         PushError::QueueFull | PushError::Unavailable(_) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, e)
@@ -213,8 +218,22 @@ fn push_error(e: PushError) -> Response {
     }
 }
 
-async fn index() -> Html<&'static str> {
-    Html(crate::INDEX_HTML)
+/// The web view's headers: the page runs only its own inline script and style,
+/// talks only to this origin, and may not be framed, cached stale or sniffed.
+const INDEX_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
+    ),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-cache"),
+];
+
+async fn index() -> Response {
+    (INDEX_HEADERS, Html(crate::INDEX_HTML)).into_response()
 }
 
 async fn get_openapi() -> Response {

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ mod auth;
 pub mod backend;
 mod conn_limit;
 mod fake;
+mod host_check;
 pub mod http;
 pub mod model;
 pub mod rpc;
@@ -82,6 +84,9 @@ pub(crate) struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) cfg: Arc<ApiConfig>,
     pub(crate) closing: CancellationToken,
+    /// The address the server listens on, when it is known (`serve_*`): on a
+    /// loopback address, requests must name a loopback host (DNS-rebinding guard).
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 impl AppState {
@@ -90,13 +95,23 @@ impl AppState {
             backend,
             cfg: Arc::new(cfg),
             closing,
+            listen: None,
         }
+    }
+
+    fn listening_on(mut self, listen: Option<SocketAddr>) -> Self {
+        self.listen = listen;
+        self
     }
 }
 
 /// Serves the REST API (and `GET /`) on `listener`, HTTP/1.1 and h2c, until
 /// `shutdown` completes; waiting requests (long-polls) then end at once, and
 /// requests still running get two seconds to finish.
+///
+/// On a loopback listener, requests whose `Host` names anything but `localhost` or
+/// a loopback address get 421 (DNS-rebinding protection); the same holds for
+/// [`serve_rpc`].
 pub async fn serve_http(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
@@ -104,8 +119,10 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
+    let listen = host_check::listen_addr(&listener);
     let listener = conn_limit::Limited::new(listener, cfg.max_connections);
-    let router = http::router_with(AppState::new(backend, cfg, closing.clone()));
+    let state = AppState::new(backend, cfg, closing.clone()).listening_on(listen);
+    let router = http::router_with(state);
     serve(listener, router, closing, shutdown).await
 }
 
@@ -118,8 +135,10 @@ pub async fn serve_rpc(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
+    let listen = host_check::listen_addr(&listener);
     let listener = conn_limit::Limited::new(listener, cfg.max_connections);
-    let router = rpc::router_with(AppState::new(backend, cfg, closing.clone()));
+    let state = AppState::new(backend, cfg, closing.clone()).listening_on(listen);
+    let router = rpc::router_with(state);
     serve(listener, router, closing, shutdown).await
 }
 

@@ -186,6 +186,10 @@ pub(crate) fn router_with(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::host_check::require_local_host,
+        ))
         .with_state(state)
 }
 
@@ -449,6 +453,7 @@ fn rpc_id(id: &str, code: i64) -> Result<MessageId, RpcError> {
 fn push_error(e: PushError) -> RpcError {
     match e {
         PushError::TopicTooLarge => RpcError::server(codes::TOPIC_TOO_LARGE),
+        PushError::Unroutable(_) => RpcError::invalid_params(e),
         PushError::PayloadTooLarge { .. } => RpcError::server_with(codes::PAYLOAD_TOO_LARGE, e),
         PushError::QueueFull | PushError::Unavailable(_) => {
             RpcError::server_with(codes::QUEUE_FULL, e)

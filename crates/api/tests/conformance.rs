@@ -72,8 +72,10 @@ const CASES: &[Case] = &[
     case("push_long_topic", "pushMessage", 400, true),
     case("push_too_large", "pushMessage", 413, false),
     case("push_queue_full", "pushMessage", 503, false),
+    case("push_ipv4", "pushMessage", 400, false),
     case("reply", "pushMessageReply", 204, true),
     case("reply_bad_id", "pushMessageReply", 400, false),
+    case("reply_ipv4", "pushMessageReply", 400, false),
     case("status", "getMessageInfo", 200, true),
     case("status_sending", "getMessageInfo", 200, true),
     case("status_unknown", "getMessageInfo", 404, true),
@@ -238,6 +240,12 @@ async fn send(name: &str, srv: &Server) -> reqwest::Response {
             c.post(format!("{b}/api/v1/messages"))
                 .json(&msg(json!({"ip": own})))
         }
+        "push_ipv4" => c
+            .post(format!("{b}/api/v1/messages"))
+            .json(&msg(json!({"ip": "10.0.0.1"}))),
+        "reply_ipv4" => c
+            .post(format!("{b}/api/v1/messages/reply/0123456789abcdef"))
+            .json(&msg(json!({"ip": "10.0.0.1"}))),
         "reply" => c
             .post(format!("{b}/api/v1/messages/reply/0123456789abcdef"))
             .json(&msg(json!({"ip": "4ca:ba1e:3619:318e::1"}))),

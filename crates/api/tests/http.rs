@@ -7,9 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, enc, http, start, Kind};
+use common::{client, enc, http, start, start_on, Kind};
 use mycelium_api::ApiConfig;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -474,4 +474,131 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn the_page_carries_its_security_headers() {
+    let srv = http().await;
+    let resp = client().get(format!("{}/", srv.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        get("content-security-policy").as_deref(),
+        Some(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'"
+        )
+    );
+    assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(get("referrer-policy").as_deref(), Some("no-referrer"));
+    assert_eq!(get("cache-control").as_deref(), Some("no-cache"));
+    assert!(get("content-type").unwrap().starts_with("text/html"));
+}
+
+/// The requests a DNS-rebinding page could make, and the names local clients use.
+const FOREIGN_HOSTS: &[&str] = &[
+    "evil.example",
+    "evil.example:8989",
+    "localhost.evil.example",
+    "127.0.0.1.evil.example",
+    "10.0.0.1",
+    "[2001:db8::1]:8989",
+    "",
+];
+const LOCAL_HOSTS: &[&str] = &[
+    "127.0.0.1",
+    "127.0.0.1:8989",
+    "127.9.9.9",
+    "localhost",
+    "LOCALHOST:1",
+    "[::1]",
+    "[::1]:8989",
+];
+
+#[tokio::test]
+async fn a_loopback_server_answers_only_loopback_host_names() {
+    for kind in [Kind::Http, Kind::Rpc] {
+        let srv = start(kind, ApiConfig::default()).await;
+        let send = |host: &str| {
+            let req = match kind {
+                Kind::Http => client().get(format!("{}/api/v1/admin", srv.base)),
+                Kind::Rpc => client()
+                    .post(&srv.base)
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "getInfo"})),
+            };
+            req.header(HOST, host).send()
+        };
+        for host in FOREIGN_HOSTS {
+            let resp = send(host).await.unwrap();
+            assert_eq!(resp.status(), 421, "Host {host:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("Host"), "{body}");
+        }
+        for host in LOCAL_HOSTS {
+            assert_eq!(send(host).await.unwrap().status(), 200, "Host {host:?}");
+        }
+        // The page too: a rebinding page must not even load it.
+        if let Kind::Http = kind {
+            let resp = client()
+                .get(format!("{}/", srv.base))
+                .header(HOST, "evil.example")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 421);
+        }
+    }
+}
+
+#[tokio::test]
+async fn h2_authority_is_checked_too() {
+    let srv = http().await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = c
+        .get(format!("{}/api/v1/admin", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let resp = c
+        .get(format!("{}/api/v1/admin", srv.base))
+        .header(HOST, "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 421);
+}
+
+/// A server on a non-loopback address demands a token instead, and takes any host.
+#[tokio::test]
+async fn a_server_on_other_addresses_accepts_any_host() {
+    let cfg = ApiConfig {
+        token: Some("t0ken".into()),
+        ..ApiConfig::default()
+    };
+    for kind in [Kind::Http, Kind::Rpc] {
+        let srv = start_on(kind, cfg.clone(), "0.0.0.0:0").await;
+        for host in FOREIGN_HOSTS.iter().chain(LOCAL_HOSTS) {
+            let req = match kind {
+                Kind::Http => client().get(format!("{}/api/v1/admin", srv.base)),
+                Kind::Rpc => client()
+                    .post(&srv.base)
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "getInfo"})),
+            };
+            let resp = req
+                .header(HOST, *host)
+                .bearer_auth("t0ken")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "Host {host:?}");
+        }
+    }
 }

@@ -196,6 +196,23 @@ async fn application_errors_have_upstreams_codes() {
     }
 }
 
+/// A message to an IPv4 address is the caller's mistake: -32602 with a reason.
+#[tokio::test]
+async fn an_ipv4_destination_is_invalid_params() {
+    let srv = rpc().await;
+    let msg = json!({"dst": {"ip": "10.0.0.1"}, "payload": "aGk="});
+    for (method, params) in [
+        ("pushMessage", json!([msg])),
+        ("pushMessageReply", json!(["0123456789abcdef", msg])),
+    ] {
+        let answer = rpc_call(&srv.base, method, params).await;
+        assert_eq!(answer["error"]["code"], -32602, "{method}: {answer}");
+        assert_eq!(answer["error"]["message"], "Invalid params");
+        let data = answer["error"]["data"].as_str().unwrap();
+        assert!(data.contains("10.0.0.1"), "{data}");
+    }
+}
+
 #[tokio::test]
 async fn message_ids_use_the_first_16_hex_characters() {
     let srv = rpc().await;

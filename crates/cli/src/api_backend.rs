@@ -82,13 +82,14 @@ const MAX_TOPICS: usize = 4_096;
 const MAX_TOPIC_SOURCES: usize = 1_024;
 
 /// Messages travel between overlay addresses only. Upstream accepts an IPv4
-/// destination and never sends the message; we say so instead.
+/// destination and never sends the message; we refuse it as the client's mistake
+/// (REST 400, RPC -32602).
 fn overlay_destination(dst: IpAddr) -> Result<Ipv6Addr, PushError> {
     match dst {
         IpAddr::V6(ip) => Ok(ip),
-        IpAddr::V4(_) => Err(PushError::Unavailable(
-            "messages go to overlay (IPv6) addresses only".into(),
-        )),
+        IpAddr::V4(v4) => Err(PushError::Unroutable(format!(
+            "{v4} is not an overlay (IPv6) address: messages go to overlay addresses only"
+        ))),
     }
 }
 

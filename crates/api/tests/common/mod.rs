@@ -31,8 +31,17 @@ pub enum Kind {
 }
 
 pub async fn start(kind: Kind, cfg: ApiConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    start_on(kind, cfg, "127.0.0.1:0").await
+}
+
+/// A server listening on `bind`; its `base` names 127.0.0.1 with the bound port
+/// when `bind` is an unspecified address.
+pub async fn start_on(kind: Kind, cfg: ApiConfig, bind: &str) -> Server {
+    let listener = TcpListener::bind(bind).await.unwrap();
+    let mut addr = listener.local_addr().unwrap();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     let fake = Arc::new(FakeBackend::new());
     let backend: Arc<dyn Backend> = fake.clone();
     let (stop, stopped) = oneshot::channel::<()>();
