@@ -134,6 +134,8 @@ fn config(peers: Vec<Endpoint>, port: Option<u16>) -> NodeConfig {
         router: RouterConfig::default(),
         messages: BusConfig::default(),
         topics: TopicConfig::default(),
+        vsock_listen_port: None,
+        private: None,
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             router: RouterConfig::default(),
             messages: mycelium_node::BusConfig::default(),
             topics,
+            vsock_listen_port: settings.vsock_listen_port,
+            private: private_network(&settings)?,
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));
@@ -108,6 +110,30 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
         tracing::info!("node stopped");
         Ok(())
     })
+}
+
+/// The private network from `--network-name` and `--network-key-file` (both
+/// needed; CLI.md §3). The key file must hold exactly 32 bytes.
+#[cfg(feature = "private")]
+fn private_network(
+    settings: &NodeSettings,
+) -> anyhow::Result<Option<mycelium_node::PrivateNetwork>> {
+    let Some((name, key_file)) = settings.private_network() else {
+        if settings.network_name.is_some() || settings.network_key_file.is_some() {
+            tracing::warn!(
+                "a private network needs both a network name and a key file; running public"
+            );
+        }
+        return Ok(None);
+    };
+    let net = mycelium_node::PrivateNetwork::from_key_file(name.to_owned(), key_file)?;
+    Ok(Some(net))
+}
+
+/// Builds without the `private` feature have no private networks.
+#[cfg(not(feature = "private"))]
+fn private_network(_: &NodeSettings) -> anyhow::Result<Option<mycelium_node::PrivateNetwork>> {
+    Ok(None)
 }
 
 /// The topic access control from `--topic-config`. Upstream ignores a file it

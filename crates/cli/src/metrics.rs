@@ -122,6 +122,12 @@ pub(crate) async fn collect(node: &Node) -> Registry {
     );
     counter(
         &mut r,
+        "mycelium_tls_handshake_failures",
+        "TLS handshakes with peers that failed (private networks: another network's name or key)",
+        value(&stats.tls_handshake_failures),
+    );
+    counter(
+        &mut r,
         "mycelium_router_peer_died",
         "Neighbours closed for sending no IHU for too long",
         value(&stats.peers_died),
@@ -301,6 +307,8 @@ mod tests {
             router: RouterConfig::default(),
             messages: mycelium_node::BusConfig::default(),
             topics: mycelium_node::TopicConfig::default(),
+            vsock_listen_port: None,
+            private: None,
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await.unwrap();
         let mut text = String::new();

@@ -1,7 +1,7 @@
 //! Link-local peer discovery (PROTOCOL.md §2.6): a 50-byte beacon multicast to
 //! `[ff02::cafe]:9650` on every qualifying interface every 60 s, and peers found
-//! from the beacons of others, dialled over TCP on their link-local address and
-//! forgotten after three failed attempts.
+//! from the beacons of others, dialled over TCP (TLS in a private network) on their
+//! link-local address and forgotten after three failed attempts.
 //!
 //! Interfaces are found from `/sys/class/net` and `/proc/net/if_inet6` (Linux);
 //! other systems run without discovery and say so.
@@ -91,6 +91,7 @@ fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
 /// Runs discovery until shutdown: beacons out, beacons in, dialling what is found.
 pub(crate) async fn run(
     shared: Arc<Shared>,
+    streams: peers::Streams,
     cfg: DiscoveryConfig,
     router_id: RouterId,
     tcp_port: u16,
@@ -154,19 +155,25 @@ pub(crate) async fn run(
                 if shared.registry.knows_socket(peer) {
                     continue;
                 }
+                let endpoint = if streams.is_private() {
+                    Endpoint::tls(peer)
+                } else {
+                    Endpoint::tcp(peer)
+                };
                 let entry = match shared.registry.insert(
-                    Endpoint::tcp(peer),
+                    endpoint,
                     PeerKind::LinkLocalDiscovery,
                     ConnectionState::Connecting,
                 ) {
                     Ok(entry) => entry,
                     Err(e) => {
-                        tracing::debug!("not dialling discovered tcp://{peer}: {e}");
+                        tracing::debug!("not dialling discovered {endpoint}: {e}");
                         continue;
                     }
                 };
-                tracing::info!("discovered a peer at tcp://{peer}");
-                tokio::spawn(peers::dial(shared.clone(), entry, Some(MAX_FAILURES)));
+                tracing::info!("discovered a peer at {endpoint}");
+                let dial = peers::dial(shared.clone(), streams.clone(), entry, Some(MAX_FAILURES));
+                tokio::spawn(dial);
             }
         }
     }

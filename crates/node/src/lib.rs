@@ -22,7 +22,11 @@ mod quic;
 mod registry;
 mod snapshot;
 mod stats;
+#[cfg(feature = "private")]
+mod tls;
 mod tun;
+#[cfg(target_os = "linux")]
+mod vsock;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
@@ -69,6 +73,102 @@ pub struct NodeConfig {
     pub messages: BusConfig,
     /// Topic access control (`--topic-config`).
     pub topics: TopicConfig,
+    /// vsock listen port (Linux); `None` disables the listener.
+    pub vsock_listen_port: Option<u32>,
+    /// The private network this node belongs to, if any: TLS instead of TCP, no
+    /// QUIC (PROTOCOL.md §2.4). Only builds with the `private` feature can start
+    /// with one.
+    pub private: Option<PrivateNetwork>,
+}
+
+/// Shortest and longest private network name, in bytes.
+const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
+
+/// A private network: its name (the TLS-PSK identity, public) and its 32-byte
+/// pre-shared key (secret; never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateNetwork {
+    name: String,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for PrivateNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateNetwork")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a private network configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivateNetworkError {
+    /// The name is not 2 to 64 bytes long.
+    #[error("network name must be between 2 and 64 characters (got {0} bytes)")]
+    NameLength(usize),
+    /// The key file could not be read.
+    #[error("reading the network key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The key file does not hold exactly 32 bytes.
+    #[error("the network key file {path} holds {len} bytes; it must hold exactly 32")]
+    KeyLength {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its length.
+        len: u64,
+    },
+}
+
+impl PrivateNetwork {
+    /// A network of this name and key; the name must be 2 to 64 bytes.
+    pub fn new(name: String, key: [u8; 32]) -> Result<Self, PrivateNetworkError> {
+        if !NETWORK_NAME_LEN.contains(&name.len()) {
+            return Err(PrivateNetworkError::NameLength(name.len()));
+        }
+        Ok(Self { name, key })
+    }
+
+    /// A network of this name with the key read from `path`, which must hold
+    /// exactly 32 bytes (upstream takes the first 32 of a longer file; a file of
+    /// another length is more likely the wrong file than a key).
+    pub fn from_key_file(
+        name: String,
+        path: &std::path::Path,
+    ) -> Result<Self, PrivateNetworkError> {
+        use std::io::Read;
+        let file_err = |source| PrivateNetworkError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(file_err)?;
+        // Read at most one byte past the key, so a huge file is not read whole.
+        let mut bytes = Vec::with_capacity(33);
+        file.take(33).read_to_end(&mut bytes).map_err(file_err)?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            let len = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+            PrivateNetworkError::KeyLength {
+                path: path.to_owned(),
+                len,
+            }
+        })?;
+        Self::new(name, key)
+    }
+
+    /// The name, the TLS-PSK identity.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[cfg_attr(not(feature = "private"), allow(dead_code))]
+    pub(crate) fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
 }
 
 /// Why the node could not start.
@@ -91,6 +191,13 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A private network was configured but this build has no TLS (built without
+    /// the `private` feature).
+    #[error("this build has no private network support (build with the `private` feature)")]
+    PrivateUnsupported,
+    /// The private network's TLS contexts could not be set up.
+    #[error("setting up TLS for the private network: {0}")]
+    Tls(String),
 }
 
 /// One route as the API shows it (API.md §1.3).
@@ -149,6 +256,7 @@ pub struct PacketStatistics {
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<Shared>,
+    streams: peers::Streams,
     messages: Messages,
     proxy: Proxy,
 }
@@ -191,9 +299,10 @@ impl Node {
     }
 
     /// Adds a static peer; it is dialled right away and redialled until removed.
-    /// TLS and vsock peers are recorded but not dialled by this build.
+    /// Peers this node cannot dial (TLS outside a private network, QUIC in one or
+    /// with QUIC off, vsock off Linux) are recorded but not dialled.
     pub fn add_peer(&self, endpoint: Endpoint) -> Result<(), PeerError> {
-        add_static_peer(&self.shared, endpoint)
+        add_static_peer(&self.shared, &self.streams, endpoint)
     }
 
     /// Removes a peer of any kind and closes its connection.
@@ -257,26 +366,68 @@ impl Node {
     }
 }
 
-fn add_static_peer(shared: &Arc<Shared>, endpoint: Endpoint) -> Result<(), PeerError> {
+fn add_static_peer(
+    shared: &Arc<Shared>,
+    streams: &peers::Streams,
+    endpoint: Endpoint,
+) -> Result<(), PeerError> {
     let entry = shared
         .registry
         .insert(endpoint, PeerKind::Static, State::Dead)?;
     match (endpoint.proto(), endpoint.addr()) {
         (Protocol::Tcp, EndpointAddr::Socket(_)) => {
-            tokio::spawn(peers::dial(shared.clone(), entry, None));
+            if streams.is_private() {
+                tracing::warn!("peer {endpoint}: private network: connecting with TLS");
+            }
+            tokio::spawn(peers::dial(shared.clone(), streams.clone(), entry, None));
+        }
+        (Protocol::Tls, EndpointAddr::Socket(_)) => {
+            if streams.is_private() {
+                tokio::spawn(peers::dial(shared.clone(), streams.clone(), entry, None));
+            } else {
+                tracing::warn!(
+                    "peer {endpoint}: TLS peers are for private networks and this node is \
+                     in none; not dialling it"
+                );
+            }
         }
         (Protocol::Quic, EndpointAddr::Socket(_)) => match shared.quic.get() {
             Some(quic) => {
                 tokio::spawn(quic::dial(shared.clone(), quic.clone(), entry));
             }
+            None if streams.is_private() => {
+                tracing::warn!("peer {endpoint}: QUIC is off in a private network; not dialling it")
+            }
             None => tracing::warn!("peer {endpoint}: QUIC is disabled; not dialling it"),
         },
+        #[cfg(target_os = "linux")]
+        (Protocol::Vsock, EndpointAddr::Vsock(_)) => {
+            tokio::spawn(vsock::dial(shared.clone(), entry));
+        }
         _ => tracing::warn!(
-            "peer {endpoint}: {} links are not supported by this build yet; not dialling it",
+            "peer {endpoint}: {} links are not supported on this system; not dialling it",
             endpoint.proto().name()
         ),
     }
     Ok(())
+}
+
+/// How stream peers are carried: plain TCP, or TLS in a private network.
+fn streams(private: Option<&PrivateNetwork>) -> Result<peers::Streams, NodeError> {
+    match private {
+        None => Ok(peers::Streams::default()),
+        #[cfg(feature = "private")]
+        Some(net) => {
+            let tls = tls::Tls::new(net).map_err(|e| NodeError::Tls(e.to_string()))?;
+            tracing::info!(
+                "private network {:?}: peers connect with TLS; QUIC is off",
+                net.name()
+            );
+            Ok(peers::Streams::private(Arc::new(tls)))
+        }
+        #[cfg(not(feature = "private"))]
+        Some(_) => Err(NodeError::PrivateUnsupported),
+    }
 }
 
 /// Starts a node: creates the TUN device and the QUIC socket (the start-up failures
@@ -288,6 +439,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<(Node, impl Future<Output = ()>), NodeError> {
     let own_key = cfg.secret.public_key();
+    let streams = streams(cfg.private.as_ref())?;
     let tun = match &cfg.tun_name {
         Some(name) => Some(Arc::new(tun::open(name, own_key.address()).map_err(
             |source| NodeError::Tun {
@@ -298,7 +450,8 @@ pub async fn start(
         None => None,
     };
     let (core, shared, router_id, receivers) = core::Core::new(&cfg, tun.clone(), shutdown.clone());
-    let quic = match cfg.quic_listen_port {
+    let quic_port = cfg.quic_listen_port.filter(|_| !streams.is_private());
+    let quic = match quic_port {
         Some(port) => Some(
             quic::endpoint(port, router_id, cfg.firewall_mark)
                 .map_err(|source| NodeError::Quic { port, source })?,
@@ -323,7 +476,18 @@ pub async fn start(
         tasks.spawn(dataplane::tun_writer(shared.clone(), rx));
     }
     if let Some(port) = cfg.tcp_listen_port {
-        tasks.spawn(peers::listen(shared.clone(), port, cfg.firewall_mark));
+        tasks.spawn(peers::listen(
+            shared.clone(),
+            streams.clone(),
+            port,
+            cfg.firewall_mark,
+        ));
+    }
+    if let Some(port) = cfg.vsock_listen_port {
+        #[cfg(target_os = "linux")]
+        tasks.spawn(vsock::listen(shared.clone(), port));
+        #[cfg(not(target_os = "linux"))]
+        tracing::warn!("vsock is Linux only; not listening on vsock port {port}");
     }
     if let Some(endpoint) = &quic {
         tasks.spawn(quic::accept(shared.clone(), endpoint.clone()));
@@ -331,6 +495,7 @@ pub async fn start(
     if let (Some(discovery), Some(port)) = (cfg.discovery.clone(), cfg.tcp_listen_port) {
         tasks.spawn(discovery::run(
             shared.clone(),
+            streams.clone(),
             discovery,
             router_id,
             port,
@@ -338,12 +503,13 @@ pub async fn start(
         ));
     }
     for peer in cfg.peers {
-        if let Err(e) = add_static_peer(&shared, peer) {
+        if let Err(e) = add_static_peer(&shared, &streams, peer) {
             tracing::warn!("peer {peer}: {e}");
         }
     }
     let node = Node {
         shared: shared.clone(),
+        streams,
         messages: Messages::new(shared.clone(), arrivals),
         proxy: Proxy::for_node(&shared),
     };

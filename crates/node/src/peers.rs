@@ -1,5 +1,9 @@
 //! Making and accepting peer connections: the TCP listener on `[::]` and a dialer
 //! per static peer that reconnects when the link ends (PROTOCOL.md §2.2, §2.7).
+//!
+//! In a private network (the `private` feature) the same sockets carry TLS: the
+//! listener runs the server side of a handshake on every accepted connection, and
+//! every dialled stream peer, `tcp://` or `tls://`, the client side (§2.4).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,12 +22,43 @@ const REDIAL: Duration = Duration::from_secs(5);
 /// Our own dialling gives up on an unanswered connect after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn tcp_kind(addr: &SocketAddr) -> LinkKind {
-    let ipv4 = match addr.ip() {
+/// TLS handshakes the listener runs at once; connections past it are closed.
+#[cfg(feature = "private")]
+const MAX_HANDSHAKES: usize = 64;
+
+/// How stream peers are carried: plain TCP, or TLS over TCP in a private network.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Streams {
+    #[cfg(feature = "private")]
+    tls: Option<Arc<crate::tls::Tls>>,
+    #[cfg(feature = "private")]
+    handshakes: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Streams {
+    /// Streams of a private network.
+    #[cfg(feature = "private")]
+    pub(crate) fn private(tls: Arc<crate::tls::Tls>) -> Self {
+        Self {
+            tls: Some(tls),
+            handshakes: Some(Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES))),
+        }
+    }
+
+    /// Whether peers connect with TLS (and QUIC is off).
+    pub(crate) fn is_private(&self) -> bool {
+        #[cfg(feature = "private")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "private"))]
+        false
+    }
+}
+
+fn is_ipv4(addr: &SocketAddr) -> bool {
+    match addr.ip() {
         IpAddr::V4(_) => true,
         IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
-    };
-    LinkKind::Tcp { ipv4 }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -46,7 +81,7 @@ fn set_mark<T>(_fd: &T, _mark: Option<u32>) {}
 
 /// Accepts inbound TCP peers on `[::]:port` until shutdown. If the port cannot be
 /// bound the node keeps running without a listener, as upstream does.
-pub(crate) async fn listen(shared: Arc<Shared>, port: u16, mark: Option<u32>) {
+pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mark: Option<u32>) {
     let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -55,7 +90,8 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u16, mark: Option<u32>) {
             return;
         }
     };
-    tracing::info!("listening for TCP peers on {addr}");
+    let what = if streams.is_private() { "TLS" } else { "TCP" };
+    tracing::info!("listening for {what} peers on {addr}");
     loop {
         let (stream, remote) = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -68,47 +104,112 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u16, mark: Option<u32>) {
                 }
             },
         };
-        let entry = match shared.registry.insert(
-            Endpoint::tcp(remote),
-            PeerKind::Inbound,
-            ConnectionState::Alive,
-        ) {
-            Ok(entry) => entry,
-            Err(e) => {
-                tracing::debug!("refusing TCP peer {remote}: {e}");
-                continue;
-            }
-        };
         set_mark(&stream, mark);
         let _ = stream.set_nodelay(true);
+        #[cfg(feature = "private")]
+        if let (Some(tls), Some(slots)) = (&streams.tls, &streams.handshakes) {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("refusing TLS peer {remote}: too many handshakes running");
+                continue;
+            };
+            let (shared, tls) = (shared.clone(), tls.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    r = accept_tls(&shared, &tls, stream, remote) => r,
+                };
+                drop(slot);
+                if let Some((stream, local)) = handshake {
+                    let stream = Secured::Tls(stream);
+                    inbound(&shared, Endpoint::tls(remote), stream, local, remote).await;
+                }
+            });
+            continue;
+        }
+        let local = stream.local_addr().ok();
         let shared = shared.clone();
         tokio::spawn(async move {
-            run_stream(&shared, stream, remote, &entry, "inbound").await;
-            shared.registry.forget(&entry);
+            let stream = Secured::Plain(stream);
+            inbound(&shared, Endpoint::tcp(remote), stream, local, remote).await;
         });
     }
 }
 
-/// Runs a link over a connected TCP stream until it ends.
+/// Records an inbound peer and runs its link until it ends.
+async fn inbound(
+    shared: &Arc<Shared>,
+    endpoint: Endpoint,
+    stream: Secured,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+) {
+    let entry = match shared
+        .registry
+        .insert(endpoint, PeerKind::Inbound, ConnectionState::Alive)
+    {
+        Ok(entry) => entry,
+        Err(e) => {
+            tracing::debug!("refusing peer {endpoint}: {e}");
+            return;
+        }
+    };
+    run_stream(shared, stream, local, remote, &entry, "inbound").await;
+    shared.registry.forget(&entry);
+}
+
+/// The server side of a TLS handshake; a refusal is logged and counted.
+#[cfg(feature = "private")]
+async fn accept_tls(
+    shared: &Shared,
+    tls: &crate::tls::Tls,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Option<(tokio_openssl::SslStream<TcpStream>, Option<SocketAddr>)> {
+    let local = stream.local_addr().ok();
+    match tls.accept(stream).await {
+        Ok(s) => Some((s, local)),
+        Err(e) => {
+            crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
+            tracing::warn!(
+                "TLS handshake with inbound peer {remote} refused (another private network, \
+                 or not one at all?): {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Runs a link over a connected TCP stream, or a TLS stream over one, until it
+/// ends.
 async fn run_stream(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: Secured,
+    local: Option<SocketAddr>,
     remote: SocketAddr,
     entry: &EntryHandle,
     origin: &'static str,
 ) {
-    let local = stream
-        .local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
-    let conn_id = format!("TCP {local} <-> {remote}");
-    let (r, w) = stream.into_split();
-    let link = link::LinkMeta {
-        kind: tcp_kind(&remote),
+    let local = local.map_or_else(|| "?".into(), |a| a.to_string());
+    let ipv4 = is_ipv4(&remote);
+    let meta = |kind, conn_id| link::LinkMeta {
+        kind,
         conn_id,
         origin,
         entry: entry.clone(),
     };
-    link::run(shared.clone(), r, w, link).await;
+    match stream {
+        Secured::Plain(stream) => {
+            let (r, w) = stream.into_split();
+            let conn_id = format!("TCP {local} <-> {remote}");
+            link::run(shared.clone(), r, w, meta(LinkKind::Tcp { ipv4 }, conn_id)).await;
+        }
+        #[cfg(feature = "private")]
+        Secured::Tls(stream) => {
+            let (r, w) = tokio::io::split(stream);
+            let conn_id = format!("TLS {local} <-> {remote}");
+            link::run(shared.clone(), r, w, meta(LinkKind::Tls { ipv4 }, conn_id)).await;
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStream> {
@@ -124,10 +225,16 @@ async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStre
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
-/// Dials a TCP peer, redialling after each link ends, until its registry entry is
-/// removed, the node shuts down, or (with `max_failures`) it has failed that many
-/// times in a row, when the entry is forgotten.
-pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle, max_failures: Option<u32>) {
+/// Dials a TCP peer (TLS in a private network), redialling after each link ends,
+/// until its registry entry is removed, the node shuts down, or (with
+/// `max_failures`) it has failed that many times in a row, when the entry is
+/// forgotten.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    streams: Streams,
+    entry: EntryHandle,
+    max_failures: Option<u32>,
+) {
     let Some(addr) = entry.endpoint.socket_addr() else {
         return;
     };
@@ -145,22 +252,27 @@ pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle, max_failures: 
             _ = entry.cancel.cancelled() => return,
             r = connect(addr, shared.mark) => r,
         };
+        let endpoint = entry.endpoint;
         match attempt {
             Ok(stream) => {
-                failures = 0;
-                shared.registry.set_state(&entry, ConnectionState::Alive);
-                run_stream(&shared, stream, addr, &entry, origin).await;
+                let local = stream.local_addr().ok();
+                match secure(&shared, &streams, stream, &entry).await {
+                    Some(stream) => {
+                        failures = 0;
+                        shared.registry.set_state(&entry, ConnectionState::Alive);
+                        run_stream(&shared, stream, local, addr, &entry, origin).await;
+                    }
+                    None => failures += 1,
+                }
             }
             Err(e) => {
                 failures += 1;
-                tracing::debug!("connecting to tcp://{addr}: {e}");
+                tracing::debug!("connecting to {endpoint}: {e}");
             }
         }
         shared.registry.set_state(&entry, ConnectionState::Dead);
         if max_failures.is_some_and(|max| failures >= max) {
-            tracing::info!(
-                "forgetting {origin} peer tcp://{addr} after {failures} failed attempts"
-            );
+            tracing::info!("forgetting {origin} peer {endpoint} after {failures} failed attempts");
             shared.registry.forget(&entry);
             return;
         }
@@ -169,4 +281,42 @@ pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle, max_failures: 
             _ = tokio::time::sleep(REDIAL) => {}
         }
     }
+}
+
+/// A dialled stream, ready for a link.
+enum Secured {
+    Plain(TcpStream),
+    #[cfg(feature = "private")]
+    Tls(tokio_openssl::SslStream<TcpStream>),
+}
+
+/// Runs the client side of a TLS handshake over a dialled stream in a private
+/// network; hands back the stream as it is otherwise. `None` (logged and counted)
+/// when the handshake fails or the entry is removed meanwhile.
+async fn secure(
+    shared: &Shared,
+    streams: &Streams,
+    stream: TcpStream,
+    entry: &EntryHandle,
+) -> Option<Secured> {
+    #[cfg(feature = "private")]
+    if let Some(tls) = &streams.tls {
+        let handshake = tokio::select! {
+            _ = entry.cancel.cancelled() => return None,
+            r = tls.connect(stream) => r,
+        };
+        return match handshake {
+            Ok(s) => Some(Secured::Tls(s)),
+            Err(e) => {
+                crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
+                tracing::warn!(
+                    "TLS handshake with {} refused (another private network?): {e}",
+                    entry.endpoint
+                );
+                None
+            }
+        };
+    }
+    let _ = (shared, streams, entry);
+    Some(Secured::Plain(stream))
 }

@@ -37,6 +37,10 @@ pub struct NodeStats {
     /// Message frames dropped because the message bus was busy (their senders
     /// retransmit them).
     pub bus_queue_full: AtomicU64,
+    /// TLS handshakes with peers that failed, either direction: another private
+    /// network's name or key, or a peer that does not speak TLS (private networks
+    /// only).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// The names of [`NodeStats::tlvs`]' entries, in order.
