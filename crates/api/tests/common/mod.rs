@@ -1,6 +1,11 @@
 //! Shared by the integration tests: a real server on 127.0.0.1:0 over a
-//! `FakeBackend`, and OpenAPI/OpenRPC schemas turned into JSON Schema validators.
+//! `FakeBackend`; the document checks are in `schema.rs` (also used by the CLI
+//! crate's live-node conformance test).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+mod schema;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use schema::*;
 
 use std::sync::Arc;
 
@@ -81,75 +86,6 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
-}
-
-/// OpenAPI 3.0 schema → JSON Schema 2020-12: `nullable` becomes a `null` type,
-/// everything else is kept (unknown keywords such as `example` are ignored).
-pub fn to_json_schema(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                if k != "nullable" {
-                    out.insert(k.clone(), to_json_schema(v));
-                }
-            }
-            if map.get("nullable") == Some(&Value::Bool(true)) {
-                match out.get("type").cloned() {
-                    Some(Value::String(t)) => {
-                        out.insert("type".into(), json!([t, "null"]));
-                        if let Some(Value::Array(e)) = out.get_mut("enum") {
-                            e.push(Value::Null);
-                        }
-                    }
-                    _ => return json!({"anyOf": [Value::Object(out), {"type": "null"}]}),
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(to_json_schema).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Validates `instance` against `schema`, resolving `#/components/...` references
-/// in `doc` (an OpenAPI or OpenRPC document). Returns the errors found.
-pub fn schema_errors(doc: &Value, schema: &Value, instance: &Value) -> Vec<String> {
-    let mut root = to_json_schema(schema);
-    if !root.is_object() {
-        return vec![format!("schema is not an object: {schema}")];
-    }
-    root["components"] = to_json_schema(&doc["components"]);
-    let validator = match jsonschema::draft202012::new(&root) {
-        Ok(v) => v,
-        Err(e) => return vec![format!("bad schema {schema}: {e}")],
-    };
-    validator
-        .iter_errors(instance)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect()
-}
-
-pub fn our_openapi() -> Value {
-    serde_json::from_str(mycelium_api::OPENAPI_JSON).unwrap()
-}
-
-pub fn our_openrpc() -> Value {
-    serde_json::from_str(mycelium_api::OPENRPC_JSON).unwrap()
-}
-
-/// Upstream's reference document, when the shared tree is beside the repository.
-pub fn upstream_file(name: &str) -> Option<String> {
-    // shared/ sits beside the repository (CI lays it there); accept one level
-    // closer too.
-    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for up in ["../../../shared/reference", "../../shared/reference"] {
-        if let Ok(s) = std::fs::read_to_string(crate_dir.join(up).join(name)) {
-            return Some(s);
-        }
-    }
-    println!("note: shared/reference/{name} not found beside the repository; skipping the upstream-document part");
-    None
 }
 
 pub async fn rpc_call(base: &str, method: &str, params: Value) -> Value {
