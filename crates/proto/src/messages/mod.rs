@@ -47,7 +47,10 @@
 //!   100 ms for 300 s and sends all chunks at once. We keep at most
 //!   [`BusConfig::send_window`] chunks unacknowledged, resend after a timeout
 //!   estimated from round trips, and back off to [`BusConfig::max_rto`] while
-//!   nothing is acknowledged. The outbound store is bounded too.
+//!   nothing is acknowledged. The outbound store is bounded too. At most
+//!   [`BusConfig::max_sending_per_destination`] messages to one /64 are being sent
+//!   at once; the rest wait their turn instead of sending INITs the receiver would
+//!   refuse for want of room and only retry after a timeout.
 //! * **Anyone can "reply"**: a REPLY skips the topic check only if it answers a
 //!   message we sent to the replier's /64 or one a local caller waits on
 //!   ([`BusConfig::check_unsolicited_replies`]); otherwise it is checked like any
@@ -94,6 +97,14 @@ struct Usage {
     bytes: u64,
 }
 
+/// The outbound messages to one destination /64 being sent, and those waiting
+/// their turn ([`BusConfig::max_sending_per_destination`]).
+#[derive(Debug, Default)]
+struct Gate {
+    sending: Usage,
+    queued: VecDeque<MessageId>,
+}
+
 #[derive(Debug)]
 struct Waiter {
     until: Instant,
@@ -119,6 +130,11 @@ pub struct MessageBus {
     /// Finished outbound messages by when their status expires.
     finished: BTreeSet<(Instant, MessageId)>,
     outbound_active: Usage,
+    /// Per destination /64: messages being sent and messages waiting to start.
+    gates: BTreeMap<u64, Gate>,
+    /// Messages that just got through their gate, to service once the current
+    /// one is done (a loop, not recursion: starting one may finish another).
+    to_start: Vec<MessageId>,
     partial: BTreeMap<InKey, Partial>,
     partial_by_source: BTreeMap<u64, Usage>,
     completed: BTreeMap<InKey, Completed>,
@@ -143,6 +159,8 @@ impl MessageBus {
             outbound: BTreeMap::new(),
             finished: BTreeSet::new(),
             outbound_active: Usage::default(),
+            gates: BTreeMap::new(),
+            to_start: Vec::new(),
             partial: BTreeMap::new(),
             partial_by_source: BTreeMap::new(),
             completed: BTreeMap::new(),
@@ -250,7 +268,7 @@ impl MessageBus {
             }
         }
         let try_for = msg.try_for.unwrap_or(self.cfg.default_try_for);
-        let o = Outbound::new(
+        let mut o = Outbound::new(
             now,
             NewOutbound {
                 id,
@@ -265,6 +283,18 @@ impl MessageBus {
         );
         self.outbound_active.count += 1;
         self.outbound_active.bytes += len;
+        let gate = self.gates.entry(prefix_64(o.dst)).or_default();
+        let sending = gate.sending;
+        if sending.count == 0
+            || (sending.count < self.cfg.max_sending_per_destination
+                && sending.bytes + len <= self.cfg.max_sending_bytes_per_destination)
+        {
+            gate.sending.count += 1;
+            gate.sending.bytes += len;
+        } else {
+            o.queued = true;
+            gate.queued.push_back(id);
+        }
         self.outbound.insert(id, o);
         self.stats.pushed += 1;
         self.service_outbound(now, id);
@@ -291,13 +321,22 @@ impl MessageBus {
         if o.is_active() {
             self.outbound_active.count -= 1;
             self.outbound_active.bytes -= o.held_bytes() as u64;
+            self.leave_gate(id, o.dst, o.queued, o.len);
         } else {
             self.finished.remove(&(o.expires, id));
         }
     }
 
-    /// Services an outbound message and re-arms its timer.
+    /// Services an outbound message and re-arms its timer, then the messages its
+    /// end let through their gate.
     fn service_outbound(&mut self, now: Instant, id: MessageId) {
+        self.service_one(now, id);
+        while let Some(next) = self.to_start.pop() {
+            self.service_one(now, next);
+        }
+    }
+
+    fn service_one(&mut self, now: Instant, id: MessageId) {
         let Some(o) = self.outbound.get_mut(&id) else {
             return;
         };
@@ -327,6 +366,45 @@ impl MessageBus {
             self.outbound_active.count -= 1;
             self.outbound_active.bytes -= held as u64;
             self.finished.insert((o.expires, id));
+            let (dst, queued, len) = (o.dst, o.queued, o.len);
+            self.leave_gate(id, dst, queued, len);
+        }
+    }
+
+    /// An outbound message of `len` bytes to `dst` stopped being active: it gives
+    /// back its place at the gate, or leaves the queue if it never got through.
+    /// The next queued message to that /64 that fits goes to `to_start`.
+    fn leave_gate(&mut self, id: MessageId, dst: Ipv6Addr, queued: bool, len: u64) {
+        let prefix = prefix_64(dst);
+        let Some(gate) = self.gates.get_mut(&prefix) else {
+            return;
+        };
+        if queued {
+            gate.queued.retain(|&q| q != id);
+        } else {
+            gate.sending.count = gate.sending.count.saturating_sub(1);
+            gate.sending.bytes = gate.sending.bytes.saturating_sub(len);
+        }
+        while let Some(&next) = gate.queued.front() {
+            let Some(o) = self.outbound.get_mut(&next).filter(|o| o.queued) else {
+                // Not expected (a message leaves the queue as it ends), but harmless.
+                gate.queued.pop_front();
+                continue;
+            };
+            let fits = gate.sending.count == 0
+                || (gate.sending.count < self.cfg.max_sending_per_destination
+                    && gate.sending.bytes + o.len <= self.cfg.max_sending_bytes_per_destination);
+            if !fits {
+                break;
+            }
+            gate.queued.pop_front();
+            gate.sending.count += 1;
+            gate.sending.bytes += o.len;
+            o.queued = false;
+            self.to_start.push(next);
+        }
+        if gate.sending.count == 0 && gate.queued.is_empty() {
+            self.gates.remove(&prefix);
         }
     }
 

@@ -146,6 +146,9 @@ pub(super) struct Outbound {
     rtt: Rtt,
     /// The deadline registered in the timer table.
     pub(super) timer: Option<Instant>,
+    /// Waiting for its destination's gate
+    /// ([`BusConfig::max_sending_per_destination`]): nothing is sent yet.
+    pub(super) queued: bool,
 }
 
 /// Parameters of a new outbound message.
@@ -181,6 +184,7 @@ impl Outbound {
             },
             rtt: Rtt::new(cfg),
             timer: None,
+            queued: false,
         }
     }
 
@@ -233,7 +237,10 @@ impl Outbound {
     ) -> Serviced {
         let mut aborted = false;
         if self.is_active() && now >= self.deadline {
-            emit(out, self.src, self.dst, Frame::Aborted { id: self.id });
+            // A message still queued has sent nothing to abort.
+            if !self.queued {
+                emit(out, self.src, self.dst, Frame::Aborted { id: self.id });
+            }
             self.finish(Phase::Aborted);
             stats.aborted += 1;
             aborted = true;
@@ -254,7 +261,7 @@ impl Outbound {
                 first_sent,
                 last_sent,
             } => {
-                if due(*last_sent, now, rto) {
+                if !self.queued && due(*last_sent, now, rto) {
                     if last_sent.is_some() {
                         timed_out = true;
                         stats.retransmissions += 1;

@@ -767,3 +767,120 @@ fn a_deadline_past_the_retention_still_aborts_and_reports() {
     assert!(events(&mut a.bus).contains(&Event::SendFailed { id }));
     assert_eq!(a.bus.usage(), BusUsage::default());
 }
+
+#[test]
+fn a_burst_to_one_destination_starts_within_the_receivers_partial_limit() {
+    let (mut a, mut b) = pair();
+    let now = Instant::ZERO;
+    let mut rng = Counter(0);
+    let ids: Vec<_> = (0..40u8)
+        .map(|i| {
+            a.bus
+                .push(now, msg(&a, &b, b"", &[i; 100]), &mut rng)
+                .unwrap()
+        })
+        .collect();
+    // Only the first 16 send their INIT; the rest wait, Pending.
+    let inits = drain(&mut a.bus);
+    assert_eq!(inits.len(), 16);
+    for t in inits {
+        assert_eq!(flags_of(&t), flags::INIT);
+        b.bus.handle_frame(now, t.src, t.dst, a.key, &t.frame);
+    }
+    assert_eq!(
+        a.bus.message_info(now, ids[39]).unwrap().state,
+        MessageState::Pending
+    );
+    // As messages finish, the queued ones start, in order, and nothing is refused
+    // or retransmitted.
+    shuttle(&mut a, &mut b, now);
+    let got: Vec<_> = std::iter::from_fn(|| b.bus.pop(false, None))
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, ids);
+    assert_eq!(b.bus.stats().refused_partial_limit, 0);
+    assert_eq!(a.bus.stats().retransmissions, 0);
+    for id in ids {
+        assert_eq!(
+            a.bus.message_info(now, id).unwrap().state,
+            MessageState::Received
+        );
+    }
+    assert!(a.bus.gates.is_empty());
+}
+
+#[test]
+fn the_gate_is_per_destination_and_counts_bytes() {
+    let cfg = BusConfig {
+        max_sending_per_destination: 2,
+        max_sending_bytes_per_destination: 250,
+        ..BusConfig::default()
+    };
+    let mut a = node(1, cfg);
+    let b = node(2, BusConfig::default());
+    let c = node(3, BusConfig::default());
+    let now = Instant::ZERO;
+    let mut rng = Counter(0);
+    // A message larger than the byte limit still starts alone.
+    a.bus
+        .push(now, msg(&a, &b, b"", &[0; 300]), &mut rng)
+        .unwrap();
+    a.bus
+        .push(now, msg(&a, &b, b"", &[1; 10]), &mut rng)
+        .unwrap();
+    // Another destination has its own gate.
+    a.bus
+        .push(now, msg(&a, &c, b"", &[2; 100]), &mut rng)
+        .unwrap();
+    a.bus
+        .push(now, msg(&a, &c, b"", &[3; 100]), &mut rng)
+        .unwrap();
+    a.bus
+        .push(now, msg(&a, &c, b"", &[4; 10]), &mut rng)
+        .unwrap();
+    let sent: Vec<_> = drain(&mut a.bus).iter().map(|t| t.dst).collect();
+    assert_eq!(sent, [b.ip, c.ip, c.ip]);
+}
+
+#[test]
+fn a_queued_message_is_aborted_silently_and_leaves_the_queue() {
+    let cfg = BusConfig {
+        max_sending_per_destination: 1,
+        ..BusConfig::default()
+    };
+    let mut a = node(1, cfg);
+    let mut b = node(2, BusConfig::default());
+    let mut now = Instant::ZERO;
+    let mut rng = Counter(0);
+    let first = a
+        .bus
+        .push(now, msg(&a, &b, b"", b"first"), &mut rng)
+        .unwrap();
+    let mut short = msg(&a, &b, b"", b"short");
+    short.try_for = Some(Duration::from_secs(1));
+    let short = a.bus.push(now, short, &mut rng).unwrap();
+    let last = a
+        .bus
+        .push(now, msg(&a, &b, b"", b"last"), &mut rng)
+        .unwrap();
+    // The INIT of `first` is lost; `short` times out in the queue.
+    assert_eq!(drain(&mut a.bus).len(), 1);
+    now += Duration::from_secs(1);
+    a.bus.handle_timeout(now);
+    assert_eq!(
+        a.bus.message_info(now, short).unwrap().state,
+        MessageState::Aborted
+    );
+    assert_eq!(events(&mut a.bus), [Event::SendFailed { id: short }]);
+    // No ABORTED for it; `first` retransmits its INIT.
+    for t in drain(&mut a.bus) {
+        assert_eq!(flags_of(&t), flags::INIT);
+        b.bus.handle_frame(now, t.src, t.dst, a.key, &t.frame);
+    }
+    shuttle(&mut a, &mut b, now);
+    let got: Vec<_> = std::iter::from_fn(|| b.bus.pop(false, None))
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, [first, last]);
+    assert!(a.bus.gates.is_empty());
+}

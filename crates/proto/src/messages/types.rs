@@ -45,6 +45,17 @@ pub struct BusConfig {
     /// Outbound statuses kept, finished ones included (65536); the oldest finished
     /// is forgotten first.
     pub max_statuses: usize,
+    /// Outbound messages to one destination /64 being sent at once (16, what a
+    /// receiver with our default [`BusConfig::max_partial_per_source`] takes).
+    /// Later ones wait, Pending, without sending their INIT, and start in push
+    /// order as earlier ones finish: INITs a receiver refuses for want of room are
+    /// only retried after their retransmission timeout, so a burst past the
+    /// receiver's limit would otherwise crawl.
+    pub max_sending_per_destination: usize,
+    /// Payload bytes of the messages being sent at once to one destination /64 (32
+    /// MiB, our default [`BusConfig::max_partial_bytes_per_source`]); one message
+    /// always may start, whatever its size.
+    pub max_sending_bytes_per_destination: u64,
     /// Bytes received and held: inbox, reply slots, forwards in flight, and the
     /// declared length of every partial message (64 MiB).
     pub max_inbox_bytes: u64,
@@ -86,6 +97,8 @@ impl Default for BusConfig {
             max_outbound_bytes: 128 << 20,
             max_outbound_messages: 4096,
             max_statuses: 65536,
+            max_sending_per_destination: 16,
+            max_sending_bytes_per_destination: 32 << 20,
             max_inbox_bytes: 64 << 20,
             max_inbox_messages: 4096,
             max_partial_per_source: 16,
