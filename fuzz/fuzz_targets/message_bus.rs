@@ -43,6 +43,8 @@ fn config() -> BusConfig {
         max_outbound_bytes: 32 << 10,
         max_outbound_messages: 6,
         max_statuses: 8,
+        max_sending_per_destination: 2,
+        max_sending_bytes_per_destination: 12 << 10,
         max_inbox_bytes: 24 << 10,
         max_inbox_messages: 6,
         max_partial_per_source: 3,
