@@ -15,12 +15,16 @@ deps_only=false
 # System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
 # ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
 # data-plane benchmark; bc for the test summary; chromium for the web view test;
-# curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test.
+# curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test;
+# python3-venv (schemathesis is installed into a venv) and util-linux (unshare) for
+# the API property test.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil
-  chromium curl microsocks python3)
+  chromium curl microsocks python3 python3-venv util-linux)
 # Node.js 20+ with npm runs the web view test (playwright-core); Debian's when the
 # machine has none.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+# OpenSSL's headers for the private-network build (`--features private`: TLS-PSK).
+apt_packages+=(libssl-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

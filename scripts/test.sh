@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): formatting, lints, every unit,
 # property, golden-vector and integration test, and the fuzz targets built and run
-# over their corpora for a fixed number of inputs. Ends with one line
-# "summary: N passed, N failed".
+# over their corpora for a fixed number of inputs, the web view in Chromium and the
+# REST API under schemathesis (tests/api). Ends with one line
+# "summary: N passed, N failed", and fails when anything did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,17 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo clippy, private-network build (--features private)"
+cargo clippy --locked -p mycelium-node -p mycelium-cli --all-targets \
+  --features mycelium-cli/private -- -D warnings
 
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"
+# The private-network build: its TLS unit tests and the namespace test.
+cargo test --locked -p mycelium-node --features private --lib tls:: 2>&1 | tee -a "$log"
+cargo test --locked -p mycelium-cli --features private --test e2e_private 2>&1 | tee -a "$log"
 passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | paste -sd+ - | bc)
 failed=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$log" | paste -sd+ - | bc)
 
@@ -28,8 +35,18 @@ web_failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -1)
 passed=$((passed + ${web_passed:-0}))
 failed=$((failed + ${web_failed:-1}))
 
+echo "== REST API property test: schemathesis over our OpenAPI document (live nodes)"
+api_status=0
+MYCELIUM_BIN=target/debug/mycelium tests/api/run.sh 2>&1 | tee "$log" || api_status=$?
+if [ "$api_status" -eq 0 ] && grep -q '^api-schemathesis: ok$' "$log"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+
 echo "== fuzz targets"
 ./scripts/fuzz.sh smoke | tee "$log"
 fuzzed=$(grep -c '^fuzz .*: ok' "$log" || true)
 
 echo "summary: $((passed + fuzzed)) passed, ${failed} failed"
+[ "$failed" -eq 0 ]

@@ -64,6 +64,9 @@ pub enum PushError {
     /// address: the client's mistake (REST 400 with a JSON error, RPC -32602).
     #[error("unroutable destination: {0}")]
     Unroutable(String),
+    /// A reply to this message id is still being sent (REST 409, RPC -32043).
+    #[error("a reply to this message id is still being sent")]
+    ReplyInProgress,
 }
 
 /// What became of a pushed message.

@@ -7,7 +7,9 @@
 //! 400 for unparseable path or query parameters, 404 (empty) for unknown paths,
 //! 405 for a wrong method. Handler errors are upstream's (plain text or empty
 //! bodies), plus our own JSON errors for bounded queues and tables:
-//! 413 payload too large, 503 queue full, 507 table full, 401 bad token.
+//! 413 payload too large, 503 queue full, 507 table full, 401 bad token, 400 for an
+//! unroutable destination, 409 for a second reply to a message while the first is
+//! still being sent, 421 for a foreign `Host` on a loopback listener.
 //!
 //! Unlike upstream, no request holds a lock while it waits: a long-polling
 //! `GET /api/v1/messages` does not hold up other requests.
@@ -211,6 +213,7 @@ fn push_error(e: PushError) -> Response {
     match e {
         PushError::TopicTooLarge => text(StatusCode::BAD_REQUEST, ""),
         PushError::Unroutable(_) => json_error(StatusCode::BAD_REQUEST, e),
+        PushError::ReplyInProgress => json_error(StatusCode::CONFLICT, e),
         PushError::PayloadTooLarge { .. } => json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
         PushError::QueueFull | PushError::Unavailable(_) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, e)

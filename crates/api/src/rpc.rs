@@ -10,7 +10,9 @@
 //! Application errors carry upstream's codes (-32007…-32032) with the message
 //! "Server error" and no data. Our bounded queues and tables add three codes, also
 //! "Server error" but with a `data` text: -32040 payload too large, -32041 message
-//! queue full or unavailable, -32042 configuration table full.
+//! queue full or unavailable, -32042 configuration table full, -32043 a reply to
+//! that message is still being sent. A destination the overlay cannot route (IPv4)
+//! is -32602 "Invalid params".
 //!
 //! Results are serialised straight to raw JSON so objects keep upstream's key order.
 
@@ -110,6 +112,8 @@ pub mod codes {
     pub const QUEUE_FULL: i64 = -32041;
     /// Ours: a topic configuration table is full.
     pub const TABLE_FULL: i64 = -32042;
+    /// Ours: a reply to that message id is still being sent.
+    pub const REPLY_IN_PROGRESS: i64 = -32043;
 }
 
 /// A JSON-RPC error object.
@@ -454,6 +458,7 @@ fn push_error(e: PushError) -> RpcError {
     match e {
         PushError::TopicTooLarge => RpcError::server(codes::TOPIC_TOO_LARGE),
         PushError::Unroutable(_) => RpcError::invalid_params(e),
+        PushError::ReplyInProgress => RpcError::server_with(codes::REPLY_IN_PROGRESS, e),
         PushError::PayloadTooLarge { .. } => RpcError::server_with(codes::PAYLOAD_TOO_LARGE, e),
         PushError::QueueFull | PushError::Unavailable(_) => {
             RpcError::server_with(codes::QUEUE_FULL, e)

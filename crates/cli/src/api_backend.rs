@@ -99,6 +99,7 @@ fn push_error(e: BusError) -> PushError {
         BusError::Push(BusPushError::TooLarge { max, .. }) => PushError::PayloadTooLarge {
             max: usize::try_from(max).unwrap_or(usize::MAX),
         },
+        BusError::Push(BusPushError::IdInUse) => PushError::ReplyInProgress,
         BusError::Push(_) | BusError::TooManyWaiters => PushError::QueueFull,
         BusError::Stopped => PushError::Unavailable("the node is stopping".into()),
     }

@@ -659,6 +659,28 @@ fn a_live_node_answers_every_operation_as_documented() {
         &reply_path,
         &back,
     );
+    // A reply that cannot go anywhere yet (no route to 5ff::/64) stays in sending;
+    // a second reply to the same id meanwhile is a conflict.
+    let stuck = msg(json!({"ip": "5ff::1"}), b"", b"no route yet");
+    let pending = "/api/v1/messages/reply/00000000000000aa";
+    r.json(
+        "reply_pending",
+        "pushMessageReply",
+        204,
+        true,
+        "POST",
+        pending,
+        &stuck,
+    );
+    r.json(
+        "reply_in_progress",
+        "pushMessageReply",
+        409,
+        false,
+        "POST",
+        pending,
+        &stuck,
+    );
     let bad_reply = "/api/v1/messages/reply/0123";
     r.json(
         "reply_bad_id",
@@ -1047,6 +1069,10 @@ fn a_live_node_answers_every_rpc_method_as_documented() {
     assert_eq!(popped["result"]["payload"], b64(b"for rpc"), "{popped}");
     let id = popped["result"]["id"].as_str().unwrap().to_owned();
     call("pushMessageReply", json!([id, message]));
+    let stuck = json!({"dst": {"ip": "5ff::1"}, "payload": b64(b"no route yet")});
+    call("pushMessageReply", json!(["00000000000000bb", stuck]));
+    let again = call("pushMessageReply", json!(["00000000000000bb", stuck]));
+    assert_eq!(again["error"]["code"], -32043, "{again}");
     let pushed = call("pushMessage", json!([message]));
     let pushed_id = pushed["result"]["id"].as_str().unwrap().to_owned();
     call("getMessageInfo", json!([pushed_id]));
