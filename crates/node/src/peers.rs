@@ -170,10 +170,7 @@ async fn accept_tls(
         Ok(s) => Some((s, local)),
         Err(e) => {
             crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
-            tracing::warn!(
-                "TLS handshake with inbound peer {remote} refused (another private network, \
-                 or not one at all?): {e}"
-            );
+            tracing::warn!("TLS handshake with inbound peer {remote} refused: {e}");
             None
         }
     }
@@ -309,10 +306,7 @@ async fn secure(
             Ok(s) => Some(Secured::Tls(s)),
             Err(e) => {
                 crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
-                tracing::warn!(
-                    "TLS handshake with {} refused (another private network?): {e}",
-                    entry.endpoint
-                );
+                tracing::warn!("TLS handshake with {} failed: {e}", entry.endpoint);
                 None
             }
         };

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslVerifyMode, SslVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
@@ -28,6 +29,8 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Tls {
     client: SslContext,
     server: SslContext,
+    /// Where the server callback leaves a network name it refused, for the log.
+    refused_name: Index<Ssl, String>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -80,9 +83,16 @@ impl Tls {
 
         let mut server = base(SslMethod::tls_server())?;
         let psk = key;
-        server.set_psk_server_callback(move |_ssl, identity, out| {
+        let refused_name = Ssl::new_ex_index::<String>()?;
+        server.set_psk_server_callback(move |ssl, identity, out| {
             // Another network's name: no key, so OpenSSL refuses the handshake.
-            if identity != Some(&name[..]) || psk.len() > out.len() {
+            if identity != Some(&name[..]) {
+                let id = identity.unwrap_or_default();
+                let shown = String::from_utf8_lossy(&id[..id.len().min(64)]).into_owned();
+                ssl.set_ex_data(refused_name, shown);
+                return Ok(0);
+            }
+            if psk.len() > out.len() {
                 return Ok(0);
             }
             out[..psk.len()].copy_from_slice(&psk);
@@ -92,6 +102,7 @@ impl Tls {
         Ok(Self {
             client: client.build(),
             server: server.build(),
+            refused_name,
         })
     }
 
@@ -132,14 +143,41 @@ impl Tls {
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, done).await {
             Ok(Ok(())) => Ok(s),
-            Ok(Err(e)) => Err(HandshakeError::Tls(describe(&e))),
+            Ok(Err(e)) => Err(HandshakeError::Tls(
+                match s.ssl().ex_data(self.refused_name) {
+                    Some(name) => format!("the peer is in another network ({name:?})"),
+                    None => describe(&e),
+                },
+            )),
             Err(_) => Err(HandshakeError::Timeout),
         }
     }
 }
 
-/// An OpenSSL error in one line: the library's reasons when it has them.
+/// An OpenSSL error in one line: the library's reasons when it has them, and what
+/// they mean here when that is known.
 fn describe(e: &openssl::ssl::Error) -> String {
+    let reasons = reasons(e);
+    let any = |words: &[&str]| words.iter().any(|w| reasons.contains(w));
+    // A server refuses another key with "binder does not verify"; its client is
+    // told "illegal parameter".
+    let hint = if any(&[
+        "binder does not verify",
+        "decrypt error",
+        "illegal parameter",
+    ]) {
+        "wrong network key? "
+    } else if any(&["handshake failure"]) {
+        "wrong network name? "
+    } else if any(&["protocol version", "wrong version", "unsupported protocol"]) {
+        "not TLS 1.3? "
+    } else {
+        ""
+    };
+    format!("{hint}{reasons}")
+}
+
+fn reasons(e: &openssl::ssl::Error) -> String {
     match e.ssl_error() {
         Some(stack) => {
             let reasons: Vec<String> = stack
@@ -212,12 +250,20 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_name_is_refused() {
-        assert!(pair(&net("othernet", 7), &net("testnet", 7)).await.is_err());
+        let err = pair(&net("othernet", 7), &net("testnet", 7))
+            .await
+            .unwrap_err();
+        println!("{err}");
+        assert!(err.contains(r#"another network (\"othernet\")"#), "{err}");
     }
 
     #[tokio::test]
     async fn wrong_key_is_refused() {
-        assert!(pair(&net("testnet", 8), &net("testnet", 7)).await.is_err());
+        let err = pair(&net("testnet", 8), &net("testnet", 7))
+            .await
+            .unwrap_err();
+        println!("{err}");
+        assert!(err.contains("wrong network key?"), "{err}");
     }
 
     #[tokio::test]
@@ -240,6 +286,8 @@ mod tests {
         };
         let (cr, sr) = tokio::join!(client, server.accept(s));
         assert!(cr.is_err());
-        assert!(sr.is_err());
+        let err = sr.unwrap_err().to_string();
+        println!("{err}");
+        assert!(err.contains("not TLS 1.3?"), "{err}");
     }
 }
