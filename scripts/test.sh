@@ -22,8 +22,9 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"
-# The private-network build: its TLS unit tests and the namespace test.
+# The private-network build: TLS unit tests, in-process TLS nodes, the namespace test.
 cargo test --locked -p mycelium-node --features private --lib tls:: 2>&1 | tee -a "$log"
+cargo test --locked -p mycelium-node --features private --test tls 2>&1 | tee -a "$log"
 cargo test --locked -p mycelium-cli --features private --test e2e_private 2>&1 | tee -a "$log"
 passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | paste -sd+ - | bc)
 failed=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$log" | paste -sd+ - | bc)
