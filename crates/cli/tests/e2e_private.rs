@@ -74,6 +74,11 @@ impl Net {
         run_ok(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        // Link-local addresses usable at once (no duplicate address detection).
+        for scope in ["all", "default"] {
+            let key = format!("net.ipv6.conf.{scope}.accept_dad=0");
+            run_ok(&["ip", "netns", "exec", &ns, "sysctl", "-qw", &key]);
+        }
         ns
     }
 
@@ -122,15 +127,30 @@ impl Net {
     /// left on by its options (private mode turns it off), metrics on
     /// [`METRICS`]; returns its overlay address.
     fn node(&mut self, ns: &str, name: &str, psk: &Path, peers: &[String]) -> String {
+        self.node_with(ns, name, psk, peers, false)
+    }
+
+    /// Like [`Net::node`], with link-local discovery on if `discovery`.
+    fn node_with(
+        &mut self,
+        ns: &str,
+        name: &str,
+        psk: &Path,
+        peers: &[String],
+        discovery: bool,
+    ) -> String {
         let (key, addr) = self.key(ns);
         let log = std::fs::File::create(self.log_path(ns)).unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, BIN, "--key-file"])
             .arg(&key)
             .args(["--tcp-listen-port", "9651", "--tun-name", "myc0", "--debug"])
-            .args(["--disable-peer-discovery", "--metrics-api-address", METRICS])
+            .args(["--metrics-api-address", METRICS])
             .args(["--network-name", name, "--network-key-file"])
             .arg(psk);
+        if !discovery {
+            cmd.arg("--disable-peer-discovery");
+        }
         if !peers.is_empty() {
             cmd.arg("--peers").args(peers);
         }
@@ -309,7 +329,12 @@ fn members_reach_each_other_and_outsiders_are_refused_at_the_handshake() {
             net.logs()
         );
     }
-    for line in net.log(&b).lines().filter(|l| l.contains("TLS handshake")).take(2) {
+    for line in net
+        .log(&b)
+        .lines()
+        .filter(|l| l.contains("TLS handshake"))
+        .take(2)
+    {
         println!("{line}");
     }
     // Members never failed a handshake with each other.
@@ -345,6 +370,28 @@ fn members_reach_each_other_and_outsiders_are_refused_at_the_handshake() {
             net.logs()
         );
     }
+}
+
+#[test]
+fn discovered_peers_are_dialled_with_tls() {
+    let mut net = Net::new("d");
+    let (a, b) = (net.ns("a"), net.ns("b"));
+    net.link(&a, &b);
+    let psk = net.file("network.psk", &[0x33; 32]);
+    net.node_with(&a, "discovery-net", &psk, &[], true);
+    let addr_b = net.node_with(&b, "discovery-net", &psk, &[], true);
+    net.wait_reachable(&a, &addr_b, Duration::from_secs(20));
+    // Whichever side dialled lists the other as a discovered TLS peer.
+    let listed = [&a, &b].map(|ns| {
+        let out = net.exec(ns, &[BIN, "peers", "list"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    assert!(
+        listed.iter().any(|t| t
+            .lines()
+            .any(|l| l.contains("Tls") && l.contains("LinkLocalDiscovery"))),
+        "{listed:?}"
+    );
 }
 
 #[test]
