@@ -141,7 +141,7 @@ started=$SECONDS
 "$SCHEMATHESIS_VENV/bin/schemathesis" --config-file "$here/schemathesis.toml" run \
   "http://$api/api/v1/openapi.json" \
   --url "http://$api" \
-  --checks not_a_server_error \
+  --checks "${API_CHECKS:-not_a_server_error}" \
   --max-response-time "$max_response_time" \
   --request-timeout 15 \
   --workers "$workers" \
