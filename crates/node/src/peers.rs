@@ -79,8 +79,9 @@ fn socket_mark(fd: &impl std::os::fd::AsFd, mark: u32) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn set_mark<T>(_fd: &T, _mark: Option<u32>) {}
 
-/// Accepts inbound TCP peers on `[::]:port` until shutdown. If the port cannot be
-/// bound the node keeps running without a listener, as upstream does.
+/// Accepts inbound TCP peers (TLS in a private network) on `[::]:port` until
+/// shutdown. If the port cannot be bound the node keeps running without a
+/// listener, as upstream does.
 pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mark: Option<u32>) {
     let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
     let listener = match TcpListener::bind(addr).await {
