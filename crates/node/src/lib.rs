@@ -57,9 +57,11 @@ pub struct NodeConfig {
     pub secret: SecretKey,
     /// Static peers, redialled when their connection ends.
     pub peers: Vec<Endpoint>,
-    /// TCP listen port on `[::]`; `None` disables the listener.
+    /// TCP listen port on `[::]` (TLS in a private network); `None` disables the
+    /// listener.
     pub tcp_listen_port: Option<u16>,
-    /// QUIC port on `[::]`, used to listen and to dial; `None` disables QUIC.
+    /// QUIC port on `[::]`, used to listen and to dial; `None` disables QUIC, and
+    /// so does a private network.
     pub quic_listen_port: Option<u16>,
     /// TUN device name; `None` runs without TUN (router only).
     pub tun_name: Option<String>,
@@ -413,7 +415,7 @@ fn add_static_peer(
 }
 
 /// How stream peers are carried: plain TCP, or TLS in a private network.
-fn streams(private: Option<&PrivateNetwork>) -> Result<peers::Streams, NodeError> {
+fn stream_transport(private: Option<&PrivateNetwork>) -> Result<peers::Streams, NodeError> {
     match private {
         None => Ok(peers::Streams::default()),
         #[cfg(feature = "private")]
@@ -439,7 +441,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<(Node, impl Future<Output = ()>), NodeError> {
     let own_key = cfg.secret.public_key();
-    let streams = streams(cfg.private.as_ref())?;
+    let streams = stream_transport(cfg.private.as_ref())?;
     let tun = match &cfg.tun_name {
         Some(name) => Some(Arc::new(tun::open(name, own_key.address()).map_err(
             |source| NodeError::Tun {
