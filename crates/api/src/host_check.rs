@@ -5,9 +5,12 @@
 //! browser then sends that name in `Host`. So while a server listens on a loopback
 //! address (where no token is required), it answers only requests whose `Host` (or
 //! HTTP/2 `:authority`) names a loopback literal (`127.x.y.z`, `[::1]`),
-//! `localhost`, or the listen address, with any port or none; others get 421 with a
-//! JSON error. A request without any host passes: browsers always send one. A
-//! server on any other address (which demands a token) accepts every host.
+//! `localhost`, or the listen address, with any port or none, and whose `Origin`,
+//! when there is one, is an http(s) origin on such a host; others get 421 with a
+//! JSON error. The `Origin` rule stops pages elsewhere from opening a JSON-RPC
+//! WebSocket to the loopback address itself, which browsers allow without asking.
+//! A request without any host passes: browsers always send one. A server on any
+//! other address (which demands a token) accepts every host and origin.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -34,11 +37,17 @@ pub(crate) async fn require_local_host(
     let header_host = req.headers().get(header::HOST).map(|v| v.to_str().ok());
     let authority = req.uri().authority().map(|a| a.as_str());
     let named = [header_host, authority.map(Some)];
-    let ok = named
+    let hosts_ok = named
         .iter()
         .flatten()
         .all(|host| host.is_some_and(|h| is_local_host(h, listen.ip())));
-    if ok {
+    // A page elsewhere may open a WebSocket to 127.0.0.1 itself (no preflight, the
+    // right Host); its browser names the page's origin, which must be local too.
+    let origin_ok = match req.headers().get(header::ORIGIN) {
+        None => true,
+        Some(o) => o.to_str().is_ok_and(|o| is_local_origin(o, listen.ip())),
+    };
+    if hosts_ok && origin_ok {
         next.run(req).await
     } else {
         misdirected()
@@ -91,12 +100,24 @@ pub(crate) fn is_local_host(host: &str, listen: IpAddr) -> bool {
     }
 }
 
+/// Whether an `Origin` (`scheme://host[:port]`) names a local host; `null` and
+/// anything else that is not such an origin do not.
+fn is_local_origin(origin: &str, listen: IpAddr) -> bool {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    ["http", "https"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+        && is_local_host(host, listen)
+}
+
 fn misdirected() -> Response {
     (
         StatusCode::MISDIRECTED_REQUEST,
         Json(ApiError {
             error: "this API listens on a loopback address and answers only requests for \
-                    localhost or a loopback address (Host header)"
+                    localhost or a loopback address (Host header) from such an origin"
                 .to_owned(),
         }),
     )
@@ -146,6 +167,27 @@ mod tests {
             "::1",
         ] {
             assert!(!is_local_host(bad, v4), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_local_origins_pass() {
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for ok in [
+            "http://127.0.0.1:8989",
+            "http://localhost",
+            "HTTPS://[::1]:1",
+        ] {
+            assert!(is_local_origin(ok, v4), "{ok}");
+        }
+        for bad in [
+            "null",
+            "http://evil.example",
+            "file://",
+            "ws://127.0.0.1",
+            "",
+        ] {
+            assert!(!is_local_origin(bad, v4), "{bad}");
         }
     }
 

@@ -553,6 +553,29 @@ async fn a_loopback_server_answers_only_loopback_host_names() {
 }
 
 #[tokio::test]
+async fn a_loopback_server_answers_only_local_origins() {
+    for kind in [Kind::Http, Kind::Rpc] {
+        let srv = start(kind, ApiConfig::default()).await;
+        let send = |origin: &str| {
+            let req = match kind {
+                Kind::Http => client().get(format!("{}/api/v1/admin", srv.base)),
+                Kind::Rpc => client()
+                    .post(&srv.base)
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "getInfo"})),
+            };
+            req.header(reqwest::header::ORIGIN, origin).send()
+        };
+        for origin in ["https://evil.example", "null", "http://10.0.0.1:8989"] {
+            assert_eq!(send(origin).await.unwrap().status(), 421, "{origin}");
+        }
+        let own = srv.base.clone();
+        for origin in [own.as_str(), "http://localhost:8989", "http://[::1]"] {
+            assert_eq!(send(origin).await.unwrap().status(), 200, "{origin}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn h2_authority_is_checked_too() {
     let srv = http().await;
     let c = reqwest::Client::builder()

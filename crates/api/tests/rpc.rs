@@ -420,6 +420,29 @@ async fn the_token_guards_rpc() {
     assert_eq!(resp.status(), 200);
 }
 
+/// A page elsewhere cannot open a WebSocket to a loopback node: its browser names
+/// the page's origin, and the upgrade is refused.
+#[tokio::test]
+async fn websockets_from_foreign_origins_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let srv = rpc().await;
+    let url = srv.base.replace("http://", "ws://");
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(req).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 421)
+        }
+        other => panic!("upgrade not refused: {:?}", other.map(|(_, r)| r.status())),
+    }
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", srv.base.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+}
+
 #[tokio::test]
 async fn websocket_sessions_answer_concurrently() {
     use tokio_tungstenite::tungstenite::Message;

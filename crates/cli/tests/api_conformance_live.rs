@@ -1144,6 +1144,15 @@ fn a_live_node_guards_its_page_and_its_host_names() {
         &evil,
     );
     assert_eq!(refused.status, 421, "{}", refused.text());
+    // A page elsewhere opening the JSON-RPC WebSocket (or posting) names its origin.
+    let foreign = [("origin", "https://elsewhere.example")];
+    let refused = send(
+        "POST",
+        &rpc_url,
+        Some(("application/json", call.clone())),
+        &foreign,
+    );
+    assert_eq!(refused.status, 421, "{}", refused.text());
     let local = [("host", "localhost")];
     let fine = send("POST", &rpc_url, Some(("application/json", call)), &local);
     assert_eq!(fine.status, 200, "{}", fine.text());
