@@ -1,6 +1,6 @@
 //! Message throughput between two nodes in one process, peered over loopback TCP.
 //!
-//! `cargo run --release -p mycelium-bench --bin messages -- [SIZE:COUNT[:IN_FLIGHT] ...]`
+//! `cargo run --release -p mycelium-bench --bin messages -- [SIZE:COUNT[:IN_FLIGHT] ...] [--no-http]`
 //!
 //! Two router-only nodes (no TUN, no discovery, no QUIC): A listens on a free
 //! loopback port, B has A as its static peer. Once each has a selected route to the
@@ -14,11 +14,19 @@
 //! `refused_full`).
 //!
 //! The default runs include 256 in flight for small messages: more than the
-//! receiver's 16 partial messages per source (`BusConfig::max_partial_per_source`),
-//! so the INITs past it are refused and wait for their retransmission timeout.
+//! receiver's 16 partial messages per source (`BusConfig::max_partial_per_source`).
+//! The sender starts at most 16 at a time per destination
+//! (`BusConfig::max_sending_per_destination`); without that, the INITs past the
+//! receiver's limit are refused and wait out their retransmission timeout
+//! (`refused_inits` and `retransmitted` show it).
 //!
 //! Both nodes share one tokio runtime of `MYCELIUM_THREADS` worker threads
 //! (default 2).
+//!
+//! Then, for reference and unless `--no-http` is given, the same runs through the
+//! HTTP API of two `mycelium` processes (the release binary next to this one, if
+//! it was built): `POST /api/v1/messages` at B, long-poll `GET /api/v1/messages`
+//! at A, over up to 8 keep-alive connections each, payloads in base64 JSON.
 
 use std::collections::HashSet;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -93,13 +101,19 @@ fn parse_run(a: &str) -> Result<Run, String> {
 }
 
 fn main() {
-    let runs: Result<Vec<Run>, String> = std::env::args().skip(1).map(|a| parse_run(&a)).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_http = !args.iter().any(|a| a == "--no-http");
+    let runs: Result<Vec<Run>, String> = args
+        .iter()
+        .filter(|a| *a != "--no-http")
+        .map(|a| parse_run(a))
+        .collect();
     let runs = match runs {
         Ok(r) if r.is_empty() => DEFAULT_RUNS.to_vec(),
         Ok(r) => r,
         Err(e) => {
             eprintln!("messages: {e}");
-            eprintln!("usage: messages [SIZE:COUNT[:IN_FLIGHT] ...]");
+            eprintln!("usage: messages [SIZE:COUNT[:IN_FLIGHT] ...] [--no-http]");
             std::process::exit(2);
         }
     };
@@ -114,6 +128,24 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(bench(&runs, threads));
+    if !with_http {
+        return;
+    }
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("mycelium")))
+        .filter(|p| p.exists());
+    match bin {
+        Some(bin) => {
+            if let Err(e) = rt.block_on(http::bench(bin, &runs)) {
+                println!("# HTTP: {e}");
+            }
+        }
+        None => println!(
+            "# HTTP: skipped, no mycelium binary next to this one \
+             (cargo build --release -p mycelium-cli)"
+        ),
+    }
 }
 
 /// A loopback port that was free a moment ago.
@@ -337,4 +369,337 @@ async fn send_all(
         }
     }
     Ok(ids)
+}
+
+/// The same runs through the HTTP API of two `mycelium` processes (the binary next
+/// to this one), for reference: each message is a `POST /api/v1/messages` at B and
+/// a `GET /api/v1/messages` at A, over a few keep-alive connections each.
+mod http {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use base64::Engine as _;
+    use serde_json::Value;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+    use tokio::sync::{Mutex, Semaphore};
+
+    use super::{free_port, Run, STALL};
+
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+    /// Connections each side uses at most.
+    const CONNECTIONS: usize = 8;
+
+    /// A node process, killed on drop.
+    struct Proc {
+        child: Child,
+        api: SocketAddr,
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn spawn(bin: &Path, dir: &Path, name: &str, port: u16, peer: Option<u16>) -> Proc {
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let rpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = Command::new(bin);
+        cmd.args(["--no-tun", "--disable-peer-discovery", "--disable-quic"])
+            .arg("--key-file")
+            .arg(dir.join(format!("{name}.key")))
+            .args(["--api-addr", &api.to_string()])
+            .args(["--jsonrpc-addr", &rpc.to_string()])
+            .args(["--tcp-listen-port", &port.to_string()]);
+        if let Some(p) = peer {
+            cmd.args(["--peers", &format!("tcp://127.0.0.1:{p}")]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        Proc { child, api }
+    }
+
+    /// One keep-alive HTTP/1.1 connection.
+    struct Conn {
+        stream: BufReader<TcpStream>,
+        /// The `Host` header: the API answers only requests for a loopback host.
+        host: String,
+    }
+
+    impl Conn {
+        async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Self {
+                stream: BufReader::new(s),
+                host: addr.to_string(),
+            })
+        }
+
+        async fn call(
+            &mut self,
+            method: &str,
+            path: &str,
+            body: &[u8],
+        ) -> std::io::Result<(u16, Vec<u8>)> {
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                self.host,
+                body.len()
+            );
+            let s = self.stream.get_mut();
+            s.write_all(head.as_bytes()).await?;
+            s.write_all(body).await?;
+            let bad =
+                |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await?;
+            let status: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("status line"))?;
+            let mut len = 0usize;
+            let mut chunked = false;
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').ok_or_else(|| bad("header"))?;
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+                if k == "content-length" {
+                    len = v.parse().map_err(|_| bad("content-length"))?;
+                } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                    chunked = true;
+                }
+            }
+            let mut out = Vec::new();
+            if chunked {
+                loop {
+                    line.clear();
+                    self.stream.read_line(&mut line).await?;
+                    let n = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("chunk"))?;
+                    let mut chunk = vec![0; n + 2];
+                    self.stream.read_exact(&mut chunk).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&chunk[..n]);
+                }
+            } else {
+                out.resize(len, 0);
+                self.stream.read_exact(&mut out).await?;
+            }
+            Ok((status, out))
+        }
+
+        async fn get_json(&mut self, path: &str) -> Option<Value> {
+            match self.call("GET", path, b"").await {
+                Ok((200, body)) => serde_json::from_slice(&body).ok(),
+                _ => None,
+            }
+        }
+    }
+
+    async fn wait_for<T>(
+        what: &str,
+        mut f: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>> + Send>>,
+    ) -> Result<T, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f().await {
+                return Ok(v);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!("no {what} after 30 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn info(api: SocketAddr) -> Option<Value> {
+        Conn::open(api).await.ok()?.get_json("/api/v1/admin").await
+    }
+
+    async fn has_route(api: SocketAddr, subnet: String) -> Option<()> {
+        let routes = Conn::open(api)
+            .await
+            .ok()?
+            .get_json("/api/v1/admin/routes/selected")
+            .await?;
+        routes
+            .as_array()?
+            .iter()
+            .any(|r| r["subnet"] == subnet.as_str())
+            .then_some(())
+    }
+
+    /// Runs `runs` through the HTTP APIs of two `bin` processes and prints a row
+    /// per run.
+    pub(super) async fn bench(bin: PathBuf, runs: &[Run]) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("mycelium-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let result = async {
+            let port = free_port();
+            let a = spawn(&bin, &dir, "a", port, None);
+            let b = spawn(&bin, &dir, "b", free_port(), Some(port));
+            let (a_api, b_api) = (a.api, b.api);
+            let a_info = wait_for("API at A", || Box::pin(info(a_api))).await?;
+            let b_info = wait_for("API at B", || Box::pin(info(b_api))).await?;
+            let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let (a_ip, a_net, b_net) = (
+                field(&a_info, "nodeIp"),
+                field(&a_info, "nodeSubnet"),
+                field(&b_info, "nodeSubnet"),
+            );
+            wait_for("route from B to A", || {
+                Box::pin(has_route(b_api, a_net.clone()))
+            })
+            .await?;
+            wait_for("route from A to B", || {
+                Box::pin(has_route(a_api, b_net.clone()))
+            })
+            .await?;
+            println!("# through the HTTP API of two {} processes", bin.display());
+            for r in runs {
+                match run(a_api, b_api, &a_ip, *r).await {
+                    Ok(secs) => println!(
+                        "{}\t{}\t{}\t{secs:.3}\t{:.0}\t{:.1}\t(http)",
+                        r.size,
+                        r.count,
+                        r.in_flight,
+                        r.count as f64 / secs,
+                        (r.size * r.count) as f64 / 1e6 / secs,
+                    ),
+                    Err(e) => println!("{}\t{}\t{}\tfailed: {e}", r.size, r.count, r.in_flight),
+                }
+            }
+            drop((a, b));
+            Ok(())
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    async fn run(a: SocketAddr, b: SocketAddr, dst: &str, r: Run) -> Result<f64, String> {
+        let conns = r.in_flight.min(CONNECTIONS);
+        let window = Arc::new(Semaphore::new(r.in_flight));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(HashSet::with_capacity(r.count)));
+        let finished = Arc::new(std::sync::OnceLock::new());
+        let start = Instant::now();
+        let mut senders = Vec::new();
+        for _ in 0..conns {
+            let (window, next, dst) = (window.clone(), next.clone(), dst.to_owned());
+            senders.push(tokio::spawn(async move {
+                let mut c = Conn::open(b).await.map_err(|e| e.to_string())?;
+                let filler = vec![0x5au8; r.size - 8];
+                loop {
+                    let permit = window.acquire().await.map_err(|e| e.to_string())?;
+                    let seq = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seq >= r.count {
+                        return Ok::<_, String>(());
+                    }
+                    permit.forget();
+                    let mut payload = (seq as u64).to_be_bytes().to_vec();
+                    payload.extend_from_slice(&filler);
+                    let body = format!(
+                        r#"{{"dst":{{"ip":"{dst}"}},"payload":"{}"}}"#,
+                        B64.encode(&payload)
+                    );
+                    loop {
+                        let (status, _) = c
+                            .call("POST", "/api/v1/messages", body.as_bytes())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        match status {
+                            201 => break,
+                            // Outbound store full: try again shortly.
+                            503 | 507 => tokio::time::sleep(Duration::from_millis(1)).await,
+                            s => return Err(format!("push answered {s}")),
+                        }
+                    }
+                }
+            }));
+        }
+        let mut readers = Vec::new();
+        for _ in 0..conns {
+            let (window, seen, finished) = (window.clone(), seen.clone(), finished.clone());
+            readers.push(tokio::spawn(async move {
+                let mut c = Conn::open(a).await.map_err(|e| e.to_string())?;
+                let mut idle = Duration::ZERO;
+                loop {
+                    if seen.lock().await.len() >= r.count {
+                        return Ok::<_, String>(());
+                    }
+                    let (status, body) = c
+                        .call("GET", "/api/v1/messages?timeout=1", b"")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match status {
+                        200 => {}
+                        204 => {
+                            idle += Duration::from_secs(1);
+                            if idle > STALL {
+                                return Err("stalled".into());
+                            }
+                            continue;
+                        }
+                        s => return Err(format!("pop answered {s}")),
+                    }
+                    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                    let payload = B64
+                        .decode(v["payload"].as_str().unwrap_or_default())
+                        .map_err(|e| e.to_string())?;
+                    if payload.len() != r.size {
+                        return Err(format!("a message of {} bytes", payload.len()));
+                    }
+                    let mut seq = [0u8; 8];
+                    seq.copy_from_slice(&payload[..8]);
+                    idle = Duration::ZERO;
+                    let mut seen = seen.lock().await;
+                    if !seen.insert(u64::from_be_bytes(seq)) {
+                        return Err("a message arrived twice".into());
+                    }
+                    if seen.len() >= r.count {
+                        let _ = finished.set(start.elapsed());
+                        window.close();
+                    }
+                    drop(seen);
+                    window.add_permits(1);
+                }
+            }));
+        }
+        for h in readers {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        let secs = finished
+            .get()
+            .copied()
+            .unwrap_or_else(|| start.elapsed())
+            .as_secs_f64();
+        window.close();
+        for h in senders {
+            match h.await.map_err(|e| e.to_string())? {
+                Ok(()) => {}
+                // The window closes under senders with nothing left to send.
+                Err(e) if e.contains("closed") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(secs)
+    }
 }
