@@ -117,26 +117,64 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
 /// Packets for our TUN gathered by one task while it works through what it read,
 /// written in one batch (coalesced by the kernel where it can) when the task has
 /// nothing more at hand. Written from the task itself: no hand-off per packet.
+///
+/// Coalescing (GRO) appends the segments of one TCP flow to the buffer of the
+/// flow's first packet in the batch, and only does so when that buffer has room for
+/// a whole 64 KiB super-packet. Packets cut from a link's read buffer have none, so
+/// the first packet of each run of one flow is moved into a large buffer kept for
+/// reuse: one copy of one packet buys one write per flow instead of one per packet.
 pub(crate) struct TunBatch {
     packets: Vec<BytesMut>,
     gro: tun_rs::GROTable,
+    /// Large buffers to reuse, at most [`SPARE_SUPER_BUFFERS`].
+    spare: Vec<BytesMut>,
+    /// The flow (addresses, next header, ports) of the last packet added.
+    last_flow: Option<[u8; 37]>,
 }
+
+/// Room for a coalesced super-packet behind the headroom.
+const SUPER_BUFFER: usize = HEADROOM + 65_535;
+/// Large buffers one task keeps between batches.
+const SPARE_SUPER_BUFFERS: usize = 8;
 
 impl Default for TunBatch {
     fn default() -> Self {
         Self {
             packets: Vec::with_capacity(BATCH),
             gro: tun_rs::GROTable::default(),
+            spare: Vec::new(),
+            last_flow: None,
         }
     }
 }
 
+/// What tells a packet's flow apart: next header, both addresses and, for TCP and
+/// UDP, both ports (`None` for anything too short to tell).
+fn flow_of(ip: &[u8]) -> Option<[u8; 37]> {
+    let mut key = [0u8; 37];
+    key[0] = *ip.get(6)?;
+    key[1..].copy_from_slice(ip.get(8..44)?);
+    Some(key)
+}
+
 impl TunBatch {
     /// Adds a packet (IPv6 at `HEADROOM`); writes the batch first if it is full.
-    async fn push(&mut self, shared: &Shared, packet: BytesMut) {
+    async fn push(&mut self, shared: &Shared, mut packet: BytesMut) {
         if self.packets.len() >= BATCH {
             self.flush(shared).await;
         }
+        let flow = flow_of(packet.get(HEADROOM..).unwrap_or_default());
+        let tcp = flow.is_some_and(|f| f[0] == 6);
+        if tcp && flow != self.last_flow && packet.capacity() < SUPER_BUFFER {
+            let mut big = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| BytesMut::with_capacity(SUPER_BUFFER));
+            big.clear();
+            big.extend_from_slice(&packet);
+            packet = big;
+        }
+        self.last_flow = flow;
         self.packets.push(packet);
     }
 
@@ -160,7 +198,13 @@ impl TunBatch {
                 Err(e) => tracing::debug!("writing to the TUN device: {e}"),
             }
         }
-        self.packets.clear();
+        for mut p in self.packets.drain(..) {
+            if p.capacity() >= SUPER_BUFFER && self.spare.len() < SPARE_SUPER_BUFFERS {
+                p.clear();
+                self.spare.push(p);
+            }
+        }
+        self.last_flow = None;
     }
 }
 
