@@ -38,7 +38,6 @@ if [ -z "${API_TEST_IN_NETNS:-}" ]; then
     echo "run.sh: installing schemathesis $want into $venv" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >&2 || true
     if ! "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes \
       --only-binary=:all: -r "$here/requirements.txt" >&2; then
       echo "run.sh: note: the hashed wheels do not fit this Python/platform;" \
