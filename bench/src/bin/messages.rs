@@ -186,6 +186,19 @@ async fn bench(runs: &[Run], threads: usize) {
     let (a, a_done) = mycelium_node::start(config(Vec::new(), Some(port)), shutdown.clone())
         .await
         .expect("node A starts");
+    // `start` returns before A's listener is bound; a dial that comes too early
+    // is retried only seconds later, so B starts once A accepts connections.
+    let listening = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if listening.elapsed() > Duration::from_secs(10) {
+            eprintln!("messages: node A does not listen on port {port}");
+            std::process::exit(1);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let peer = Endpoint::new(
         Protocol::Tcp,
         EndpointAddr::Socket(SocketAddr::from(([127, 0, 0, 1], port))),
