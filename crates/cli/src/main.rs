@@ -9,6 +9,10 @@
 //! or invalid config file (`Error: …` on stderr); 2 for a command line that does not
 //! parse (clap's usage error, naming the bad value) or an unusable `RUST_LOG`.
 
+/// See Cargo.toml: packet arenas are freed far from where they were allocated.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api_backend;
 mod args;
 mod client;

@@ -118,18 +118,58 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
 /// written in one batch (coalesced by the kernel where it can) when the task has
 /// nothing more at hand. Written from the task itself: no hand-off per packet.
 ///
-/// Coalescing (GRO) appends the segments of one TCP flow to the buffer of the
-/// flow's first packet in the batch, and only does so when that buffer has room for
-/// a whole 64 KiB super-packet. Packets cut from a link's read buffer have none, so
-/// the first packet of each run of one flow is moved into a large buffer kept for
-/// reuse: one copy of one packet buys one write per flow instead of one per packet.
+/// Coalescing (GRO) appends the segments of one TCP flow to the buffer of the run's
+/// first packet, and only does so when that buffer has room for a whole 64 KiB
+/// super-packet. Packets cut from a link's read buffer have none, so the first
+/// packet of each run is moved into a large buffer kept for reuse: one copy of one
+/// packet buys one write per run instead of one per packet. A run ends where GRO
+/// would end it: another flow, other TCP options (a new timestamp), or a segment
+/// after one with PSH set.
 pub(crate) struct TunBatch {
     packets: Vec<BytesMut>,
     gro: tun_rs::GROTable,
     /// Large buffers to reuse, at most [`SPARE_SUPER_BUFFERS`].
     spare: Vec<BytesMut>,
-    /// The flow (addresses, next header, ports) of the last packet added.
-    last_flow: Option<[u8; 37]>,
+    /// What GRO compares of the last packet added, to see where a run starts.
+    last: Option<RunKey>,
+}
+
+/// The flow (next header, addresses, ports), the TCP header length and options of
+/// a packet, and whether it ends a run (PSH).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RunKey {
+    flow: [u8; 37],
+    options: [u8; 41],
+    psh: bool,
+}
+
+impl RunKey {
+    /// For a TCP packet over IPv6 (`ip` from its first byte); `None` otherwise.
+    fn of(ip: &[u8]) -> Option<Self> {
+        if ip.len() < 60 || ip[6] != 6 {
+            return None;
+        }
+        let mut flow = [0u8; 37];
+        flow[0] = ip[6];
+        flow[1..].copy_from_slice(&ip[8..44]);
+        let tcp = &ip[40..];
+        let header_len = usize::from(tcp[12] >> 4) * 4;
+        let mut options = [0u8; 41];
+        options[0] = tcp[12];
+        if let Some(opts) = tcp.get(20..header_len) {
+            options[1..1 + opts.len().min(40)].copy_from_slice(&opts[..opts.len().min(40)]);
+        }
+        Some(Self {
+            flow,
+            options,
+            psh: tcp[13] & 0x08 != 0,
+        })
+    }
+
+    /// Whether a packet with key `self` continues the run of `last`.
+    fn continues(&self, last: &Option<Self>) -> bool {
+        last.is_some_and(|l| !l.psh && l.flow == self.flow && l.options == self.options)
+    }
 }
 
 /// Room for a coalesced super-packet behind the headroom.
@@ -143,18 +183,9 @@ impl Default for TunBatch {
             packets: Vec::with_capacity(BATCH),
             gro: tun_rs::GROTable::default(),
             spare: Vec::new(),
-            last_flow: None,
+            last: None,
         }
     }
-}
-
-/// What tells a packet's flow apart: next header, both addresses and, for TCP and
-/// UDP, both ports (`None` for anything too short to tell).
-fn flow_of(ip: &[u8]) -> Option<[u8; 37]> {
-    let mut key = [0u8; 37];
-    key[0] = *ip.get(6)?;
-    key[1..].copy_from_slice(ip.get(8..44)?);
-    Some(key)
 }
 
 impl TunBatch {
@@ -163,9 +194,9 @@ impl TunBatch {
         if self.packets.len() >= BATCH {
             self.flush(shared).await;
         }
-        let flow = flow_of(packet.get(HEADROOM..).unwrap_or_default());
-        let tcp = flow.is_some_and(|f| f[0] == 6);
-        if tcp && flow != self.last_flow && packet.capacity() < SUPER_BUFFER {
+        let key = RunKey::of(packet.get(HEADROOM..).unwrap_or_default());
+        let starts_run = key.is_some_and(|k| !k.continues(&self.last));
+        if starts_run && packet.capacity() < SUPER_BUFFER {
             let mut big = self
                 .spare
                 .pop()
@@ -174,7 +205,7 @@ impl TunBatch {
             big.extend_from_slice(&packet);
             packet = big;
         }
-        self.last_flow = flow;
+        self.last = key;
         self.packets.push(packet);
     }
 
@@ -204,7 +235,7 @@ impl TunBatch {
                 self.spare.push(p);
             }
         }
-        self.last_flow = None;
+        self.last = None;
     }
 }
 
