@@ -106,7 +106,6 @@ pub(crate) struct NodeSettings {
 impl NodeSettings {
     /// The private network's name and key file, if both are known: private mode
     /// (QUIC off, TCP becomes TLS; PROTOCOL.md §2.4). Either alone means public mode.
-    #[allow(dead_code)] // read by the node once it speaks TLS
     pub(crate) fn private_network(&self) -> Option<(&str, &std::path::Path)> {
         Some((
             self.network_name.as_deref()?,
