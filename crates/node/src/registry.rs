@@ -131,6 +131,9 @@ pub(crate) struct EntryHandle {
     pub(crate) counters: Arc<LinkCounters>,
     /// Cancelled when the entry is removed or the node stops.
     pub(crate) cancel: CancellationToken,
+    /// An inbound connection served under another kind's entry (see
+    /// [`Registry::insert`]): it neither changes nor forgets that entry.
+    borrowed: bool,
 }
 
 #[derive(Debug)]
@@ -142,9 +145,16 @@ struct Entry {
     last_connected: Option<Instant>,
 }
 
-/// Two endpoints name the same peer when protocol and address agree.
+/// Two endpoints name the same peer when protocol and address agree; an IPv4
+/// address and its IPv4-mapped IPv6 form (how a dual-stack socket reports it) agree.
 fn same(a: &Endpoint, b: &Endpoint) -> bool {
-    a.proto() == b.proto() && a.addr() == b.addr()
+    let canonical = |e: &Endpoint| match e.addr() {
+        EndpointAddr::Socket(s) => {
+            EndpointAddr::Socket(std::net::SocketAddr::new(s.ip().to_canonical(), s.port()))
+        }
+        other => other,
+    };
+    a.proto() == b.proto() && canonical(a) == canonical(b)
 }
 
 /// Every known peer. Small (bounded by [`MAX_INBOUND`] and [`MAX_STATIC`] plus the
@@ -180,8 +190,30 @@ impl Registry {
             return Err(PeerError::Stopping);
         }
         let mut entries = self.lock();
-        if entries.iter().any(|e| same(&e.handle.endpoint, &endpoint)) {
-            return Err(PeerError::AlreadyExists);
+        if let Some(at) = entries
+            .iter()
+            .position(|e| same(&e.handle.endpoint, &endpoint))
+        {
+            if kind != PeerKind::Inbound {
+                return Err(PeerError::AlreadyExists);
+            }
+            let known = &entries[at];
+            if known.kind != PeerKind::Inbound {
+                // A peer we dial connects to us from the address we dial (QUIC
+                // shares one socket for both): serve the connection under its
+                // entry. Refusing it would leave two nodes that list each other
+                // with no link at all when each refuses the other's dial.
+                return Ok(EntryHandle {
+                    endpoint,
+                    counters: known.handle.counters.clone(),
+                    cancel: known.handle.cancel.child_token(),
+                    borrowed: true,
+                });
+            }
+            // A newer connection from the same address replaces the old one, as
+            // upstream does for QUIC (a peer that restarted).
+            let old = entries.swap_remove(at);
+            old.handle.cancel.cancel();
         }
         let bound = match kind {
             PeerKind::Inbound => MAX_INBOUND,
@@ -196,6 +228,7 @@ impl Registry {
             endpoint,
             counters: Arc::default(),
             cancel: self.shutdown.child_token(),
+            borrowed: false,
         };
         entries.push(Entry {
             handle: handle.clone(),
@@ -222,6 +255,9 @@ impl Registry {
     /// Removes the entry `handle` came from, if it is still there (a dialler that
     /// gave up, an inbound connection that ended).
     pub(crate) fn forget(&self, handle: &EntryHandle) {
+        if handle.borrowed {
+            return;
+        }
         let mut entries = self.lock();
         if let Some(at) = entries
             .iter()
@@ -233,6 +269,9 @@ impl Registry {
 
     /// Updates an entry's connection state.
     pub(crate) fn set_state(&self, handle: &EntryHandle, state: ConnectionState) {
+        if handle.borrowed {
+            return;
+        }
         let mut entries = self.lock();
         if let Some(e) = entries
             .iter_mut()
@@ -345,6 +384,69 @@ mod tests {
         assert!(info.last_connected.is_some());
         r.forget(&h);
         assert!(r.list().is_empty());
+    }
+
+    #[test]
+    fn a_new_inbound_connection_replaces_the_old_one() {
+        let r = Registry::new(CancellationToken::new());
+        let old = r
+            .insert(
+                ep("quic://[::1]:9"),
+                PeerKind::Inbound,
+                ConnectionState::Alive,
+            )
+            .unwrap();
+        let new = r
+            .insert(
+                ep("quic://[::1]:9"),
+                PeerKind::Inbound,
+                ConnectionState::Alive,
+            )
+            .unwrap();
+        assert!(old.cancel.is_cancelled() && !new.cancel.is_cancelled());
+        // The old link ending does not take the new entry with it.
+        r.forget(&old);
+        assert_eq!(r.list().len(), 1);
+    }
+
+    #[test]
+    fn an_inbound_connection_from_a_static_peer_is_served_under_its_entry() {
+        let r = Registry::new(CancellationToken::new());
+        let dialled = r
+            .insert(
+                ep("quic://[::1]:9"),
+                PeerKind::Static,
+                ConnectionState::Dead,
+            )
+            .unwrap();
+        let inbound = r
+            .insert(
+                ep("quic://[::1]:9"),
+                PeerKind::Inbound,
+                ConnectionState::Alive,
+            )
+            .unwrap();
+        inbound.counters.sent(5);
+        r.set_state(&inbound, ConnectionState::Alive);
+        r.forget(&inbound);
+        let list = r.list();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].kind, list[0].tx_bytes), (PeerKind::Static, 5));
+        // Removing the static peer closes the inbound link too.
+        r.remove(&ep("quic://[::1]:9")).unwrap();
+        assert!(dialled.cancel.is_cancelled() && inbound.cancel.is_cancelled());
+        // But an API add of a known endpoint is still a conflict.
+        r.insert(
+            ep("tcp://[::1]:9"),
+            PeerKind::Inbound,
+            ConnectionState::Alive,
+        )
+        .unwrap();
+        assert_eq!(
+            r.insert(ep("tcp://[::1]:9"), PeerKind::Static, ConnectionState::Dead)
+                .unwrap_err(),
+            PeerError::AlreadyExists
+        );
     }
 
     #[test]
