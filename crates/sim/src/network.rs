@@ -238,6 +238,16 @@ impl Sim {
         self.nodes[node].key.address()
     }
 
+    /// The node's public key (its identity; the overlay address derives from it).
+    pub fn public_key(&self, node: NodeIdx) -> PublicKey {
+        self.nodes[node].key
+    }
+
+    /// The link's current configuration.
+    pub fn link_config(&self, link: LinkIdx) -> LinkConfig {
+        self.links[link].cfg
+    }
+
     /// Adds a running node with a fresh identity.
     pub fn add_node(&mut self) -> NodeIdx {
         let key = PublicKey::from_bytes(self.rng.gen());
@@ -615,6 +625,14 @@ impl Sim {
         } else {
             l.ends[0]
         })
+    }
+
+    /// The connected link a packet for `dst` leaves `node` on, over its selected
+    /// route.
+    pub fn next_hop_link(&self, node: NodeIdx, dst: Ipv6Addr) -> Option<LinkIdx> {
+        let peer = self.router(node)?.next_hop(dst)?;
+        let link = *self.nodes[node].peers.get(&peer)?;
+        self.link_connected(link).then_some(link)
     }
 
     /// A random number from the simulation's generator, for tests that choose what to
