@@ -535,6 +535,64 @@ fn unreachable(seed: u64, loss: f64) {
     });
 }
 
+/// The diamond again, but both ways into D break mid-message and stay broken past
+/// the deadline: the sender reports the message failed, and the half D holds is
+/// never delivered, not even once D is back.
+fn cut_off_mid_message(seed: u64, loss: f64) {
+    let mut sim = Sim::new(seed, RouterConfig::default());
+    let [a, b, c, d] = [(); 4].map(|_| sim.add_node());
+    sim.add_link(a, b, link(10));
+    let bd = sim.add_link(b, d, link(10));
+    sim.add_link(a, c, link(10));
+    let cd = sim.add_link(c, d, link(10));
+    let cfg = BusConfig {
+        send_window: 8,
+        ..BusConfig::default()
+    };
+    let mut w = World::with_bus_config(sim, loss, cfg);
+    w.converge();
+
+    let try_for = Duration::from_secs(5);
+    let pushed = w.sim.now();
+    let data = payload(&mut w.sim, 100_000);
+    let id = w.push(a, d, data, try_for);
+    // Mid-message, or, if loss keeps it from getting under way, well before the
+    // deadline.
+    while !matches!(
+        w.state(a, id),
+        Some(MessageState::Sending { acked, pending, sent }) if acked > 0 && pending + sent > 0
+    ) {
+        if w.sim.now() - pushed > Duration::from_secs(3) {
+            assert!(loss > 0.0, "the message never got under way");
+            break;
+        }
+        w.run_for(Duration::from_millis(1));
+    }
+    w.sim.cut_link(bd);
+    w.sim.cut_link(cd);
+    if loss == 0.0 {
+        assert_eq!(w.buses[d].usage().partial, 1, "D holds no half message");
+    }
+    w.run_until(pushed + try_for + Duration::from_secs(1));
+    assert!(w.log.failed.contains(&(a, id)), "not reported failed");
+    assert_eq!(w.state(a, id), Some(MessageState::Aborted));
+
+    w.sim.restore_link(bd);
+    w.sim.restore_link(cd);
+    w.run_for(Duration::from_secs(60));
+    assert!(!w.log.delivered.contains(&(a, id)));
+    assert!(
+        w.log.received.is_empty(),
+        "part of a failed message arrived"
+    );
+}
+
+#[test]
+fn a_message_cut_off_mid_way_fails_at_its_deadline() {
+    cut_off_mid_message(30, 0.0);
+    cut_off_mid_message(31, 0.30);
+}
+
 #[test]
 fn the_same_seed_replays_the_same_run() {
     let run = |seed| {
@@ -559,6 +617,7 @@ fn every_scenario_over_many_seeds() {
             random_pairs(seed, loss);
             reroute_mid_message(seed, loss, seed % 2 == 0);
             unreachable(seed, loss);
+            cut_off_mid_message(seed, loss);
         }
     }
 }
