@@ -309,26 +309,15 @@ pub(crate) fn send_local(
         icmp_to_tun(shared, src, src, hop, icmp::TIME_EXCEEDED, 0, ip);
         return;
     }
-    match snapshot.route(dst) {
-        Route::Via(tx, key) => {
-            let head = Head {
-                kind: PayloadType::Ipv6,
-                hop_limit: hop - 1,
-                src,
-                dst,
-            };
-            seal_and_send(shared, cache, tx, key, head, buf, len);
-        }
-        Route::Ask => {
-            if shared
-                .core_tx
-                .try_send(CoreCmd::Unrouted(Unrouted::Local { buf, len }))
-                .is_err()
-            {
-                NodeStats::bump(&shared.stats.no_route);
-            }
-        }
-    }
+    let head = Head {
+        kind: PayloadType::Ipv6,
+        hop_limit: hop - 1,
+        src,
+        dst,
+    };
+    originate(shared, cache, snapshot, head, buf, len, |buf| {
+        Unrouted::Local { buf, len }
+    });
 }
 
 /// The headers of a data packet we originate.
@@ -398,20 +387,35 @@ pub(crate) fn send_frame(
     buf: BytesMut,
 ) {
     let len = buf.len() - HEADROOM;
-    match snapshot.route(dst) {
-        Route::Via(tx, key) => {
-            let head = Head {
-                kind: PayloadType::Message,
-                hop_limit: MESSAGE_HOP_LIMIT - 1,
-                src,
-                dst,
-            };
-            seal_and_send(shared, cache, tx, key, head, buf, len);
-        }
+    let head = Head {
+        kind: PayloadType::Message,
+        hop_limit: MESSAGE_HOP_LIMIT - 1,
+        src,
+        dst,
+    };
+    originate(shared, cache, snapshot, head, buf, len, |buf| {
+        Unrouted::Message { src, dst, buf }
+    });
+}
+
+/// Seals and sends a packet we originate (`len` bytes at `HEADROOM` in `buf`) when
+/// the snapshot has a route for it; hands it to the core, as `unrouted` makes it,
+/// when it has not.
+fn originate(
+    shared: &Shared,
+    cache: &mut SecretCache,
+    snapshot: &Snapshot,
+    head: Head,
+    buf: BytesMut,
+    len: usize,
+    unrouted: impl FnOnce(BytesMut) -> Unrouted,
+) {
+    match snapshot.route(head.dst) {
+        Route::Via(tx, key) => seal_and_send(shared, cache, tx, key, head, buf, len),
         Route::Ask => {
             if shared
                 .core_tx
-                .try_send(CoreCmd::Unrouted(Unrouted::Message { src, dst, buf }))
+                .try_send(CoreCmd::Unrouted(unrouted(buf)))
                 .is_err()
             {
                 NodeStats::bump(&shared.stats.no_route);
