@@ -1,0 +1,56 @@
+//! Start-up refusals of the daemon for settings this project added: an API beyond
+//! loopback without a token, an unusable token file, a topic configuration that
+//! does not parse. Each stops the node before it opens any socket, with one line
+//! that names the bad value, and exit status 1.
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+use std::process::Output;
+
+fn node(args: &[&str], dir: &std::path::Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mycelium"))
+        .args(["--no-tun", "--disable-peer-discovery", "--key-file"])
+        .arg(dir.join("key"))
+        .args(args)
+        .env("HOME", dir)
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap()
+}
+
+fn refused(out: &Output, names: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for name in names {
+        assert!(err.contains(name), "{name} missing from: {err}");
+    }
+}
+
+#[test]
+fn an_api_beyond_loopback_needs_a_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = node(&["--api-addr", "0.0.0.0:18989"], dir.path());
+    refused(&out, &["0.0.0.0:18989", "--api-token-file"]);
+    let out = node(&["--jsonrpc-addr", "[::]:18990"], dir.path());
+    refused(&out, &["[::]:18990", "--api-token-file"]);
+}
+
+#[test]
+fn an_unusable_token_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let out = node(&["--api-token-file", missing.to_str().unwrap()], dir.path());
+    refused(&out, &["no-such-token"]);
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = node(&["--api-token-file", empty.to_str().unwrap()], dir.path());
+    refused(&out, &["empty-token", "printable"]);
+}
+
+#[test]
+fn a_topic_configuration_that_does_not_parse_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("topics.toml");
+    std::fs::write(&file, "default = \"Accept\"\n[\"chat\"\nbroken").unwrap();
+    let out = node(&["--topic-config", file.to_str().unwrap()], dir.path());
+    refused(&out, &["topics.toml", "line"]);
+}
