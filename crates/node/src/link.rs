@@ -162,7 +162,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 fn try_datagram(
     datagrams: &Option<quinn::Connection>,
     packet: Bytes,
-    counters: &LinkCounters,
+    sent: &mut Sent,
 ) -> Option<Bytes> {
     let Some(conn) = datagrams else {
         return Some(packet);
@@ -170,12 +170,31 @@ fn try_datagram(
     match conn.max_datagram_size() {
         Some(max) if packet.len() <= max => match conn.send_datagram(packet.clone()) {
             Ok(()) => {
-                counters.sent(packet.len());
+                sent.add(packet.len());
                 None
             }
             Err(_) => Some(packet),
         },
         _ => Some(packet),
+    }
+}
+
+/// What a writer sent since it last told the link's counters.
+#[derive(Default)]
+struct Sent {
+    bytes: usize,
+    packets: u64,
+}
+
+impl Sent {
+    fn add(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        self.packets += 1;
+    }
+
+    fn report(&mut self, counters: &LinkCounters) {
+        counters.sent(self.bytes, self.packets);
+        *self = Self::default();
     }
 }
 
@@ -188,19 +207,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     counters: Arc<LinkCounters>,
 ) {
     let mut out = BufWriter::with_capacity(256 * 1024, writer);
+    let mut sent = Sent::default();
     loop {
         let first = tokio::select! {
             biased;
             _ = close.cancelled() => break,
             Some(b) = control.recv() => Some(b),
-            Some(b) = data.recv() => try_datagram(&datagrams, b, &counters),
+            Some(b) = data.recv() => try_datagram(&datagrams, b, &mut sent),
             else => break,
         };
         if let Some(first) = first {
             if out.write_all(&first).await.is_err() {
                 break;
             }
-            counters.sent(first.len());
+            sent.add(first.len());
         }
         // Batch whatever else is ready into the same flush: control first.
         let mut failed = false;
@@ -208,7 +228,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             let next = match control.try_recv() {
                 Ok(b) => b,
                 Err(_) => match data.try_recv() {
-                    Ok(b) => match try_datagram(&datagrams, b, &counters) {
+                    Ok(b) => match try_datagram(&datagrams, b, &mut sent) {
                         Some(b) => b,
                         None => continue,
                     },
@@ -219,8 +239,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 failed = true;
                 break;
             }
-            counters.sent(next.len());
+            sent.add(next.len());
         }
+        sent.report(&counters);
         if failed || out.flush().await.is_err() {
             break;
         }

@@ -91,10 +91,13 @@ pub(crate) struct LinkCounters {
 }
 
 impl LinkCounters {
-    /// Counts one packet of `n` bytes written.
-    pub(crate) fn sent(&self, n: usize) {
-        self.tx.fetch_add(n as u64, Ordering::Relaxed);
-        self.tx_packets.fetch_add(1, Ordering::Relaxed);
+    /// Counts `packets` packets of `bytes` bytes in all written (a writer adds
+    /// up a batch and counts it once).
+    pub(crate) fn sent(&self, bytes: usize, packets: u64) {
+        if packets > 0 {
+            self.tx.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.tx_packets.fetch_add(packets, Ordering::Relaxed);
+        }
     }
 
     /// Counts `n` bytes read.
@@ -376,7 +379,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.list()[0].last_connected, None);
         r.set_state(&h, ConnectionState::Alive);
-        h.counters.sent(10);
+        h.counters.sent(10, 1);
         h.counters.received(7);
         let info = &r.list()[0];
         assert_eq!(info.state, ConnectionState::Alive);
@@ -426,7 +429,7 @@ mod tests {
                 ConnectionState::Alive,
             )
             .unwrap();
-        inbound.counters.sent(5);
+        inbound.counters.sent(5, 1);
         r.set_state(&inbound, ConnectionState::Alive);
         r.forget(&inbound);
         let list = r.list();
