@@ -637,15 +637,22 @@ fn a_live_node_answers_every_operation_as_documented() {
         refused.ctype
     );
     // Over the 10 MiB body limit.
-    let huge = msg(json!({"ip": a_ip}), b"", &vec![0; 8 << 20]);
-    r.json(
+    // The body is exactly one byte past the limit (JSON padded with trailing
+    // spaces): the node must read all of it before it can refuse, so it never
+    // closes with bytes unread, which would reset the connection under the
+    // client and lose the answer.
+    let mut huge = msg(json!({"ip": a_ip}), b"", &vec![0; 7 << 20]).to_string();
+    let limit = 10usize << 20;
+    assert!(huge.len() <= limit);
+    huge.extend(std::iter::repeat_n(' ', limit + 1 - huge.len()));
+    r.case(
         "push_body_too_large",
         "pushMessage",
         413,
         false,
         "POST",
         push,
-        &huge,
+        Some(("application/json", huge)),
     );
 
     let reply_path = format!("/api/v1/messages/reply/{}", popped["id"].as_str().unwrap());
