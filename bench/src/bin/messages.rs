@@ -168,6 +168,7 @@ fn config(peers: Vec<Endpoint>, port: Option<u16>) -> NodeConfig {
         topics: TopicConfig::default(),
         vsock_listen_port: None,
         private: None,
+        limits: Default::default(),
     }
 }
 

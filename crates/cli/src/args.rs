@@ -14,9 +14,14 @@ use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::PublicKey;
 
 use crate::settings::{
-    DEFAULT_API_ADDR, DEFAULT_JSONRPC_ADDR, DEFAULT_PEER_DISCOVERY_PORT, DEFAULT_QUIC_LISTEN_PORT,
-    DEFAULT_TCP_LISTEN_PORT, DEFAULT_UPDATE_WORKERS, MAX_UPDATE_WORKERS,
+    limits, DEFAULT_API_ADDR, DEFAULT_JSONRPC_ADDR, DEFAULT_PEER_DISCOVERY_PORT,
+    DEFAULT_QUIC_LISTEN_PORT, DEFAULT_TCP_LISTEN_PORT, DEFAULT_UPDATE_WORKERS, MAX_UPDATE_WORKERS,
 };
+
+/// A parser for an integer in a limit's range.
+fn ranged((min, max, _default): (u64, u64, u64)) -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::<u64>::new().range(min..=max)
+}
 
 /// A Mycelium-compatible overlay network node.
 #[derive(Debug, Parser)]
@@ -156,6 +161,32 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     pub(crate) enable_dns: bool,
 
+    /// Inbound peers kept at once (TCP, TLS, QUIC and vsock together). Default: 1024.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::INBOUND_PEERS))]
+    pub(crate) max_inbound_peers: Option<u64>,
+
+    /// Inbound connection attempts accepted a second, after a burst of twice as
+    /// many; 0 for no limit. Default: 64.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::CONNECTIONS_PER_SECOND))]
+    pub(crate) max_connections_per_second: Option<u64>,
+
+    /// Data packets queued for sending on one link; more are dropped. Default: 2048.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::LINK_DATA_QUEUE))]
+    pub(crate) link_data_queue: Option<u64>,
+
+    /// Control TLVs read from one link a second after a burst of 200000; a faster
+    /// peer is read more slowly. 0 for no limit. Default: 20000.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::LINK_CONTROL_RATE))]
+    pub(crate) link_control_rate: Option<u64>,
+
+    /// Subnets in the routing table; updates for more are dropped. Default: 250000.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::ROUTES))]
+    pub(crate) max_routes: Option<u64>,
+
+    /// Routes learned from one neighbour; more are dropped. Default: 100000.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::ROUTES_PER_PEER))]
+    pub(crate) max_routes_per_peer: Option<u64>,
+
     #[cfg(feature = "private")]
     #[command(flatten)]
     pub(crate) private: PrivateArgs,
@@ -278,6 +309,12 @@ mod tests {
             &["--firewall-mark", "-3"],
             &["--vsock-listen-port", "4294967296"],
             &["--log-format", "xml"],
+            &["--max-inbound-peers", "65537"],
+            &["--max-connections-per-second", "-1"],
+            &["--link-data-queue", "15"],
+            &["--link-control-rate", "lots"],
+            &["--max-routes", "0"],
+            &["--max-routes-per-peer", "100000001"],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

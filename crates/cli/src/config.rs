@@ -20,7 +20,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::paths;
-use crate::settings::MAX_UPDATE_WORKERS;
+use crate::settings::{limits, MAX_UPDATE_WORKERS};
 
 /// Every key the file may hold. Kept in step with [`ConfigFile`]'s fields by the
 /// `every_known_key_is_a_field` test.
@@ -46,6 +46,12 @@ const KNOWN_KEYS: &[&str] = &[
     "enable_dns",
     "network_name",
     "network_key_file",
+    "max_inbound_peers",
+    "max_connections_per_second",
+    "link_data_queue",
+    "link_control_rate",
+    "max_routes",
+    "max_routes_per_peer",
 ];
 
 /// The values of a config file; `None` where the key is absent.
@@ -81,6 +87,18 @@ pub(crate) struct ConfigFile {
     pub(crate) enable_dns: Option<bool>,
     pub(crate) network_name: Option<String>,
     pub(crate) network_key_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "inbound_peers")]
+    pub(crate) max_inbound_peers: Option<u64>,
+    #[serde(default, deserialize_with = "connections_per_second")]
+    pub(crate) max_connections_per_second: Option<u64>,
+    #[serde(default, deserialize_with = "link_data_queue")]
+    pub(crate) link_data_queue: Option<u64>,
+    #[serde(default, deserialize_with = "link_control_rate")]
+    pub(crate) link_control_rate: Option<u64>,
+    #[serde(default, deserialize_with = "routes")]
+    pub(crate) max_routes: Option<u64>,
+    #[serde(default, deserialize_with = "routes_per_peer")]
+    pub(crate) max_routes_per_peer: Option<u64>,
 }
 
 /// A config file that was found and read.
@@ -182,6 +200,49 @@ fn update_workers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::E
             "invalid value {n} for update_workers: must be between 1 and {MAX_UPDATE_WORKERS}"
         ))),
     }
+}
+
+/// A resource limit: an integer in its range (README "Resource limits").
+fn limit<'de, D: Deserializer<'de>>(
+    d: D,
+    key: &str,
+    (min, max, _default): (u64, u64, u64),
+) -> Result<Option<u64>, D::Error> {
+    let n = i64::deserialize(d)?;
+    match u64::try_from(n) {
+        Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
+        _ => Err(de::Error::custom(format!(
+            "invalid value {n} for {key}: must be between {min} and {max}"
+        ))),
+    }
+}
+
+fn inbound_peers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "max_inbound_peers", limits::INBOUND_PEERS)
+}
+
+fn connections_per_second<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(
+        d,
+        "max_connections_per_second",
+        limits::CONNECTIONS_PER_SECOND,
+    )
+}
+
+fn link_data_queue<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "link_data_queue", limits::LINK_DATA_QUEUE)
+}
+
+fn link_control_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "link_control_rate", limits::LINK_CONTROL_RATE)
+}
+
+fn routes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "max_routes", limits::ROUTES)
+}
+
+fn routes_per_peer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "max_routes_per_peer", limits::ROUTES_PER_PEER)
 }
 
 /// `peers`: one endpoint URI or an array of them.
@@ -343,6 +404,12 @@ vsock_listen_port = 6
 enable_dns = true
 network_name = \"nn\"
 network_key_file = \"/k\"
+max_inbound_peers = 7
+max_connections_per_second = 8
+link_data_queue = 90
+link_control_rate = 10
+max_routes = 110
+max_routes_per_peer = 120
 ";
         let table: toml::Table = toml::from_str(text).unwrap();
         let keys: Vec<&str> = table.keys().map(String::as_str).collect();
@@ -377,6 +444,12 @@ network_key_file = \"/k\"
             enable_dns,
             network_name,
             network_key_file,
+            max_inbound_peers,
+            max_connections_per_second,
+            link_data_queue,
+            link_control_rate,
+            max_routes,
+            max_routes_per_peer,
         } = c;
         assert!(peers.is_some() && tcp_listen_port.is_some() && quic_listen_port.is_some());
         assert!(disable_quic.is_some() && peer_discovery_port.is_some());
@@ -387,6 +460,17 @@ network_key_file = \"/k\"
         assert!(vsock_listen_port.is_some() && enable_dns.is_some());
         assert!(network_name.is_some() && network_key_file.is_some());
         assert!(api_token_file.is_some());
+        assert_eq!(
+            [
+                max_inbound_peers,
+                max_connections_per_second,
+                link_data_queue,
+                link_control_rate,
+                max_routes,
+                max_routes_per_peer
+            ],
+            [7, 8, 90, 10, 110, 120].map(Some)
+        );
     }
 
     #[test]
@@ -422,6 +506,10 @@ network_key_file = \"/k\"
             ("update_workers = -1", "update_workers", "-1"),
             ("no_tun = \"yes\"", "no_tun", "yes"),
             ("firewall_mark = -1", "firewall_mark", "-1"),
+            ("max_inbound_peers = 70000", "max_inbound_peers", "70000"),
+            ("link_data_queue = 1", "link_data_queue", "1"),
+            ("max_routes = -5", "max_routes", "-5"),
+            ("link_control_rate = 1e9", "link_control_rate", "1e9"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(value), "{text}: {err}");

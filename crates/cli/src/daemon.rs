@@ -43,11 +43,12 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
                 interfaces: settings.peer_discovery_interfaces.clone(),
             }),
             firewall_mark: settings.firewall_mark,
-            router: RouterConfig::default(),
+            router: router_config(&settings),
             messages: mycelium_node::BusConfig::default(),
             topics,
             vsock_listen_port: settings.vsock_listen_port,
             private: private_network(&settings)?,
+            limits: node_limits(&settings),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));
@@ -139,6 +140,28 @@ fn private_network(_: &NodeSettings) -> anyhow::Result<Option<mycelium_node::Pri
 /// The topic access control from `--topic-config`. Upstream ignores a file it
 /// cannot read and panics on one in the legacy format; we refuse to start, naming
 /// the file and the line, so a node never runs with an ACL other than the one meant.
+/// The routing defaults with the table bounds the settings give.
+fn router_config(settings: &NodeSettings) -> RouterConfig {
+    let mut cfg = RouterConfig::default();
+    cfg.limits.max_subnets = usize::try_from(settings.max_routes).unwrap_or(usize::MAX);
+    cfg.limits.max_routes_per_neighbour =
+        usize::try_from(settings.max_routes_per_peer).unwrap_or(usize::MAX);
+    cfg
+}
+
+/// The peer and link bounds the settings give (each range-checked already).
+fn node_limits(settings: &NodeSettings) -> mycelium_node::Limits {
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let rate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    mycelium_node::Limits {
+        max_inbound_peers: size(settings.max_inbound_peers),
+        connections_per_second: rate(settings.max_connections_per_second),
+        link_data_queue: size(settings.link_data_queue),
+        link_control_rate: rate(settings.link_control_rate),
+        ..mycelium_node::Limits::default()
+    }
+}
+
 fn topic_config(settings: &NodeSettings) -> anyhow::Result<mycelium_node::TopicConfig> {
     let Some(path) = &settings.topic_config else {
         return Ok(mycelium_node::TopicConfig::default());

@@ -281,6 +281,61 @@ pub(crate) async fn collect(node: &Node) -> Registry {
         "Data packets dropped, by reason",
         dropped,
     );
+
+    // Every defence against a hostile or broken peer, one label each (README,
+    // "Security").
+    let defences = Family::<Labels, Counter>::default();
+    let rs = &router.stats;
+    for (defence, n) in [
+        ("framing_error", value(&stats.framing_errors)),
+        ("control_packet_skipped", value(&stats.control_ignored)),
+        ("control_rate_throttled", value(&stats.control_throttled)),
+        ("update_filtered", rs.updates_filtered),
+        ("update_for_own_subnet", rs.updates_for_own_subnet),
+        ("update_over_limit", rs.updates_over_limit),
+        ("tlv_from_unknown_peer", rs.tlvs_from_unknown_peers),
+        ("route_request_too_old", rs.route_requests_too_old),
+        ("decryption_failed", value(&stats.decrypt_failures)),
+        ("spoofed_inner_address", value(&stats.spoofed)),
+        ("replayed_packet", value(&stats.replayed)),
+        ("malformed_packet", value(&stats.malformed)),
+        ("hop_limit_exceeded", value(&stats.hop_limit_exceeded)),
+        ("link_queue_full", value(&stats.link_queue_full)),
+        ("message_bus_busy", value(&stats.bus_queue_full)),
+        (
+            "connection_rate_limited",
+            value(&stats.connections_rate_limited),
+        ),
+        (
+            "connection_over_limit",
+            value(&stats.connections_over_limit),
+        ),
+        ("tls_handshake_failed", value(&stats.tls_handshake_failures)),
+    ] {
+        defences
+            .get_or_create(&vec![("defence", defence.to_owned())])
+            .inc_by(n);
+    }
+    let bus = node.messages().stats().await.unwrap_or_default();
+    for (defence, n) in [
+        ("message_frame_malformed", bus.malformed),
+        ("message_refused_by_topic_policy", bus.refused_by_policy),
+        ("message_refused_too_large", bus.refused_too_large),
+        ("message_refused_inbox_full", bus.refused_full),
+        ("message_refused_partial_limit", bus.refused_partial_limit),
+        ("message_chunk_invalid", bus.bad_chunks),
+        ("message_done_invalid", bus.bad_dones),
+        ("message_frame_duplicate", bus.duplicates),
+    ] {
+        defences
+            .get_or_create(&vec![("defence", defence.to_owned())])
+            .inc_by(n);
+    }
+    r.register(
+        "mycelium_defences",
+        "Hostile or broken input refused, by the defence that refused it",
+        defences,
+    );
     r
 }
 
@@ -309,6 +364,7 @@ mod tests {
             topics: mycelium_node::TopicConfig::default(),
             vsock_listen_port: None,
             private: None,
+            limits: Default::default(),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await.unwrap();
         let mut text = String::new();
@@ -319,6 +375,8 @@ mod tests {
             "mycelium_peer_tx_bytes_total{endpoint=\"tcp://127.0.0.1:1\",type=\"static\"}",
             "mycelium_dropped_packets_total{reason=\"no_route\"} 0",
             "mycelium_routes_selected 0",
+            "mycelium_defences_total{defence=\"replayed_packet\"} 0",
+            "mycelium_defences_total{defence=\"update_for_own_subnet\"} 0",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }

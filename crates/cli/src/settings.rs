@@ -45,6 +45,24 @@ pub(crate) const DEFAULT_TUN_NAME: &str = "utun0";
 #[cfg(not(target_os = "macos"))]
 pub(crate) const DEFAULT_TUN_NAME: &str = "mycelium";
 
+/// The resource limits (README "Resource limits"): flag and config key (with `_`
+/// for `-`), the range accepted, and the default. The defaults are
+/// [`mycelium_node::Limits`]' and the router's.
+pub(crate) mod limits {
+    /// `--max-inbound-peers`: inbound peers kept at once.
+    pub(crate) const INBOUND_PEERS: (u64, u64, u64) = (0, 65_536, 1_024);
+    /// `--max-connections-per-second`: inbound connection attempts a second (0: off).
+    pub(crate) const CONNECTIONS_PER_SECOND: (u64, u64, u64) = (0, 1_000_000, 64);
+    /// `--link-data-queue`: data packets queued per link.
+    pub(crate) const LINK_DATA_QUEUE: (u64, u64, u64) = (16, 1_048_576, 2_048);
+    /// `--link-control-rate`: control TLVs read per link a second (0: off).
+    pub(crate) const LINK_CONTROL_RATE: (u64, u64, u64) = (0, 100_000_000, 20_000);
+    /// `--max-routes`: subnets in the routing table.
+    pub(crate) const ROUTES: (u64, u64, u64) = (16, 100_000_000, 250_000);
+    /// `--max-routes-per-peer`: routes learned from one neighbour.
+    pub(crate) const ROUTES_PER_PEER: (u64, u64, u64) = (16, 100_000_000, 100_000);
+}
+
 /// Shortest and longest private network name in bytes (CLI.md §3).
 #[cfg(feature = "private")]
 const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
@@ -94,6 +112,18 @@ pub(crate) struct NodeSettings {
     pub(crate) vsock_listen_port: Option<u32>,
     /// Run the DNS forwarder on UDP `[::]:53`.
     pub(crate) enable_dns: bool,
+    /// Inbound peers kept at once.
+    pub(crate) max_inbound_peers: u64,
+    /// Inbound connection attempts accepted a second (0: no limit).
+    pub(crate) max_connections_per_second: u64,
+    /// Data packets queued per link.
+    pub(crate) link_data_queue: u64,
+    /// Control TLVs read per link a second (0: no limit).
+    pub(crate) link_control_rate: u64,
+    /// Subnets in the routing table.
+    pub(crate) max_routes: u64,
+    /// Routes learned from one neighbour.
+    pub(crate) max_routes_per_peer: u64,
     /// Private network name (TLS-PSK identity), 2 to 64 bytes.
     #[cfg(feature = "private")]
     pub(crate) network_name: Option<String>,
@@ -193,6 +223,30 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
         cdn_cache: args.cdn_cache.clone().or(file.cdn_cache),
         vsock_listen_port: args.vsock_listen_port.or(file.vsock_listen_port),
         enable_dns: args.enable_dns || flag(file.enable_dns),
+        max_inbound_peers: args
+            .max_inbound_peers
+            .or(file.max_inbound_peers)
+            .unwrap_or(limits::INBOUND_PEERS.2),
+        max_connections_per_second: args
+            .max_connections_per_second
+            .or(file.max_connections_per_second)
+            .unwrap_or(limits::CONNECTIONS_PER_SECOND.2),
+        link_data_queue: args
+            .link_data_queue
+            .or(file.link_data_queue)
+            .unwrap_or(limits::LINK_DATA_QUEUE.2),
+        link_control_rate: args
+            .link_control_rate
+            .or(file.link_control_rate)
+            .unwrap_or(limits::LINK_CONTROL_RATE.2),
+        max_routes: args
+            .max_routes
+            .or(file.max_routes)
+            .unwrap_or(limits::ROUTES.2),
+        max_routes_per_peer: args
+            .max_routes_per_peer
+            .or(file.max_routes_per_peer)
+            .unwrap_or(limits::ROUTES_PER_PEER.2),
         #[cfg(feature = "private")]
         network_name: match args.private.network_name.clone() {
             Some(name) => Some(name),

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dataplane::{self, SecretCache};
+use crate::limits::{Limits, ReplayFilter, TokenBucket};
 use crate::registry::Registry;
 use crate::snapshot::{LinkTx, Snapshot};
 use crate::stats::{NodeStats, PacketStats};
@@ -65,12 +66,31 @@ pub(crate) struct Shared {
     /// When the node started, for the API.
     pub(crate) started: SystemTime,
     pub(crate) shutdown: CancellationToken,
+    /// Bounds on peers and links.
+    pub(crate) limits: Limits,
+    /// Inbound connection attempts, across listeners.
+    pub(crate) accepts: Mutex<TokenBucket>,
+    /// Data packets opened recently, to drop replays.
+    pub(crate) replays: ReplayFilter,
     next_peer: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn new_peer_id(&self) -> PeerId {
         PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether an inbound connection attempt may go ahead (counted if not).
+    pub(crate) fn admit_connection(&self) -> bool {
+        let admitted = self
+            .accepts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_take(1, std::time::Instant::now());
+        if !admitted {
+            NodeStats::bump(&self.stats.connections_rate_limited);
+        }
+        admitted
     }
 }
 
@@ -188,11 +208,18 @@ impl Core {
             bus_tx,
             stats: NodeStats::default(),
             packets: PacketStats::default(),
-            registry: Registry::new(shutdown.clone()),
+            registry: Registry::new(shutdown.clone(), cfg.limits.max_inbound_peers),
             quic: OnceLock::new(),
             mark: cfg.firewall_mark,
             started: SystemTime::now(),
             shutdown,
+            limits: cfg.limits,
+            accepts: Mutex::new(TokenBucket::new(
+                cfg.limits.connections_per_second,
+                cfg.limits.connections_per_second.saturating_mul(2),
+                std::time::Instant::now(),
+            )),
+            replays: ReplayFilter::default(),
             next_peer: AtomicU64::new(1),
         });
         let core = Self {

@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use mycelium_proto::crypto::{SharedSecret, OVERHEAD};
+use mycelium_proto::crypto::{SharedSecret, NONCE_LEN, OVERHEAD};
 use mycelium_proto::icmp;
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::packet::{self, TYPE_DATA};
@@ -608,11 +608,27 @@ pub(crate) async fn deliver(
     cache
         .tally
         .count(&shared.packets, src, dst, pkt.len() - PAYLOAD_AT);
+    // The nonce is the payload's last 12 bytes; opening leaves it alone, but it
+    // is taken first so the replay check does not depend on that.
+    let mut nonce = [0u8; NONCE_LEN];
+    if let Some(tail) = pkt
+        .len()
+        .checked_sub(NONCE_LEN)
+        .and_then(|at| pkt.get(at..))
+    {
+        nonce.copy_from_slice(tail);
+    }
     let secret = cache.get(&shared.secret, key);
     let Ok(n) = secret.open_in_place(&mut pkt[PAYLOAD_AT..]) else {
         NodeStats::bump(&shared.stats.decrypt_failures);
         return;
     };
+    // Authentic, but perhaps a copy of one delivered before (upstream's format has
+    // no sequence numbers; see `ReplayFilter`).
+    if shared.replays.seen(src, &nonce) {
+        NodeStats::bump(&shared.stats.replayed);
+        return;
+    }
     let plain = &mut pkt[PAYLOAD_AT..PAYLOAD_AT + n];
     match payload::decode(plain) {
         Ok((PayloadType::Ipv6, _)) => {}
@@ -657,7 +673,11 @@ pub(crate) async fn deliver(
         || !mycelium_proto::Subnet::v6_64(src).contains_ip(addr_at(ip, 8).into())
         || !mycelium_proto::Subnet::v6_64(dst).contains_ip(addr_at(ip, 24).into())
     {
-        NodeStats::bump(&shared.stats.malformed);
+        if ip.len() >= 40 && ip[0] >> 4 == 6 {
+            NodeStats::bump(&shared.stats.spoofed);
+        } else {
+            NodeStats::bump(&shared.stats.malformed);
+        }
         return;
     }
     ip[7] = hop;

@@ -14,6 +14,7 @@
 mod core;
 mod dataplane;
 mod discovery;
+mod limits;
 mod link;
 mod messages;
 mod peers;
@@ -44,6 +45,7 @@ use crate::core::{CoreCmd, Query, Shared};
 use crate::registry::ConnectionState as State;
 
 pub use discovery::DiscoveryConfig;
+pub use limits::Limits;
 pub use messages::{BusError, MessageStatus, Messages, Pushed};
 pub use mycelium_proto::messages::{BusConfig, TopicConfig};
 pub use proxy::{ProbeResult, Proxy, ProxySettings};
@@ -81,6 +83,8 @@ pub struct NodeConfig {
     /// QUIC (PROTOCOL.md §2.4). Only builds with the `private` feature can start
     /// with one.
     pub private: Option<PrivateNetwork>,
+    /// Bounds on peers and links (the router's own are in [`NodeConfig::router`]).
+    pub limits: Limits,
 }
 
 /// Shortest and longest private network name, in bytes.

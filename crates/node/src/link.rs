@@ -15,11 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::{CoreCmd, Shared, CONTROL_QUEUE};
 use crate::dataplane::{self, SecretCache};
+use crate::limits::TokenBucket;
 use crate::registry::{EntryHandle, LinkCounters};
 use crate::stats::NodeStats;
 
-/// Data packets a link may have queued; more are dropped (and counted).
-const DATA_QUEUE: usize = 2_048;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -58,7 +57,7 @@ pub(crate) async fn run_with_datagrams<R, W>(
 {
     let peer = shared.new_peer_id();
     let close = meta.entry.cancel.child_token();
-    let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
+    let (data_tx, data_rx) = mpsc::channel(shared.limits.link_data_queue.max(1));
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let up = CoreCmd::LinkUp {
         peer,
@@ -99,6 +98,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut cache = SecretCache::default();
     let mut out = dataplane::TunBatch::default();
+    let limits = &shared.limits;
+    let mut control_rate = TokenBucket::new(
+        limits.link_control_rate,
+        limits.link_control_burst,
+        std::time::Instant::now(),
+    );
     loop {
         // Take every whole packet out of the buffer.
         let mut packets = 0;
@@ -116,7 +121,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     buf.reserve(needed.max(READ_CHUNK / 4));
                     break;
                 }
-                Err(e) => return format!("framing error: {e}"),
+                Err(e) => {
+                    NodeStats::bump(&shared.stats.framing_errors);
+                    return format!("framing error: {e}");
+                }
             };
             let packet = buf.split_to(len);
             packets += 1;
@@ -126,6 +134,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     dataplane::handle_data(shared, &mut cache, &snapshot, packet, &mut out).await;
                 }
                 Some(Ok(tlv)) => {
+                    let wait = control_rate.take(1, std::time::Instant::now());
+                    if !wait.is_zero() {
+                        // Over its rate: this link is not read until it is back
+                        // under it (TCP pushes back on the sender meanwhile).
+                        NodeStats::bump(&shared.stats.control_throttled);
+                        counters.received_packets(std::mem::take(&mut packets));
+                        out.flush(shared).await;
+                        tokio::select! {
+                            _ = close.cancelled() => return "closed".into(),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
                     if shared
                         .core_tx
                         .send(CoreCmd::Control { peer, tlv })

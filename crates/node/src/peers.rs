@@ -15,7 +15,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::core::Shared;
 use crate::link;
-use crate::registry::{ConnectionState, EntryHandle, PeerKind};
+use crate::registry::{ConnectionState, EntryHandle, PeerError, PeerKind};
+use crate::stats::NodeStats;
 
 /// Upstream redials a static peer every 5 s.
 const REDIAL: Duration = Duration::from_secs(5);
@@ -105,6 +106,10 @@ pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mar
                 }
             },
         };
+        if !shared.admit_connection() {
+            tracing::debug!("closing TCP peer {remote}: connection attempts over the rate");
+            continue;
+        }
         set_mark(&stream, mark);
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "private")]
@@ -150,6 +155,9 @@ async fn inbound(
     {
         Ok(entry) => entry,
         Err(e) => {
+            if e == PeerError::TooMany {
+                NodeStats::bump(&shared.stats.connections_over_limit);
+            }
             tracing::debug!("refusing peer {endpoint}: {e}");
             return;
         }

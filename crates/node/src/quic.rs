@@ -24,7 +24,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use crate::core::Shared;
 use crate::dataplane::{self, SecretCache};
 use crate::link;
-use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerKind};
+use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerError, PeerKind};
 use crate::stats::NodeStats;
 
 /// SNI upstream clients send; servers ignore it.
@@ -195,6 +195,10 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 None => return,
             },
         };
+        if !shared.admit_connection() {
+            incoming.refuse();
+            continue;
+        }
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             incoming.refuse();
             continue;
@@ -207,6 +211,9 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
         ) {
             Ok(entry) => entry,
             Err(e) => {
+                if e == PeerError::TooMany {
+                    NodeStats::bump(&shared.stats.connections_over_limit);
+                }
                 tracing::debug!("refusing QUIC peer {remote}: {e}");
                 incoming.refuse();
                 continue;

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use mycelium_proto::endpoint::{Endpoint, EndpointAddr};
 use tokio_util::sync::CancellationToken;
 
-/// Inbound connections we keep at once; more are refused at accept time.
-pub(crate) const MAX_INBOUND: usize = 1_024;
 /// Static peers at once (API additions included).
 pub(crate) const MAX_STATIC: usize = 4_096;
 
@@ -160,20 +158,23 @@ fn same(a: &Endpoint, b: &Endpoint) -> bool {
     a.proto() == b.proto() && canonical(a) == canonical(b)
 }
 
-/// Every known peer. Small (bounded by [`MAX_INBOUND`] and [`MAX_STATIC`] plus the
+/// Every known peer. Small (bounded by the inbound limit, [`MAX_STATIC`] and the
 /// discovery bound), read by the API and written on connection events, never on the
 /// packet path.
 #[derive(Debug)]
 pub(crate) struct Registry {
     entries: Mutex<Vec<Entry>>,
     shutdown: CancellationToken,
+    /// Inbound peers kept at once; more are refused at accept time.
+    max_inbound: usize,
 }
 
 impl Registry {
-    pub(crate) fn new(shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(shutdown: CancellationToken, max_inbound: usize) -> Self {
         Self {
             entries: Mutex::new(Vec::new()),
             shutdown,
+            max_inbound,
         }
     }
 
@@ -219,7 +220,7 @@ impl Registry {
             old.handle.cancel.cancel();
         }
         let bound = match kind {
-            PeerKind::Inbound => MAX_INBOUND,
+            PeerKind::Inbound => self.max_inbound,
             PeerKind::Static => MAX_STATIC,
             PeerKind::LinkLocalDiscovery => crate::discovery::MAX_DISCOVERED,
         };
@@ -329,7 +330,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused_by_protocol_and_address() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         r.insert(
             ep("tcp://127.0.0.1:9651"),
             PeerKind::Static,
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn removing_cancels_the_entry() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         let h = r
             .insert(ep("tcp://[::1]:1"), PeerKind::Static, ConnectionState::Dead)
             .unwrap();
@@ -369,7 +370,7 @@ mod tests {
 
     #[test]
     fn state_and_counters_show_in_the_list() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         let h = r
             .insert(
                 ep("tcp://[::1]:1"),
@@ -391,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_new_inbound_connection_replaces_the_old_one() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         let old = r
             .insert(
                 ep("quic://[::1]:9"),
@@ -414,7 +415,7 @@ mod tests {
 
     #[test]
     fn an_inbound_connection_from_a_static_peer_is_served_under_its_entry() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         let dialled = r
             .insert(
                 ep("quic://[::1]:9"),
@@ -452,9 +453,11 @@ mod tests {
         );
     }
 
+    const MAX_INBOUND: usize = 1_024;
+
     #[test]
     fn inbound_entries_are_bounded() {
-        let r = Registry::new(CancellationToken::new());
+        let r = Registry::new(CancellationToken::new(), MAX_INBOUND);
         for port in 0..MAX_INBOUND as u16 {
             r.insert(
                 Endpoint::tcp(([127, 0, 0, 1], port).into()),

@@ -41,6 +41,21 @@ pub struct NodeStats {
     /// network's name or key, or a peer that does not speak TLS (private networks
     /// only).
     pub tls_handshake_failures: AtomicU64,
+    /// Data packets for us whose inner IPv6 source or destination lies outside the
+    /// outer header's `/64`s (a forged source, or a packet turned round).
+    pub spoofed: AtomicU64,
+    /// Data packets for us that were opened before (replays).
+    pub replayed: AtomicU64,
+    /// Links closed because their byte stream did not frame (garbage, a bad
+    /// version or type, an oversized length).
+    pub framing_errors: AtomicU64,
+    /// Times a link was not read for a while because it sent control TLVs faster
+    /// than its rate.
+    pub control_throttled: AtomicU64,
+    /// Inbound connection attempts closed for arriving faster than the rate.
+    pub connections_rate_limited: AtomicU64,
+    /// Inbound connections closed because the inbound peer table was full.
+    pub connections_over_limit: AtomicU64,
 }
 
 /// The names of [`NodeStats::tlvs`]' entries, in order.

@@ -48,6 +48,9 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u32) {
                 }
             },
         };
+        if !shared.admit_connection() {
+            continue;
+        }
         let remote = ours(remote);
         let entry = match shared.registry.insert(
             Endpoint::vsock(remote),
@@ -56,6 +59,9 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u32) {
         ) {
             Ok(entry) => entry,
             Err(e) => {
+                if e == crate::registry::PeerError::TooMany {
+                    crate::stats::NodeStats::bump(&shared.stats.connections_over_limit);
+                }
                 tracing::debug!("refusing vsock peer {remote}: {e}");
                 continue;
             }

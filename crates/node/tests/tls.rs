@@ -38,6 +38,7 @@ fn config(peers: Vec<Endpoint>, port: Option<u16>, private: Option<PrivateNetwor
         topics: TopicConfig::default(),
         vsock_listen_port: None,
         private,
+        limits: Default::default(),
     }
 }
 

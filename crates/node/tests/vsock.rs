@@ -81,6 +81,7 @@ fn config(peers: Vec<Endpoint>, vsock_listen_port: Option<u32>) -> NodeConfig {
         topics: TopicConfig::default(),
         vsock_listen_port,
         private: None,
+        limits: Default::default(),
     }
 }
 

@@ -294,3 +294,27 @@ mod private {
         }
     }
 }
+
+#[test]
+fn limits_come_from_the_command_line_then_the_file_then_the_defaults() {
+    let s = resolved(&[], None);
+    assert_eq!(
+        (
+            s.max_inbound_peers,
+            s.max_connections_per_second,
+            s.link_data_queue
+        ),
+        (1_024, 64, 2_048)
+    );
+    assert_eq!(
+        (s.link_control_rate, s.max_routes, s.max_routes_per_peer),
+        (20_000, 250_000, 100_000)
+    );
+    let file = ConfigFile {
+        max_inbound_peers: Some(10),
+        max_routes: Some(500),
+        ..ConfigFile::default()
+    };
+    let s = resolved(&["--max-inbound-peers", "20"], Some(file));
+    assert_eq!((s.max_inbound_peers, s.max_routes), (20, 500));
+}
