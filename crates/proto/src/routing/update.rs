@@ -34,7 +34,10 @@ impl Router {
             self.stats.updates_filtered += 1;
             return;
         }
-        if u.subnet.network() == self.own_subnet {
+        // Upstream ignores only the exact own subnet. A longer prefix inside it can
+        // name our own key in its router id (a public value), so any peer could take
+        // part of our /64 away from us: those are ignored too.
+        if self.own_subnet.contains_subnet(&u.subnet) {
             self.stats.updates_for_own_subnet += 1;
             return;
         }
