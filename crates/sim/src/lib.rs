@@ -13,6 +13,7 @@
 
 pub mod check;
 mod network;
+pub mod soak;
 pub mod topology;
 
 pub use network::{CrashKind, Delivery, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};

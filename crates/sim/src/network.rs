@@ -140,6 +140,9 @@ pub struct Sim {
     pub reconnect_delay: Duration,
     stats: SimStats,
     trace: Option<Vec<Delivery>>,
+    /// Nodes whose router took an input since the last [`Sim::take_touched`], when
+    /// tracking is on.
+    touched: Option<Vec<NodeIdx>>,
 }
 
 /// One TLV delivered, as recorded by [`Sim::set_trace`].
@@ -173,6 +176,7 @@ impl Sim {
             reconnect_delay: Duration::from_secs(5),
             stats: SimStats::default(),
             trace: None,
+            touched: None,
         }
     }
 
@@ -185,6 +189,29 @@ impl Sim {
     /// Starts (or stops) recording every delivered TLV.
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on.then(Vec::new);
+    }
+
+    /// Starts (or stops) recording which nodes' routers took an input (a TLV, a
+    /// timeout, a neighbour coming or going, a crash or a restart): only those can
+    /// have changed their routes. Incremental checkers drain it with
+    /// [`Sim::take_touched`].
+    pub fn set_track_touched(&mut self, on: bool) {
+        self.touched = on.then(Vec::new);
+    }
+
+    /// Moves the nodes touched since the last call into `out` (cleared first), in
+    /// the order touched, with repeats.
+    pub fn take_touched(&mut self, out: &mut Vec<NodeIdx>) {
+        out.clear();
+        if let Some(t) = self.touched.as_mut() {
+            std::mem::swap(t, out);
+        }
+    }
+
+    fn touch(&mut self, node: NodeIdx) {
+        if let Some(t) = self.touched.as_mut() {
+            t.push(node);
+        }
     }
 
     /// The deliveries recorded since tracing started.
@@ -372,6 +399,7 @@ impl Sim {
         if self.nodes[node].router.take().is_none() {
             return;
         }
+        self.touch(node);
         self.nodes[node].timer = None;
         let links: Vec<LinkIdx> = self.nodes[node].peers.values().copied().collect();
         for link in links {
@@ -428,6 +456,7 @@ impl Sim {
 
     /// Drains what a router produced after an input and re-arms its timer.
     fn after_input(&mut self, node: NodeIdx) {
+        self.touch(node);
         let Some(router) = self.nodes[node].router.as_mut() else {
             return;
         };

@@ -1,0 +1,1309 @@
+//! The churn soak: a large random network under continuous failures and repairs,
+//! with messages between random pairs, checked for routing loops after every event
+//! and for lost messages.
+//!
+//! # The run
+//!
+//! 1. A random connected graph ([`topology::random_connected`]) whose links each
+//!    get a latency drawn log-uniformly from a range, and a loss rate (control
+//!    TLVs: a retransmission delay on the reliable stream; data packets: dropped).
+//!    The routers converge, checked for loops throughout.
+//! 2. The churn phase. Failures arrive as Poisson processes: each link fails on
+//!    average once per [`SoakConfig::link_mtbf`] (cut or silenced, half and half),
+//!    each node crashes once per [`SoakConfig::node_mtbf`] (process exit or power
+//!    loss, half and half). Every failure schedules its own repair: a link comes back
+//!    after a short flap (0.2 to 3 s, a share [`SoakConfig::flap_share`] of link
+//!    failures, some shorter and some longer than the liveness timeout) or an
+//!    exponential outage (mean [`SoakConfig::link_repair`]); a node restarts after
+//!    1 s plus an exponential outage (mean [`SoakConfig::node_repair`]). Meanwhile
+//!    messages go between random running pairs at
+//!    [`SoakConfig::messages_per_sec`], each tried for [`SoakConfig::try_for`].
+//! 3. Repair and settle: every link is restored and every node restarted; the run
+//!    goes on for [`SoakConfig::settle`] (outstanding messages finish), and every
+//!    running node must then reach every other.
+//!
+//! # What is checked
+//!
+//! - **No routing loop, after every event**: after each simulator event (TLV
+//!   delivered, timer fired, reconnection) and each failure or repair, the nodes
+//!   whose tables changed are re-checked for every destination whose next hop
+//!   changed (see [`loops`](self::loops) for why that is exact). Destinations that
+//!   are down count too. A full check of every destination from every node runs
+//!   every [`SoakConfig::full_check_every`] of simulated time as a cross-check.
+//! - **No message lost that had time to arrive**: a message *had time to arrive*
+//!   when, for its whole window (from its push to its deadline), its sender and its
+//!   receiver both stayed up and were joined by a path of working links (not cut,
+//!   not silenced, both ends up). Such a message must reach its receiver exactly
+//!   once and intact, and its sender must hear it was delivered. Other messages are
+//!   *excused* and counted by their first excuse (sender down, receiver down, no
+//!   path); they must never arrive corrupted. Each message is judged
+//!   [`GRACE`] after its deadline.
+
+mod loops;
+mod world;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mycelium_proto::messages::BusConfig;
+use mycelium_proto::routing::RouterConfig;
+use mycelium_proto::time::Instant;
+use mycelium_proto::wire::message::MessageId;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::check;
+use crate::network::{CrashKind, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};
+use crate::topology;
+
+pub use loops::LoopCheckStats;
+pub use world::DataStats;
+
+use loops::LoopWatch;
+use world::{Outcome, World};
+
+/// How long after its deadline a message is judged: its sender has reported it
+/// delivered or failed by then.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// The shape and pace of a soak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakConfig {
+    /// Seeds the graph, the failures, the messages and every router.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Average degree of the random graph.
+    pub degree: usize,
+    /// Length of the churn phase (simulated).
+    pub churn: Duration,
+    /// Link latencies are drawn log-uniformly from this range.
+    pub latency: (Duration, Duration),
+    /// Chance that a control TLV needs a retransmission (200 ms) on its link.
+    pub control_loss: f64,
+    /// Chance that a data packet is lost on a hop.
+    pub data_loss: f64,
+    /// Mean time between failures of one link.
+    pub link_mtbf: Duration,
+    /// Mean time between crashes of one node.
+    pub node_mtbf: Duration,
+    /// Share of link failures that are short flaps (0.2 to 3 s).
+    pub flap_share: f64,
+    /// Mean length of the other link outages (exponential, capped at 10 means).
+    pub link_repair: Duration,
+    /// Mean time a crashed node stays down, beyond 1 s (exponential, capped).
+    pub node_repair: Duration,
+    /// Messages pushed per simulated second, network-wide.
+    pub messages_per_sec: f64,
+    /// How long each message is tried.
+    pub try_for: Duration,
+    /// Simulated time between two full loop checks (the cross-check).
+    pub full_check_every: Duration,
+    /// Simulated time after the final repair: outstanding messages finish and the
+    /// network heals.
+    pub settle: Duration,
+    /// Prints a line per simulated minute to stderr.
+    pub progress: bool,
+    /// Checks the loop check itself after every event (slow: for small networks):
+    /// that no next hop changed without the incremental check seeing it, and a full
+    /// check of every destination from every node.
+    pub verify_incremental: bool,
+    /// The routers' configuration (the node's defaults unless an experiment
+    /// changes them).
+    pub router: RouterConfig,
+    /// Records every control TLV, to show the updates behind a loop (memory grows
+    /// with the run: for small networks).
+    pub trace: bool,
+}
+
+impl SoakConfig {
+    /// The default pace for `nodes` nodes over `minutes` of churn: degree 4; links
+    /// of 2 to 80 ms with 1 % loss; each link failing every 400 s on average (30 %
+    /// of failures short flaps, the rest 30 s outages on average), each node
+    /// crashing every 30 min on average and staying down 21 s on average; one
+    /// message per second per hundred nodes, tried for 60 s.
+    ///
+    /// For 500 nodes (about 1,000 links) that is 2.5 link failures and 0.28
+    /// crashes per second, each followed by its repair: about 5.6 events per
+    /// simulated second, with some 50 links and 6 nodes down at any time.
+    pub fn new(seed: u64, nodes: usize, minutes: f64) -> Self {
+        Self {
+            seed,
+            nodes,
+            degree: 4,
+            churn: Duration::from_secs_f64(minutes * 60.0),
+            latency: (Duration::from_millis(2), Duration::from_millis(80)),
+            control_loss: 0.01,
+            data_loss: 0.01,
+            link_mtbf: Duration::from_secs(400),
+            node_mtbf: Duration::from_secs(1800),
+            flap_share: 0.3,
+            link_repair: Duration::from_secs(30),
+            node_repair: Duration::from_secs(20),
+            messages_per_sec: nodes as f64 / 100.0,
+            try_for: Duration::from_secs(60),
+            full_check_every: Duration::from_secs(10),
+            settle: Duration::from_secs(90),
+            progress: false,
+            verify_incremental: false,
+            trace: false,
+            router: RouterConfig::default(),
+        }
+    }
+}
+
+/// Failures and repairs done, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChurnCounts {
+    /// Links cut (the connection closes at once).
+    pub cuts: u64,
+    /// Links silenced (everything held, the connection stays).
+    pub silences: u64,
+    /// Cut links restored.
+    pub cut_restores: u64,
+    /// Silenced links restored.
+    pub silence_restores: u64,
+    /// Crashes by process exit.
+    pub exits: u64,
+    /// Crashes by power loss.
+    pub power_losses: u64,
+    /// Restarts.
+    pub restarts: u64,
+    /// Most links down at once.
+    pub max_links_down: usize,
+    /// Most nodes down at once.
+    pub max_nodes_down: usize,
+    /// Links down, summed over the churn events (for the average).
+    links_down_sum: u64,
+    nodes_down_sum: u64,
+}
+
+impl ChurnCounts {
+    /// Every failure and repair.
+    pub fn total(&self) -> u64 {
+        self.cuts
+            + self.silences
+            + self.cut_restores
+            + self.silence_restores
+            + self.exits
+            + self.power_losses
+            + self.restarts
+    }
+}
+
+/// What happened to the messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// Pushed.
+    pub sent: u64,
+    /// Arrived exactly once and intact (with or without an excuse).
+    pub delivered: u64,
+    /// Of those, reported delivered to their sender.
+    pub confirmed: u64,
+    /// Not delivered, excused because the sender went down in the window.
+    pub excused_sender_down: u64,
+    /// Excused because the receiver went down in the window.
+    pub excused_receiver_down: u64,
+    /// Excused because no path of working links joined the pair at some moment.
+    pub excused_no_path: u64,
+    /// Delivered messages that had an excuse (counted as delivered).
+    pub excused_but_delivered: u64,
+    /// Had time to arrive and did not, arrived twice or corrupted, or arrived
+    /// without its sender hearing so: failures.
+    pub lost: u64,
+    /// Not judged when the run ended (none once the settle time covers a window).
+    pub unjudged: u64,
+}
+
+impl MessageCounts {
+    /// Excused, whatever the reason.
+    pub fn excused(&self) -> u64 {
+        self.excused_sender_down + self.excused_receiver_down + self.excused_no_path
+    }
+}
+
+/// Routing table sizes over the running nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Running nodes measured.
+    pub nodes: usize,
+    /// Subnets per table: least, most, total.
+    pub subnets: (usize, usize, usize),
+    /// Route entries per table: least, most, total.
+    pub routes: (usize, usize, usize),
+    /// Selected routes per table: least, most.
+    pub selected: (usize, usize),
+    /// Source-table entries and remembered requests, most in one node.
+    pub sources_max: usize,
+    /// Remembered seqno requests, most in one node.
+    pub seqno_requests_max: usize,
+    /// Remembered route requests, most in one node.
+    pub route_requests_max: usize,
+}
+
+impl TableSizes {
+    fn measure(sim: &Sim) -> Self {
+        let mut t = Self {
+            subnets: (usize::MAX, 0, 0),
+            routes: (usize::MAX, 0, 0),
+            selected: (usize::MAX, 0),
+            ..Self::default()
+        };
+        for r in (0..sim.node_count()).filter_map(|i| sim.router(i)) {
+            t.nodes += 1;
+            let (subnets, routes) = r.table_size();
+            let selected = r.selected_count();
+            let (sources, seqno, rr) = r.cache_sizes();
+            t.subnets = (
+                t.subnets.0.min(subnets),
+                t.subnets.1.max(subnets),
+                t.subnets.2 + subnets,
+            );
+            t.routes = (
+                t.routes.0.min(routes),
+                t.routes.1.max(routes),
+                t.routes.2 + routes,
+            );
+            t.selected = (t.selected.0.min(selected), t.selected.1.max(selected));
+            t.sources_max = t.sources_max.max(sources);
+            t.seqno_requests_max = t.seqno_requests_max.max(seqno);
+            t.route_requests_max = t.route_requests_max.max(rr);
+        }
+        if t.nodes == 0 {
+            t.subnets.0 = 0;
+            t.routes.0 = 0;
+            t.selected.0 = 0;
+        }
+        t
+    }
+
+    fn max_with(self, o: Self) -> Self {
+        Self {
+            nodes: self.nodes.max(o.nodes),
+            subnets: (
+                self.subnets.0.min(o.subnets.0),
+                self.subnets.1.max(o.subnets.1),
+                self.subnets.2.max(o.subnets.2),
+            ),
+            routes: (
+                self.routes.0.min(o.routes.0),
+                self.routes.1.max(o.routes.1),
+                self.routes.2.max(o.routes.2),
+            ),
+            selected: (
+                self.selected.0.min(o.selected.0),
+                self.selected.1.max(o.selected.1),
+            ),
+            sources_max: self.sources_max.max(o.sources_max),
+            seqno_requests_max: self.seqno_requests_max.max(o.seqno_requests_max),
+            route_requests_max: self.route_requests_max.max(o.route_requests_max),
+        }
+    }
+}
+
+/// The figures of one soak.
+#[derive(Debug, Clone)]
+pub struct SoakReport {
+    /// The configuration run.
+    pub cfg: SoakConfig,
+    /// Links in the graph.
+    pub links: usize,
+    /// Simulated time to the first full convergence.
+    pub converged_in: Duration,
+    /// Simulated time, from start to end.
+    pub simulated: Duration,
+    /// Failures and repairs.
+    pub churn: ChurnCounts,
+    /// Loop checks.
+    pub loop_checks: LoopCheckStats,
+    /// Loops found.
+    pub loops: LoopCounts,
+    /// Messages.
+    pub messages: MessageCounts,
+    /// Data packets.
+    pub data: DataStats,
+    /// The simulator's counters.
+    pub sim: SimStats,
+    /// Simulated time from the final repair until every node reached every other;
+    /// `None` if that did not happen within the settle time.
+    pub healed_in: Option<Duration>,
+    /// Route tables at the end.
+    pub tables_end: TableSizes,
+    /// Route tables, extremes over per-minute samples and the end.
+    pub tables_peak: TableSizes,
+    /// Wall-clock time of the run.
+    pub wall: Duration,
+    /// What went wrong: a loop (the run stops there), lost messages, no healing.
+    pub failures: Vec<String>,
+}
+
+impl SoakReport {
+    /// No loop, no lost message, healed.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.loops.found == 0 && self.messages.lost == 0
+    }
+}
+
+impl fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.cfg;
+        let ch = &self.churn;
+        let churn_s = c.churn.as_secs_f64().max(1e-9);
+        let m = &self.messages;
+        let l = &self.loop_checks;
+        let d = &self.data;
+        let s = &self.sim;
+        writeln!(f, "churn soak, seed {}", c.seed)?;
+        writeln!(
+            f,
+            "network        {} nodes, {} links (degree {}), latency {:?}..{:?}, \
+             control loss {}, data loss {}",
+            c.nodes, self.links, c.degree, c.latency.0, c.latency.1, c.control_loss, c.data_loss
+        )?;
+        writeln!(
+            f,
+            "simulated      {:.1} s total: converged in {:.1} s, churn {:.1} s, settle {:.1} s",
+            self.simulated.as_secs_f64(),
+            self.converged_in.as_secs_f64(),
+            c.churn.as_secs_f64(),
+            c.settle.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "churn events   {} ({:.2}/s): {} cuts, {} silences, {} cut restores, \
+             {} silence restores, {} exits, {} power losses, {} restarts",
+            ch.total(),
+            ch.total() as f64 / churn_s,
+            ch.cuts,
+            ch.silences,
+            ch.cut_restores,
+            ch.silence_restores,
+            ch.exits,
+            ch.power_losses,
+            ch.restarts
+        )?;
+        let events = (ch.total()).max(1) as f64;
+        writeln!(
+            f,
+            "down at once   links avg {:.1} max {}, nodes avg {:.1} max {} \
+             (pace: link mtbf {:?}, node mtbf {:?}, {}% flaps)",
+            ch.links_down_sum as f64 / events,
+            ch.max_links_down,
+            ch.nodes_down_sum as f64 / events,
+            ch.max_nodes_down,
+            c.link_mtbf,
+            c.node_mtbf,
+            (c.flap_share * 100.0).round()
+        )?;
+        writeln!(
+            f,
+            "sim            {} steps, {} TLVs sent, {} delivered, {} dropped, {} dead-peer closes",
+            s.steps, s.sent, s.delivered, s.dropped, s.dead_peers
+        )?;
+        writeln!(
+            f,
+            "loop checks    {} rounds (one per event), {} tables diffed, {} paths followed, \
+             {} full checks",
+            l.rounds, l.tables_diffed, l.paths_followed, l.full_checks,
+        )?;
+        writeln!(
+            f,
+            "loops found    {} ({} gone within the same instant; longest {:.3} s, \
+             longest {} events; {:.3} s in all; {} still there at the end)",
+            self.loops.found,
+            self.loops.instantaneous,
+            self.loops.longest.as_secs_f64(),
+            self.loops.longest_steps,
+            self.loops.total_time.as_secs_f64(),
+            self.loops.open_at_end
+        )?;
+        writeln!(
+            f,
+            "messages       {} sent, {} delivered ({} confirmed to sender, {} despite an excuse), \
+             {} excused ({} sender down, {} receiver down, {} no path), {} LOST, {} unjudged",
+            m.sent,
+            m.delivered,
+            m.confirmed,
+            m.excused_but_delivered,
+            m.excused(),
+            m.excused_sender_down,
+            m.excused_receiver_down,
+            m.excused_no_path,
+            m.lost,
+            m.unjudged
+        )?;
+        writeln!(
+            f,
+            "data packets   {} forwarded, {} arrived, {} unrouted, {} lost on links, \
+             {} cut off, max {} hops",
+            d.forwarded, d.arrived, d.unrouted, d.lost, d.cut_off, d.max_hops
+        )?;
+        for (name, t) in [
+            ("tables end", &self.tables_end),
+            ("tables peak", &self.tables_peak),
+        ] {
+            let n = t.nodes.max(1);
+            writeln!(
+                f,
+                "{name:<14} {} nodes; subnets min {} avg {} max {}; routes min {} avg {} max {} \
+                 (total {}); selected min {} max {}; sources max {}, seqno req max {}, \
+                 route req max {}",
+                t.nodes,
+                t.subnets.0,
+                t.subnets.2 / n,
+                t.subnets.1,
+                t.routes.0,
+                t.routes.2 / n,
+                t.routes.1,
+                t.routes.2,
+                t.selected.0,
+                t.selected.1,
+                t.sources_max,
+                t.seqno_requests_max,
+                t.route_requests_max
+            )?;
+        }
+        match self.healed_in {
+            Some(h) => writeln!(
+                f,
+                "healed         every node reaches every other {:.1} s after the final repair",
+                h.as_secs_f64()
+            )?,
+            None => writeln!(f, "healed         NO")?,
+        }
+        writeln!(f, "wall time      {:.1} s", self.wall.as_secs_f64())?;
+        if self.failures.is_empty() {
+            writeln!(f, "result         PASS")?;
+        } else {
+            writeln!(
+                f,
+                "result         FAIL ({} loops, {} lost messages, {} failures listed)",
+                self.loops.found,
+                self.messages.lost,
+                self.failures.len()
+            )?;
+            for x in self.failures.iter().take(20) {
+                writeln!(f, "  {x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkFailure {
+    Cut,
+    Silent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Excuse {
+    SenderDown,
+    ReceiverDown,
+    NoPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Repair {
+    Link(LinkIdx),
+    Node(NodeIdx),
+}
+
+#[derive(Debug)]
+struct Msg {
+    from: NodeIdx,
+    to: NodeIdx,
+    id: MessageId,
+    len: usize,
+    digest: u64,
+    pushed: Instant,
+    deadline: Instant,
+    excuse: Option<(Excuse, Instant)>,
+    received: u32,
+    corrupt: bool,
+    confirmed: bool,
+    failed: bool,
+    judged: bool,
+}
+
+fn digest(b: &Bytes) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// An exponential wait of mean `mean`.
+fn exp(rng: &mut ChaCha8Rng, mean: f64) -> Duration {
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    Duration::from_secs_f64(-u.ln() * mean)
+}
+
+struct Driver {
+    cfg: SoakConfig,
+    w: World,
+    watch: LoopWatch,
+    rng: ChaCha8Rng,
+    link_down: Vec<Option<LinkFailure>>,
+    repairs: BTreeMap<(Instant, u64), Repair>,
+    seq: u64,
+    churn: ChurnCounts,
+    msgs: Vec<Msg>,
+    /// (sender, id) → message, while it is being judged or could still arrive.
+    by_id: HashMap<(NodeIdx, MessageId), usize>,
+    /// Messages not judged yet, by when they are judged.
+    pending: BTreeMap<(Instant, usize), ()>,
+    addr_node: HashMap<Ipv6Addr, NodeIdx>,
+    counts: MessageCounts,
+    failures: Vec<String>,
+    tables_peak: Option<TableSizes>,
+    open_loops: Vec<OpenLoop>,
+    loops: LoopCounts,
+}
+
+/// A loop found and not yet gone.
+struct OpenLoop {
+    l: check::Loop,
+    since: Instant,
+    step: u64,
+    /// Its entry in the failures, if described there.
+    failure: Option<usize>,
+}
+
+/// Loops described in full among the failures (all are counted).
+pub const LOOPS_DESCRIBED: u64 = 10;
+
+/// Routing loops found (each one a failure).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopCounts {
+    /// Distinct cycles found.
+    pub found: u64,
+    /// How long the longest one that went away lasted.
+    pub longest: Duration,
+    /// Events the longest (in events) one that went away lasted.
+    pub longest_steps: u64,
+    /// Time summed over those that went away.
+    pub total_time: Duration,
+    /// Those that went away within the same simulated instant (a burst of TLVs
+    /// arriving together, e.g. what a silent link held).
+    pub instantaneous: u64,
+    /// Still there at the end.
+    pub open_at_end: u64,
+}
+
+/// Runs one soak.
+pub fn run(cfg: SoakConfig) -> SoakReport {
+    let wall = std::time::Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_50a4);
+    let mut sim = Sim::new(cfg.seed, cfg.router.clone());
+    topology::random_connected(&mut sim, cfg.nodes, cfg.degree, LinkConfig::default());
+    let links = sim.link_count();
+    let lo = cfg.latency.0.as_secs_f64();
+    let hi = cfg.latency.1.as_secs_f64().max(lo);
+    for l in 0..links {
+        let latency = if hi > lo && lo > 0.0 {
+            (lo.ln() + rng.gen::<f64>() * (hi.ln() - lo.ln())).exp()
+        } else {
+            lo
+        };
+        sim.set_link_config(
+            l,
+            LinkConfig {
+                latency: Duration::from_secs_f64(latency),
+                loss: cfg.control_loss,
+                ..LinkConfig::default()
+            },
+        );
+    }
+    sim.set_trace(cfg.trace);
+    let watch = LoopWatch::new(&mut sim);
+    let addr_node = (0..cfg.nodes).map(|i| (sim.address(i), i)).collect();
+    let w = World::new(sim, cfg.data_loss, BusConfig::default());
+    let mut d = Driver {
+        w,
+        watch,
+        rng,
+        link_down: vec![None; links],
+        repairs: BTreeMap::new(),
+        seq: 0,
+        churn: ChurnCounts::default(),
+        msgs: Vec::new(),
+        by_id: HashMap::new(),
+        pending: BTreeMap::new(),
+        addr_node,
+        counts: MessageCounts::default(),
+        failures: Vec::new(),
+        tables_peak: None,
+        open_loops: Vec::new(),
+        loops: LoopCounts::default(),
+        cfg: cfg.clone(),
+    };
+    let mut report = SoakReport {
+        cfg,
+        links,
+        converged_in: Duration::ZERO,
+        simulated: Duration::ZERO,
+        churn: ChurnCounts::default(),
+        loop_checks: LoopCheckStats::default(),
+        loops: LoopCounts::default(),
+        messages: MessageCounts::default(),
+        data: DataStats::default(),
+        sim: SimStats::default(),
+        healed_in: None,
+        tables_end: TableSizes::default(),
+        tables_peak: TableSizes::default(),
+        wall: Duration::ZERO,
+        failures: Vec::new(),
+    };
+    let outcome = d.run(&mut report, wall);
+    if let Err(e) = outcome {
+        d.failures.push(e);
+    }
+    report.simulated = d.w.sim.now() - Instant::ZERO;
+    report.churn = d.churn;
+    report.loop_checks = d.watch.stats;
+    d.loops.open_at_end = d.open_loops.len() as u64;
+    report.loops = d.loops;
+    report.messages = d.counts;
+    report.data = d.w.stats;
+    report.sim = d.w.sim.stats();
+    report.tables_end = TableSizes::measure(&d.w.sim);
+    report.tables_peak = d
+        .tables_peak
+        .map_or(report.tables_end, |p| p.max_with(report.tables_end));
+    report.failures = d.failures;
+    report.wall = wall.elapsed();
+    report
+}
+
+impl Driver {
+    fn now(&self) -> Instant {
+        self.w.sim.now()
+    }
+
+    /// Checks for loops what changed since the last check. A loop is a failure;
+    /// the run goes on, to see how long it lasts.
+    fn check(&mut self) -> Result<(), String> {
+        let mut found = Vec::new();
+        self.watch.check(&mut self.w.sim, &mut found);
+        self.track_loops(found)?;
+        if self.cfg.verify_incremental {
+            self.watch
+                .verify(&self.w.sim)
+                .map_err(|e| format!("LOOP CHECK MISSED A CHANGE (seed {}): {e}", self.cfg.seed))?;
+            self.full_check()?;
+        }
+        Ok(())
+    }
+
+    fn track_loops(&mut self, found: Vec<check::Loop>) -> Result<(), String> {
+        let now = self.now();
+        let step = self.w.sim.stats().steps;
+        let sim = &self.w.sim;
+        let failures = &mut self.failures;
+        let loops = &mut self.loops;
+        self.open_loops.retain(|o| {
+            if loops::still_loops(sim, &o.l) {
+                return true;
+            }
+            let lasted = now - o.since;
+            loops.longest = loops.longest.max(lasted);
+            loops.longest_steps = loops.longest_steps.max(step - o.step);
+            loops.total_time += lasted;
+            if lasted.is_zero() {
+                loops.instantaneous += 1;
+            }
+            if let Some(f) = o.failure {
+                failures[f] += &format!(
+                    "  -> the loop lasted {:.3} s ({} steps), until {now:?}",
+                    lasted.as_secs_f64(),
+                    step - o.step
+                );
+            }
+            false
+        });
+        for mut l in found {
+            if let Some(min) = l.nodes.iter().position(|n| Some(n) == l.nodes.iter().min()) {
+                l.nodes.rotate_left(min);
+            }
+            if self.open_loops.iter().any(|o| o.l == l) {
+                continue;
+            }
+            self.loops.found += 1;
+            let failure = if self.loops.found <= LOOPS_DESCRIBED {
+                self.failures.push(self.loop_failure(&l));
+                Some(self.failures.len() - 1)
+            } else {
+                None
+            };
+            self.open_loops.push(OpenLoop {
+                l,
+                since: now,
+                step,
+                failure,
+            });
+        }
+        Ok(())
+    }
+
+    fn loop_failure(&self, l: &check::Loop) -> String {
+        let mut trace = String::new();
+        if self.cfg.trace {
+            let subnet = mycelium_proto::Subnet::v6_64(self.w.sim.address(l.destination));
+            let lines: Vec<String> = self
+                .w
+                .sim
+                .trace()
+                .iter()
+                .filter(|d| l.nodes.contains(&d.from) || l.nodes.contains(&d.to))
+                .filter_map(|d| match d.tlv {
+                    mycelium_proto::wire::Tlv::Update(u) if u.subnet == subnet => Some(format!(
+                        "    {:?} {} -> {}: update seqno {} metric {} router ..{}\n",
+                        d.at,
+                        d.from,
+                        d.to,
+                        u.seqno,
+                        u.metric,
+                        &u.router_id.to_string()[65..]
+                    )),
+                    mycelium_proto::wire::Tlv::SeqnoRequest(r) if r.prefix == subnet => {
+                        Some(format!(
+                            "    {:?} {} -> {}: seqno request {} router ..{}\n",
+                            d.at,
+                            d.from,
+                            d.to,
+                            r.seqno,
+                            &r.router_id.to_string()[65..]
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect();
+            trace = lines[lines.len().saturating_sub(60)..].concat();
+        }
+        format!(
+            "LOOP (seed {}, step {}, {} at {:?}): {}{trace}",
+            self.cfg.seed,
+            self.w.sim.stats().steps,
+            if self.w.sim.is_up(l.destination) {
+                "destination up"
+            } else {
+                "destination down"
+            },
+            self.now(),
+            l.describe(&self.w.sim)
+        )
+    }
+
+    /// Runs the routers to `until`, checking for loops after every event.
+    fn advance(&mut self, until: Instant) -> Result<(), String> {
+        while self.w.sim.next_event_at().is_some_and(|t| t <= until) {
+            self.w.sim.step();
+            self.check()?;
+        }
+        self.w.sim.run_until(until);
+        Ok(())
+    }
+
+    /// The cross-check: a loop the incremental check has not seen stops the run.
+    fn full_check(&mut self) -> Result<(), String> {
+        match self.watch.full_check(&self.w.sim) {
+            Ok(()) => Ok(()),
+            Err(mut l) => {
+                if let Some(min) = l.nodes.iter().position(|n| Some(n) == l.nodes.iter().min()) {
+                    l.nodes.rotate_left(min);
+                }
+                if self
+                    .open_loops
+                    .iter()
+                    .any(|o| o.l.destination == l.destination)
+                {
+                    return Ok(());
+                }
+                Err(format!(
+                    "the full check found a loop the incremental one missed: {}",
+                    self.loop_failure(&l)
+                ))
+            }
+        }
+    }
+
+    fn run(&mut self, report: &mut SoakReport, wall: std::time::Instant) -> Result<(), String> {
+        self.check()?;
+        // Converge.
+        let start = self.now();
+        loop {
+            let t = self.now() + Duration::from_secs(1);
+            self.advance(t)?;
+            if check::all_routes_selected(&self.w.sim)
+                && check::unreachable_pairs(&self.w.sim).is_empty()
+            {
+                break;
+            }
+            if self.now() - start > Duration::from_secs(300) {
+                return Err("the network did not converge within 300 s".into());
+            }
+        }
+        report.converged_in = self.now() - start;
+        self.full_check()?;
+        if self.cfg.progress {
+            eprintln!(
+                "converged in {:.1} s simulated, {:.1} s wall",
+                report.converged_in.as_secs_f64(),
+                wall.elapsed().as_secs_f64()
+            );
+        }
+
+        let churn_end = self.now() + self.cfg.churn;
+        let end = churn_end + self.cfg.settle;
+        let links = self.link_down.len() as f64;
+        let nodes = self.cfg.nodes as f64;
+        let link_rate = links / self.cfg.link_mtbf.as_secs_f64();
+        let node_rate = nodes / self.cfg.node_mtbf.as_secs_f64();
+        let mut next_link_fail = self.after(link_rate);
+        let mut next_crash = self.after(node_rate);
+        let mut next_msg = self.after(self.cfg.messages_per_sec);
+        let mut next_full = self.now() + self.cfg.full_check_every;
+        let mut next_sample = self.now() + Duration::from_secs(60);
+        let mut repaired = None;
+        let mut last = self.now();
+        let mut stuck = 0u32;
+        loop {
+            let now = self.now();
+            if now == last {
+                stuck += 1;
+                if stuck > 1_000_000 {
+                    return Err(format!("no progress at {now:?}"));
+                }
+            } else {
+                (last, stuck) = (now, 0);
+            }
+            if now >= churn_end && repaired.is_none() {
+                self.repair_everything()?;
+                repaired = Some(now);
+            }
+            let churning = now < churn_end;
+            let next = [
+                Some(end),
+                self.w.next_due(),
+                self.repairs.keys().next().map(|&(t, _)| t),
+                self.pending.keys().next().map(|&(t, _)| t),
+                Some(next_full),
+                Some(next_sample),
+                churning.then_some(churn_end),
+                churning.then_some(next_link_fail),
+                churning.then_some(next_crash),
+                churning.then_some(next_msg),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t >= now)
+            .min()
+            .unwrap_or(end);
+            // The healing probe runs once a second after the final repair.
+            let next = match (repaired, report.healed_in) {
+                (Some(_), None) => next.min(now + Duration::from_secs(1)),
+                _ => next,
+            };
+            self.advance(next)?;
+            let now = self.now();
+            self.w.run_due();
+            self.take_outcomes();
+            if let (Some(r), None) = (repaired, report.healed_in) {
+                if check::all_routes_selected(&self.w.sim)
+                    && check::unreachable_pairs(&self.w.sim).is_empty()
+                {
+                    report.healed_in = Some(now - r);
+                }
+            }
+            if now >= end {
+                break;
+            }
+            while let Some(entry) = self.repairs.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let r = entry.remove();
+                self.repair(r)?;
+            }
+            if churning && now >= next_link_fail {
+                self.fail_link()?;
+                next_link_fail = now + self.wait(link_rate);
+            }
+            if churning && now >= next_crash {
+                self.crash_node()?;
+                next_crash = now + self.wait(node_rate);
+            }
+            if churning && now >= next_msg {
+                self.send_message();
+                next_msg = now + self.wait(self.cfg.messages_per_sec);
+            }
+            while let Some(entry) = self.pending.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let (_, i) = *entry.key();
+                entry.remove();
+                self.judge(i);
+            }
+            if now >= next_full {
+                self.full_check()?;
+                next_full = now + self.cfg.full_check_every;
+            }
+            if now >= next_sample {
+                let t = TableSizes::measure(&self.w.sim);
+                self.tables_peak = Some(self.tables_peak.map_or(t, |p| p.max_with(t)));
+                next_sample = now + Duration::from_secs(60);
+                if self.cfg.progress {
+                    eprintln!(
+                        "t={:>6.0} s  wall {:>6.1} s  steps {:>10}  links down {:>3}  nodes down {:>3}  \
+                         msgs {} sent {} delivered {} excused {} lost  packets in flight {}",
+                        (now - Instant::ZERO).as_secs_f64(),
+                        wall.elapsed().as_secs_f64(),
+                        self.w.sim.stats().steps,
+                        self.link_down.iter().flatten().count(),
+                        (0..self.cfg.nodes).filter(|&n| !self.w.sim.is_up(n)).count(),
+                        self.counts.sent,
+                        self.counts.delivered,
+                        self.counts.excused(),
+                        self.counts.lost,
+                        self.w.in_flight(),
+                    );
+                }
+            }
+        }
+        self.full_check()?;
+        if report.healed_in.is_none() {
+            let bad = check::unreachable_pairs(&self.w.sim);
+            self.failures.push(format!(
+                "not healed {:?} after the final repair: {} pairs unreachable, e.g. {:?}",
+                self.cfg.settle,
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            ));
+        }
+        let left: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
+        self.pending.clear();
+        for i in left {
+            self.counts.unjudged += 1;
+            self.msgs[i].judged = true;
+        }
+        Ok(())
+    }
+
+    /// When the next event of a Poisson process of `rate` per second comes.
+    fn after(&mut self, rate: f64) -> Instant {
+        self.now() + self.wait(rate)
+    }
+
+    fn wait(&mut self, rate: f64) -> Duration {
+        if rate <= 0.0 {
+            return Duration::from_secs(u64::from(u32::MAX));
+        }
+        exp(&mut self.rng, 1.0 / rate).max(Duration::from_micros(1))
+    }
+
+    fn schedule_repair(&mut self, after: Duration, r: Repair) {
+        self.seq += 1;
+        let at = self.now() + after;
+        self.repairs.insert((at, self.seq), r);
+    }
+
+    fn fail_link(&mut self) -> Result<(), String> {
+        let links = self.link_down.len();
+        // A random link that is not already down.
+        let Some(l) = (0..16)
+            .map(|_| self.rng.gen_range(0..links))
+            .find(|&l| self.link_down[l].is_none())
+        else {
+            return Ok(());
+        };
+        if self.rng.gen_bool(0.5) {
+            self.w.sim.cut_link(l);
+            self.link_down[l] = Some(LinkFailure::Cut);
+            self.churn.cuts += 1;
+        } else {
+            self.w.sim.silence_link(l);
+            self.link_down[l] = Some(LinkFailure::Silent);
+            self.churn.silences += 1;
+        }
+        let down = if self.rng.gen_bool(self.cfg.flap_share) {
+            Duration::from_secs_f64(self.rng.gen_range(0.2..3.0))
+        } else {
+            let mean = self.cfg.link_repair.as_secs_f64();
+            exp(&mut self.rng, mean).min(Duration::from_secs_f64(mean * 10.0))
+        };
+        self.schedule_repair(down, Repair::Link(l));
+        self.after_churn()
+    }
+
+    fn crash_node(&mut self) -> Result<(), String> {
+        let n = self.cfg.nodes;
+        let Some(node) = (0..16)
+            .map(|_| self.rng.gen_range(0..n))
+            .find(|&i| self.w.sim.is_up(i))
+        else {
+            return Ok(());
+        };
+        if self.rng.gen_bool(0.5) {
+            self.w.sim.crash(node, CrashKind::ProcessExit);
+            self.churn.exits += 1;
+        } else {
+            self.w.sim.crash(node, CrashKind::PowerLoss);
+            self.churn.power_losses += 1;
+        }
+        self.w.sync_bus(node);
+        let mean = self.cfg.node_repair.as_secs_f64();
+        let down = Duration::from_secs(1)
+            + exp(&mut self.rng, mean).min(Duration::from_secs_f64(mean * 10.0));
+        self.schedule_repair(down, Repair::Node(node));
+        self.after_churn()
+    }
+
+    fn repair(&mut self, r: Repair) -> Result<(), String> {
+        match r {
+            Repair::Link(l) => {
+                match self.link_down[l].take() {
+                    Some(LinkFailure::Cut) => self.churn.cut_restores += 1,
+                    Some(LinkFailure::Silent) => self.churn.silence_restores += 1,
+                    None => return Ok(()),
+                }
+                self.w.sim.restore_link(l);
+            }
+            Repair::Node(n) => {
+                if self.w.sim.is_up(n) {
+                    return Ok(());
+                }
+                self.w.sim.restart(n);
+                self.w.sync_bus(n);
+                self.churn.restarts += 1;
+            }
+        }
+        self.after_churn()
+    }
+
+    /// The end of the churn: every link restored, every node restarted.
+    fn repair_everything(&mut self) -> Result<(), String> {
+        let repairs: Vec<Repair> = std::mem::take(&mut self.repairs).into_values().collect();
+        for r in repairs {
+            self.repair(r)?;
+        }
+        Ok(())
+    }
+
+    /// After a failure or repair: loops, the down counts, and the messages whose
+    /// pair it separated.
+    fn after_churn(&mut self) -> Result<(), String> {
+        self.check()?;
+        let links_down = self.link_down.iter().flatten().count();
+        let nodes_down = (0..self.cfg.nodes)
+            .filter(|&n| !self.w.sim.is_up(n))
+            .count();
+        self.churn.max_links_down = self.churn.max_links_down.max(links_down);
+        self.churn.max_nodes_down = self.churn.max_nodes_down.max(nodes_down);
+        self.churn.links_down_sum += links_down as u64;
+        self.churn.nodes_down_sum += nodes_down as u64;
+        self.excuse_separated();
+        Ok(())
+    }
+
+    /// Components of the graph of working links between running nodes.
+    fn components(&self) -> Vec<usize> {
+        let n = self.cfg.nodes;
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn root(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        for (l, down) in self.link_down.iter().enumerate() {
+            if down.is_some() {
+                continue;
+            }
+            let [a, b] = self.w.sim.link_ends(l);
+            if self.w.sim.is_up(a) && self.w.sim.is_up(b) {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+        (0..n).map(|x| root(&mut parent, x)).collect()
+    }
+
+    fn excuse_separated(&mut self) {
+        let now = self.now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let comp = self.components();
+        let open: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
+        for i in open {
+            let m = &mut self.msgs[i];
+            if m.excuse.is_some() || now > m.deadline {
+                continue;
+            }
+            let excuse = if !self.w.sim.is_up(m.from) {
+                Some(Excuse::SenderDown)
+            } else if !self.w.sim.is_up(m.to) {
+                Some(Excuse::ReceiverDown)
+            } else if comp[m.from] != comp[m.to] {
+                Some(Excuse::NoPath)
+            } else {
+                None
+            };
+            m.excuse = excuse.map(|e| (e, now));
+        }
+    }
+
+    fn send_message(&mut self) {
+        let n = self.cfg.nodes;
+        let pick = |rng: &mut ChaCha8Rng, sim: &Sim, not: Option<NodeIdx>| {
+            (0..64)
+                .map(|_| rng.gen_range(0..n))
+                .find(|&i| sim.is_up(i) && Some(i) != not)
+        };
+        let Some(from) = pick(&mut self.rng, &self.w.sim, None) else {
+            return;
+        };
+        let Some(to) = pick(&mut self.rng, &self.w.sim, Some(from)) else {
+            return;
+        };
+        // Mostly one chunk, some a few, a tenth tens of chunks.
+        let len = match self.rng.gen_range(0..10) {
+            0..=5 => self.rng.gen_range(0..=1300),
+            6..=8 => self.rng.gen_range(1301..=10_000),
+            _ => self.rng.gen_range(10_001..=60_000),
+        };
+        let mut v = vec![0u8; len];
+        self.rng.fill_bytes(&mut v);
+        let data = Bytes::from(v);
+        let digest = digest(&data);
+        let try_for = self.cfg.try_for;
+        let Some(id) = self.w.push(from, to, data, try_for, &mut self.rng) else {
+            self.failures
+                .push(format!("message from {from} to {to} refused by the bus"));
+            return;
+        };
+        let now = self.now();
+        let i = self.msgs.len();
+        // The components are as of the last churn event: still true now.
+        let comp = self.components();
+        let excuse = (comp[from] != comp[to]).then_some((Excuse::NoPath, now));
+        self.msgs.push(Msg {
+            from,
+            to,
+            id,
+            len,
+            digest,
+            pushed: now,
+            deadline: now + try_for,
+            excuse,
+            received: 0,
+            corrupt: false,
+            confirmed: false,
+            failed: false,
+            judged: false,
+        });
+        self.by_id.insert((from, id), i);
+        self.pending.insert((now + try_for + GRACE, i), ());
+        self.counts.sent += 1;
+        self.take_outcomes();
+    }
+
+    fn take_outcomes(&mut self) {
+        for (o, payload) in std::mem::take(&mut self.w.outcomes) {
+            match o {
+                Outcome::Received { to, src, id } => {
+                    let Some(&from) = self.addr_node.get(&src) else {
+                        continue;
+                    };
+                    let Some(&i) = self.by_id.get(&(from, id)) else {
+                        self.failures.push(format!(
+                            "an unknown message {id} arrived at {to} from {from}"
+                        ));
+                        continue;
+                    };
+                    let m = &mut self.msgs[i];
+                    m.received += 1;
+                    if m.to != to || payload.as_ref().map(digest) != Some(m.digest) {
+                        m.corrupt = true;
+                    }
+                    if m.judged && (m.received > 1 || m.corrupt) {
+                        let why = self.judge_failure(i);
+                        if let Some(why) = why {
+                            self.counts.lost += 1;
+                            self.fail(why);
+                        }
+                    }
+                }
+                Outcome::Delivered { from, id } => {
+                    if let Some(&i) = self.by_id.get(&(from, id)) {
+                        self.msgs[i].confirmed = true;
+                    }
+                }
+                Outcome::Failed { from, id } => {
+                    if let Some(&i) = self.by_id.get(&(from, id)) {
+                        self.msgs[i].failed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists a failure, up to a point (they are counted apart).
+    fn fail(&mut self, why: String) {
+        if self.failures.len() < 40 {
+            self.failures.push(why);
+        }
+    }
+
+    /// Why a message counts as a failure, if it does.
+    fn judge_failure(&self, i: usize) -> Option<String> {
+        let m = &self.msgs[i];
+        let what = if m.corrupt {
+            "arrived corrupted or at the wrong node"
+        } else if m.excuse.is_some() {
+            return None;
+        } else if m.received == 0 {
+            "LOST: had time to arrive and did not"
+        } else if m.received > 1 {
+            "arrived more than once"
+        } else if !m.confirmed {
+            "arrived but its sender was not told"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "message {} ({} bytes) from node {} to node {}, pushed at {:?}, deadline {:?}: \
+             {what} (received {} times, sender reported failed: {}); seed {}",
+            m.id, m.len, m.from, m.to, m.pushed, m.deadline, m.received, m.failed, self.cfg.seed
+        ))
+    }
+
+    fn judge(&mut self, i: usize) {
+        self.msgs[i].judged = true;
+        if let Some(why) = self.judge_failure(i) {
+            self.counts.lost += 1;
+            self.fail(why);
+            return;
+        }
+        let m = &self.msgs[i];
+        if m.received == 1 {
+            self.counts.delivered += 1;
+            self.counts.confirmed += u64::from(m.confirmed);
+            self.counts.excused_but_delivered += u64::from(m.excuse.is_some());
+            return;
+        }
+        match m.excuse.map(|(e, _)| e) {
+            Some(Excuse::SenderDown) => self.counts.excused_sender_down += 1,
+            Some(Excuse::ReceiverDown) => self.counts.excused_receiver_down += 1,
+            Some(Excuse::NoPath) => self.counts.excused_no_path += 1,
+            // judge_failure has counted it.
+            None => {}
+        }
+    }
+}
