@@ -174,8 +174,8 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "N", value_parser = ranged(limits::LINK_DATA_QUEUE))]
     pub(crate) link_data_queue: Option<u64>,
 
-    /// Control TLVs read from one link a second after a burst of 200000; a faster
-    /// peer is read more slowly. 0 for no limit. Default: 20000.
+    /// Control TLVs read from one link a second, after a burst of ten seconds'
+    /// worth; a faster peer is read more slowly. 0 for no limit. Default: 20000.
     #[arg(long, value_name = "N", value_parser = ranged(limits::LINK_CONTROL_RATE))]
     pub(crate) link_control_rate: Option<u64>,
 

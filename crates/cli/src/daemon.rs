@@ -158,7 +158,9 @@ fn node_limits(settings: &NodeSettings) -> mycelium_node::Limits {
         connections_per_second: rate(settings.max_connections_per_second),
         link_data_queue: size(settings.link_data_queue),
         link_control_rate: rate(settings.link_control_rate),
-        ..mycelium_node::Limits::default()
+        // Ten seconds' worth at once: the default lets a peer send a table of
+        // 200000 routes on connect without being slowed.
+        link_control_burst: rate(settings.link_control_rate.saturating_mul(10)),
     }
 }
 
