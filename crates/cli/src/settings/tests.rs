@@ -318,3 +318,30 @@ fn limits_come_from_the_command_line_then_the_file_then_the_defaults() {
     let s = resolved(&["--max-inbound-peers", "20"], Some(file));
     assert_eq!((s.max_inbound_peers, s.max_routes), (20, 500));
 }
+
+#[test]
+fn limit_defaults_are_the_node_and_router_defaults() {
+    use crate::settings::limits;
+    let node = mycelium_node::Limits::default();
+    let router = mycelium_proto::routing::Limits::default();
+    let size = |v: usize| v as u64;
+    assert_eq!(limits::INBOUND_PEERS.2, size(node.max_inbound_peers));
+    assert_eq!(
+        limits::CONNECTIONS_PER_SECOND.2,
+        u64::from(node.connections_per_second)
+    );
+    assert_eq!(limits::LINK_DATA_QUEUE.2, size(node.link_data_queue));
+    assert_eq!(
+        limits::LINK_CONTROL_RATE.2,
+        u64::from(node.link_control_rate)
+    );
+    assert_eq!(
+        limits::LINK_CONTROL_RATE.2 * 10,
+        u64::from(node.link_control_burst)
+    );
+    assert_eq!(limits::ROUTES.2, size(router.max_subnets));
+    assert_eq!(
+        limits::ROUTES_PER_PEER.2,
+        size(router.max_routes_per_neighbour)
+    );
+}
