@@ -169,6 +169,7 @@ fn config(peers: Vec<Endpoint>, port: Option<u16>) -> NodeConfig {
         vsock_listen_port: None,
         private: None,
         limits: Default::default(),
+        proxy: Default::default(),
     }
 }
 

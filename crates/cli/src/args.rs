@@ -161,6 +161,12 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     pub(crate) enable_dns: bool,
 
+    /// Let any host use the SOCKS5 forwarder on [::]:1080, not just this one. Off by
+    /// default: upstream serves everyone who can reach the port, the whole overlay
+    /// included.
+    #[arg(long)]
+    pub(crate) proxy_allow_remote: bool,
+
     /// Inbound peers kept at once (TCP, TLS, QUIC and vsock together). Default: 1024.
     #[arg(long, value_name = "N", value_parser = ranged(limits::INBOUND_PEERS))]
     pub(crate) max_inbound_peers: Option<u64>,

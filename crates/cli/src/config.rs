@@ -46,6 +46,7 @@ const KNOWN_KEYS: &[&str] = &[
     "enable_dns",
     "network_name",
     "network_key_file",
+    "proxy_allow_remote",
     "max_inbound_peers",
     "max_connections_per_second",
     "link_data_queue",
@@ -87,6 +88,7 @@ pub(crate) struct ConfigFile {
     pub(crate) enable_dns: Option<bool>,
     pub(crate) network_name: Option<String>,
     pub(crate) network_key_file: Option<PathBuf>,
+    pub(crate) proxy_allow_remote: Option<bool>,
     #[serde(default, deserialize_with = "inbound_peers")]
     pub(crate) max_inbound_peers: Option<u64>,
     #[serde(default, deserialize_with = "connections_per_second")]
@@ -404,6 +406,7 @@ vsock_listen_port = 6
 enable_dns = true
 network_name = \"nn\"
 network_key_file = \"/k\"
+proxy_allow_remote = true
 max_inbound_peers = 7
 max_connections_per_second = 8
 link_data_queue = 90
@@ -444,6 +447,7 @@ max_routes_per_peer = 120
             enable_dns,
             network_name,
             network_key_file,
+            proxy_allow_remote,
             max_inbound_peers,
             max_connections_per_second,
             link_data_queue,
@@ -459,7 +463,7 @@ max_routes_per_peer = 120
         assert!(update_workers.is_some() && topic_config.is_some() && cdn_cache.is_some());
         assert!(vsock_listen_port.is_some() && enable_dns.is_some());
         assert!(network_name.is_some() && network_key_file.is_some());
-        assert!(api_token_file.is_some());
+        assert!(api_token_file.is_some() && proxy_allow_remote.is_some());
         assert_eq!(
             [
                 max_inbound_peers,

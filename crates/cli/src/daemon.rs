@@ -49,6 +49,10 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             vsock_listen_port: settings.vsock_listen_port,
             private: private_network(&settings)?,
             limits: node_limits(&settings),
+            proxy: mycelium_node::ProxySettings {
+                allow_remote_clients: settings.proxy_allow_remote,
+                ..mycelium_node::ProxySettings::default()
+            },
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));

@@ -365,6 +365,7 @@ mod tests {
             vsock_listen_port: None,
             private: None,
             limits: Default::default(),
+            proxy: Default::default(),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await.unwrap();
         let mut text = String::new();

@@ -97,6 +97,8 @@ pub(crate) struct NodeSettings {
     pub(crate) vsock_listen_port: Option<u32>,
     /// Run the DNS forwarder on UDP `[::]:53`.
     pub(crate) enable_dns: bool,
+    /// Serve the SOCKS5 forwarder to other hosts too.
+    pub(crate) proxy_allow_remote: bool,
     /// Inbound peers kept at once.
     pub(crate) max_inbound_peers: u64,
     /// Inbound connection attempts accepted a second (0: no limit).
@@ -208,6 +210,7 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
         cdn_cache: args.cdn_cache.clone().or(file.cdn_cache),
         vsock_listen_port: args.vsock_listen_port.or(file.vsock_listen_port),
         enable_dns: args.enable_dns || flag(file.enable_dns),
+        proxy_allow_remote: args.proxy_allow_remote || flag(file.proxy_allow_remote),
         max_inbound_peers: args
             .max_inbound_peers
             .or(file.max_inbound_peers)

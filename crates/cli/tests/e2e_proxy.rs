@@ -324,7 +324,7 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
     let (a, b) = (net.ns("a"), net.ns("b"));
     let (a_under, _) = net.link(&a, &b);
     let addr_a = net.node(&a, &[]);
-    net.node(&b, &[format!("tcp://[{a_under}]:9651")]);
+    let addr_b = net.node(&b, &[format!("tcp://[{a_under}]:9651")]);
     net.wait_for(
         "B reaches A over the overlay",
         Duration::from_secs(20),
@@ -422,6 +422,39 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
         std::fs::read(&fetched).unwrap() == blob,
         "the file fetched through the proxy differs"
     );
+    // IPv4 loopback is served too; another node, over the overlay, is not: B is
+    // nobody's open relay.
+    for (ns, via, served) in [
+        (&b, "127.0.0.1:1080".to_owned(), true),
+        (&a, format!("[{addr_b}]:1080"), false),
+    ] {
+        let out = net.exec(
+            ns,
+            &[
+                "curl",
+                "-sSf",
+                "--max-time",
+                "20",
+                "--socks5-hostname",
+                &via,
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+        );
+        assert_eq!(
+            out.status.success(),
+            served,
+            "fetch via {via} from {ns}: {}",
+            text(&out)
+        );
+        // Refused by B itself: the connection was made, then closed unserved (not
+        // curl's 7, cannot connect, nor 28, timed out).
+        if !served {
+            let code = out.status.code();
+            assert!(!matches!(code, Some(7 | 28)), "{code:?}: {}", text(&out));
+        }
+    }
 
     // A hundred at once.
     let outs: Vec<PathBuf> = (0..PARALLEL)

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Bounds on peers and links.
     pub(crate) limits: Limits,
+    /// The proxy client's settings.
+    pub(crate) proxy: crate::ProxySettings,
     /// Inbound connection attempts, across listeners.
     pub(crate) accepts: Mutex<TokenBucket>,
     /// Data packets opened recently, to drop replays.
@@ -214,6 +216,7 @@ impl Core {
             started: SystemTime::now(),
             shutdown,
             limits: cfg.limits,
+            proxy: cfg.proxy,
             accepts: Mutex::new(TokenBucket::new(
                 cfg.limits.connections_per_second,
                 cfg.limits.connections_per_second.saturating_mul(2),

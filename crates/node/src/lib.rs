@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub private: Option<PrivateNetwork>,
     /// Bounds on peers and links (the router's own are in [`NodeConfig::router`]).
     pub limits: Limits,
+    /// The SOCKS5 proxy client's listener and probes.
+    pub proxy: ProxySettings,
 }
 
 /// Shortest and longest private network name, in bytes.

@@ -82,6 +82,11 @@ pub struct ProxySettings {
     pub probe_port: u16,
     /// Connections forwarded at once.
     pub max_relayed: usize,
+    /// Forward connections from any address. Off by default: the listener is on
+    /// every interface, as upstream's is, but only loopback clients are served, so
+    /// the node is not an open relay to the chosen proxy for its LAN and the whole
+    /// overlay (PROXY.md §7).
+    pub allow_remote_clients: bool,
 }
 
 impl Default for ProxySettings {
@@ -90,6 +95,7 @@ impl Default for ProxySettings {
             listen: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), SOCKS_PORT),
             probe_port: SOCKS_PORT,
             max_relayed: MAX_RELAYED_CONNECTIONS,
+            allow_remote_clients: false,
         }
     }
 }
@@ -147,7 +153,7 @@ impl Proxy {
     pub(crate) fn for_node(shared: &Arc<Shared>) -> Self {
         let weak = Arc::downgrade(shared);
         let targets: Targets = Arc::new(move || Box::pin(route_targets(weak.clone())));
-        Self::new(ProxySettings::default(), targets, shared.shutdown.clone())
+        Self::new(shared.proxy, targets, shared.shutdown.clone())
     }
 
     fn new(settings: ProxySettings, targets: Targets, shutdown: CancellationToken) -> Self {
@@ -235,6 +241,7 @@ impl Proxy {
             remote,
             cancel.clone(),
             self.inner.settings.max_relayed,
+            self.inner.settings.allow_remote_clients,
             self.inner.relays.clone(),
         ));
         tracing::info!(
@@ -421,6 +428,17 @@ pub async fn probe(addr: SocketAddr) -> (ProbeResult, Duration) {
     (result, start.elapsed())
 }
 
+/// Whether `ip` is this host's loopback, IPv4-mapped included (the dual-stack
+/// listener sees `127.0.0.1` as `::ffff:127.0.0.1`).
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -455,6 +473,7 @@ async fn forward(
     remote: SocketAddr,
     cancel: CancellationToken,
     max_relayed: usize,
+    allow_remote: bool,
     count: Arc<AtomicUsize>,
 ) {
     let mut relays = JoinSet::new();
@@ -473,6 +492,10 @@ async fn forward(
             accepted = listener.accept() => accepted,
         };
         let local = match accepted {
+            Ok((_, client)) if !allow_remote && !is_loopback(client.ip()) => {
+                tracing::debug!("proxy: refusing {client}: not a loopback client");
+                continue;
+            }
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
@@ -573,6 +596,7 @@ mod tests {
             listen: SocketAddr::new(LOOPBACK.into(), 0),
             probe_port,
             max_relayed,
+            allow_remote_clients: false,
         };
         let targets: Targets = Arc::new(move || {
             let t = targets.clone();
@@ -777,6 +801,7 @@ mod tests {
             listen: SocketAddr::new(LOOPBACK.into(), 0),
             probe_port: 1,
             max_relayed: 4,
+            allow_remote_clients: false,
         };
         // A fixed port, as the node's: taken from a listener we close first.
         let port = {
@@ -822,6 +847,7 @@ mod tests {
             listen: SocketAddr::new(LOOPBACK.into(), 0),
             probe_port: 1,
             max_relayed: 4,
+            allow_remote_clients: false,
         };
         let proxy = Proxy::new(
             settings,

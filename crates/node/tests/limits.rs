@@ -36,6 +36,7 @@ fn config(port: u16, limits: Limits) -> NodeConfig {
         vsock_listen_port: None,
         private: None,
         limits,
+        proxy: Default::default(),
     }
 }
 

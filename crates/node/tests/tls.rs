@@ -39,6 +39,7 @@ fn config(peers: Vec<Endpoint>, port: Option<u16>, private: Option<PrivateNetwor
         vsock_listen_port: None,
         private,
         limits: Default::default(),
+        proxy: Default::default(),
     }
 }
 

@@ -82,6 +82,7 @@ fn config(peers: Vec<Endpoint>, vsock_listen_port: Option<u32>) -> NodeConfig {
         vsock_listen_port,
         private: None,
         limits: Default::default(),
+        proxy: Default::default(),
     }
 }
 
