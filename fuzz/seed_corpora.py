@@ -132,3 +132,109 @@ if os.path.exists(p):
         for line in f.read().splitlines()[:3]:
             if len(line) < 4096:
                 api(6, line)
+
+# ----- text_parsers: selector byte (see fuzz_targets/text_parsers.rs), then text --
+def text(sel, t):
+    put("text_parsers", bytes([sel]) + t.encode())
+
+
+for ep in ["tcp://1.2.3.4:9651", "quic://[2a01:4f8:212:fa6::2]:9651", "TLS://[::1]:1",
+           "vsock://3:9651", "tcp://[fe80::1%2]:9651", "udp://1.2.3.4:1", "tcp//x"]:
+    text(0, ep)
+for va in ["2:9651", "4294967295:0", "1:2:3"]:
+    text(1, va)
+for sn in ["400::/7", "5a6:f0c6:f365:177d::/64", "4a1:acf3:2837:d9cf:d930:4520:c759:467b",
+           "10.0.0.0/8", "::/0", "400::1/129"]:
+    text(2, sn)
+text(3, "3db508c4edc6f9730edb742a7ca8544963be2eeff84ef12c1554fb3535d80d1b")
+text(4, "2bb231c50d01428d")
+text(4, "2BB231C50D01428D")
+
+
+def interop_json(name):
+    p = os.path.join(INTEROP, name)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return f.read()
+
+
+# The recorded upstream answers hold real endpoints, subnets, keys and ids.
+admin = interop_json("listener_admin.json")
+if admin:
+    a = json.loads(admin)
+    text(2, a["nodeSubnet"])
+    text(3, a["nodePubkey"])
+peers = interop_json("listener_peers.json")
+if peers:
+    for p in json.loads(peers):
+        addr = p["endpoint"]["addr"]
+        if "socket" in addr:
+            text(0, p["endpoint"]["proto"] + "://" + addr["socket"])
+routes = interop_json("listener_routes_selected.json")
+if routes:
+    for r in json.loads(routes):
+        text(2, r["subnet"])
+received = interop_json("messages_received_by_listener.jsonl")
+if received:
+    for line in received.splitlines()[:3]:
+        m = json.loads(line)
+        text(4, m["id"])
+        text(3, m["srcPk"])
+
+# ----- cli_config: config files (CLI.md) ------------------------------------------
+for path in ["/work/shared/reference/config_example.toml"]:
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            put("cli_config", f.read())
+put("cli_config", 'peers = ["tcp://1.2.3.4:9651", "quic://[2001:db8::1]:9651"]\n'
+    'tcp_listen_port = 9651\nquic_listen_port = 9651\ndisable_quic = false\n'
+    'api_addr = "127.0.0.1:8989"\njsonrpc_addr = "127.0.0.1:8990"\n'
+    'update_workers = 4\nmax_routes = 1000\nmax_routes_per_peer = 100\n'
+    'max_inbound_peers = 10\nmax_connections_per_second = 5\n'
+    'link_data_queue = 64\nlink_control_rate = 100\n')
+put("cli_config", 'peers = "vsock://3:9651"\nno_tun = true\ntun_name = "myc0"\n'
+    'peer_discovery_interfaces = ["eth0"]\nfirewall_mark = 7\nunknown = 1\n')
+put("cli_config", 'network_name = "net"\nnetwork_key_file = "/k"\nupdate_workers = 0\n')
+
+# ----- api_http: REST operations and JSON-RPC calls (see fuzz_targets/api_http.rs) --
+def piece(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return bytes([len(b)]) + b
+
+
+REST = [  # (operation index in OPERATIONS, path parameters, query, body)
+    (0, [], "", ""), (1, [], "", ""),
+    (2, [], "", '{"endpoint":"tcp://1.2.3.4:9651"}'),
+    (3, ["tcp://192.0.2.1:9651"], "", ""),
+    (4, [], "", ""), (5, [], "", ""), (6, [], "", ""), (7, [], "", ""),
+    (8, [], "", '{"remote":"[407::1]:1080"}'), (9, [], "", ""), (10, [], "", ""),
+    (11, [], "", ""), (12, [], "", ""),
+    (13, [], "peek=true&timeout=5&topic=dGVzdA==", ""),
+    (14, [], "reply_timeout=2",
+     '{"dst":{"ip":"4ca:ba1e:3619:318e::1"},"topic":"dGVzdA==","payload":"aGVsbG8="}'),
+    (15, ["2bb231c50d01428d"], "", '{"dst":{"pk":"3db508c4edc6f9730edb742a7ca8544963be2eeff84ef12c1554fb3535d80d1b"},"payload":""}'),
+    (16, ["2bb231c50d014200"], "", ""),
+    (17, [], "", ""), (18, [], "", '{"accept":false}'), (19, [], "", ""),
+    (20, [], "", '"dGVzdA=="'), (21, ["dGVzdA=="], "", ""), (22, ["dGVzdA=="], "", ""),
+    (23, ["dGVzdA=="], "", '{"subnet":"400::/7"}'),
+    (24, ["dGVzdA==", "400::/7"], "", ""), (25, ["dGVzdA=="], "", ""),
+    (26, ["dGVzdA=="], "", '{"socketPath":"/run/app.sock"}'), (27, ["dGVzdA=="], "", ""),
+    (28, ["5e4:42a4:26f:d028::1"], "", ""),
+]
+for op, params, query, body in REST:
+    put("api_http", bytes([0, op, 0]) + b"".join(piece(p) for p in params) + piece(query)
+        + b"\x00" + body.encode())
+RPC = [  # (method index in METHODS, params)
+    (0, "[]"), (1, '["5e4:42a4:26f:d028::1"]'), (2, "[]"), (3, '["tcp://1.2.3.4:9651"]'),
+    (4, '{"endpoint":"tcp://192.0.2.1:9651"}'), (5, "[]"), (9, '["[407::1]:1080"]'),
+    (14, "[]"), (15, '[true, 1, "dGVzdA=="]'),
+    (16, '[{"dst":{"ip":"4ca:ba1e:3619:318e::1"},"payload":"aGVsbG8="}, 1]'),
+    (17, '["2bb231c50d01428d", {"dst":{"ip":"4ca::1"},"payload":""}]'),
+    (18, '["2bb231c50d014200"]'), (20, "[false]"), (22, '["dGVzdA=="]'),
+    (25, '["dGVzdA==", "400::/7"]'), (28, '["dGVzdA==", "/run/a.sock"]'),
+]
+for m, params in RPC:
+    put("api_http", bytes([1, m]) + params.encode())
+put("api_http", bytes([1, 255]) + b'[{"jsonrpc":"2.0","id":1,"method":"getInfo"},{"jsonrpc":"2.0","method":"getPeers"}]')

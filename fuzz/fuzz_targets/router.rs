@@ -40,13 +40,37 @@ const LIMITS: Limits = Limits {
     max_route_requests: 5,
 };
 
-fn keys() -> &'static [PublicKey; KEYS] {
-    static K: OnceLock<[PublicKey; KEYS]> = OnceLock::new();
-    K.get_or_init(|| std::array::from_fn(|i| PublicKey::from_bytes([i as u8 + 1; 32])))
+struct Node {
+    key: PublicKey,
+    address: Ipv6Addr,
+    subnet: Subnet,
+}
+
+/// The keys with their addresses worked out once (a BLAKE3 hash each).
+fn nodes() -> &'static [Node; KEYS] {
+    static N: OnceLock<[Node; KEYS]> = OnceLock::new();
+    N.get_or_init(|| {
+        std::array::from_fn(|i| {
+            let key = PublicKey::from_bytes([i as u8 + 1; 32]);
+            Node {
+                key,
+                address: key.address(),
+                subnet: key.subnet(),
+            }
+        })
+    })
+}
+
+/// The address of a key, without hashing for the known ones.
+fn address_of(key: PublicKey) -> Ipv6Addr {
+    nodes()
+        .iter()
+        .find(|n| n.key == key)
+        .map_or_else(|| key.address(), |n| n.address)
 }
 
 fn router_id(key: usize, incarnation: u8) -> RouterId {
-    RouterId::new(keys()[key % KEYS], [incarnation % 3; 6])
+    RouterId::new(nodes()[key % KEYS].key, [incarnation % 3; 6])
 }
 
 /// Reads the script; past its end every read gives zeros.
@@ -79,12 +103,12 @@ impl Script<'_> {
 /// A subnet for a TLV: mostly ones the filters let through, some they must not.
 fn subnet(s: &mut Script<'_>) -> Subnet {
     let sel = s.u8();
-    let key = &keys()[usize::from(sel >> 3) % KEYS];
-    let addr = key.address();
+    let node = &nodes()[usize::from(sel >> 3) % KEYS];
+    let addr = node.address;
     let v6 =
-        |a: Ipv6Addr, len| Subnet::new(IpAddr::V6(a), len).map_or(key.subnet(), |s| s.network());
+        |a: Ipv6Addr, len| Subnet::new(IpAddr::V6(a), len).map_or(node.subnet, |s| s.network());
     match sel & 7 {
-        0..=2 => key.subnet(),
+        0..=2 => node.subnet,
         3 => v6(addr, 80 + (sel >> 3) % 49),
         4 => v6(addr, 48),
         5 => v6(
@@ -139,7 +163,7 @@ impl World {
                         u.subnet.is_overlay()
                             && u.subnet.prefix_len() >= 64
                             && u.subnet
-                                .contains_ip(IpAddr::V6(u.router_id.public_key().address())),
+                                .contains_ip(IpAddr::V6(address_of(u.router_id.public_key()))),
                         "we announce {u:?}, which our own filters refuse"
                     );
                 }
@@ -183,7 +207,7 @@ impl World {
                 "{s} inside our own subnet {own} learned from a peer"
             );
             assert!(
-                s.contains_ip(IpAddr::V6(key.address())),
+                s.contains_ip(IpAddr::V6(address_of(*key))),
                 "{s} held with a key whose address is outside it"
             );
             counted_routes += routes.len();
@@ -317,7 +341,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut subnet = subnet(&mut s);
                 // Usually the subnet of the router id's key, so the update passes.
                 if who & 0x80 == 0 {
-                    subnet = keys()[usize::from(who) % KEYS].subnet();
+                    subnet = nodes()[usize::from(who) % KEYS].subnet;
                 }
                 let u = Update {
                     interval,
@@ -346,7 +370,7 @@ fuzz_target!(|data: &[u8]| {
                     hop_count: s.u8() % 70,
                     router_id: router_id(usize::from(who), who >> 4),
                     prefix: if who & 0x80 == 0 {
-                        keys()[usize::from(who) % KEYS].subnet()
+                        nodes()[usize::from(who) % KEYS].subnet
                     } else {
                         subnet(&mut s)
                     },
@@ -392,11 +416,11 @@ fuzz_target!(|data: &[u8]| {
                         IpAddr::V4(_) => Ipv6Addr::LOCALHOST,
                     },
                     1 => {
-                        let mut a = keys()[usize::from(sel >> 3) % KEYS].address().octets();
+                        let mut a = nodes()[usize::from(sel >> 3) % KEYS].address.octets();
                         a[15] ^= s.u8();
                         Ipv6Addr::from(a)
                     }
-                    _ => keys()[usize::from(sel >> 3) % KEYS].address(),
+                    _ => nodes()[usize::from(sel >> 3) % KEYS].address,
                 };
                 match w.router.resolve(now, dst, local) {
                     Resolution::Forward(p) => {

@@ -42,6 +42,37 @@ fn main() {
     let listener = key("tcp-session/listener.key.hex");
     let secret = SharedSecret::new(&dialer, &listener.public_key());
 
+    // router scripts (see fuzz/fuzz_targets/router.rs): setup byte, start time, then
+    // operations. Each recorded direction's TLVs come from one peer, with clock steps
+    // between them; the last seed plays both directions from two peers.
+    let mut both = vec![0u8, 0, 0, 0, 0, 0, 1, 1];
+    for (i, name) in [
+        "tcp-session/dialer_to_listener.bin",
+        "tcp-session/listener_to_dialer.bin",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut script = vec![0u8, 0, 0, 0, 0];
+        let stream = fixture(name);
+        let mut at = 0;
+        while let Ok(d) = wire::decode(&stream[at..]) {
+            let bytes = &stream[at..at + d.len];
+            if let (Packet::Control(_), Ok(len)) = (&d.packet, u8::try_from(bytes.len() - 10)) {
+                // Operation 2: a raw TLV (type, value length, value) from a peer.
+                let op = [&[2, i as u8, bytes[8], len][..], &bytes[10..]].concat();
+                script.extend_from_slice(&op);
+                script.extend_from_slice(&[8, 10]);
+                both.extend_from_slice(&op);
+            }
+            at += d.len;
+        }
+        script.extend_from_slice(&[9, 9, 10, 0]);
+        put(&root, "router", &script);
+    }
+    both.extend_from_slice(&[13, 0, 100, 9, 1, 0]);
+    put(&root, "router", &both);
+
     for name in [
         "tcp-session/dialer_to_listener.bin",
         "tcp-session/listener_to_dialer.bin",
