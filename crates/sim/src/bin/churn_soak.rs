@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use mycelium_sim::soak::{self, SoakConfig};
 
 const USAGE: &str = "usage: churn_soak [--nodes N] [--minutes M] [--seed S | --seeds S1,S2,..] \
-[--degree D] [--messages-per-sec R] [--link-mtbf SECS] [--node-mtbf SECS] [--quiet] [--trace] [--retracted-hold SECS]
+[--degree D] [--messages-per-sec R] [--link-mtbf SECS] [--node-mtbf SECS] [--quiet] [--trace] [--retracted-hold SECS] [--wall-limit MINUTES]
 defaults: --nodes 500 --minutes 30 --seed 1";
 
 fn main() -> ExitCode {
@@ -44,6 +44,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
     let mut progress = true;
     let mut trace = false;
     let mut hold = None;
+    let mut wall_limit = None;
     while let Some(flag) = args.next() {
         let mut value = |what: &str| args.next().ok_or_else(|| format!("{flag} needs {what}"));
         match flag.as_str() {
@@ -62,6 +63,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
             "--node-mtbf" => node_mtbf = Some(number::<f64>(&value("seconds")?)?),
             "--quiet" => progress = false,
             "--trace" => trace = true,
+            "--wall-limit" => wall_limit = Some(number::<f64>(&value("minutes")?)?),
             "--retracted-hold" => hold = Some(number::<f64>(&value("seconds")?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -83,12 +85,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
     positive(link_mtbf)?;
     positive(node_mtbf)?;
     positive(hold)?;
+    positive(wall_limit)?;
     Ok(seeds
         .into_iter()
         .map(|seed| {
             let mut cfg = SoakConfig::new(seed, nodes, minutes);
             cfg.progress = progress;
             cfg.trace = trace;
+            cfg.wall_limit = wall_limit.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
             if let Some(s) = hold {
                 cfg.router.retracted_hold = std::time::Duration::from_secs_f64(s);
             }

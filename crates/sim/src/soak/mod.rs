@@ -112,6 +112,9 @@ pub struct SoakConfig {
     /// that no next hop changed without the incremental check seeing it, and a full
     /// check of every destination from every node.
     pub verify_incremental: bool,
+    /// Ends the churn phase early once the run has taken this much wall-clock time
+    /// (the settle phase still runs); the report says how much churn was done.
+    pub wall_limit: Option<Duration>,
     /// The routers' configuration (the node's defaults unless an experiment
     /// changes them).
     pub router: RouterConfig,
@@ -152,6 +155,7 @@ impl SoakConfig {
             verify_incremental: false,
             trace: false,
             router: RouterConfig::default(),
+            wall_limit: None,
         }
     }
 }
@@ -316,6 +320,9 @@ pub struct SoakReport {
     pub converged_in: Duration,
     /// Simulated time, from start to end.
     pub simulated: Duration,
+    /// Simulated time of churn done: [`SoakConfig::churn`] unless the wall-time
+    /// limit cut it short.
+    pub churned: Duration,
     /// Failures and repairs.
     pub churn: ChurnCounts,
     /// Loop checks.
@@ -352,7 +359,7 @@ impl fmt::Display for SoakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.cfg;
         let ch = &self.churn;
-        let churn_s = c.churn.as_secs_f64().max(1e-9);
+        let churn_s = self.churned.as_secs_f64().max(1e-9);
         let m = &self.messages;
         let l = &self.loop_checks;
         let d = &self.data;
@@ -366,10 +373,18 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "simulated      {:.1} s total: converged in {:.1} s, churn {:.1} s, settle {:.1} s",
+            "simulated      {:.1} s total: converged in {:.1} s, churn {:.1} s{}, settle {:.1} s",
             self.simulated.as_secs_f64(),
             self.converged_in.as_secs_f64(),
-            c.churn.as_secs_f64(),
+            self.churned.as_secs_f64(),
+            if self.churned < c.churn {
+                format!(
+                    " (of {:.1} s planned: cut short by the wall-time limit)",
+                    c.churn.as_secs_f64()
+                )
+            } else {
+                String::new()
+            },
             c.settle.as_secs_f64()
         )?;
         writeln!(
@@ -646,6 +661,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         links,
         converged_in: Duration::ZERO,
         simulated: Duration::ZERO,
+        churned: Duration::ZERO,
         churn: ChurnCounts::default(),
         loop_checks: LoopCheckStats::default(),
         loops: LoopCounts::default(),
@@ -857,8 +873,9 @@ impl Driver {
             );
         }
 
-        let churn_end = self.now() + self.cfg.churn;
-        let end = churn_end + self.cfg.settle;
+        let churn_start = self.now();
+        let mut churn_end = churn_start + self.cfg.churn;
+        let mut end = churn_end + self.cfg.settle;
         let links = self.link_down.len() as f64;
         let nodes = self.cfg.nodes as f64;
         let link_rate = links / self.cfg.link_mtbf.as_secs_f64();
@@ -881,7 +898,13 @@ impl Driver {
             } else {
                 (last, stuck) = (now, 0);
             }
+            let over_time = self.cfg.wall_limit.is_some_and(|l| wall.elapsed() > l);
+            if over_time && now < churn_end {
+                churn_end = now;
+                end = churn_end + self.cfg.settle;
+            }
             if now >= churn_end && repaired.is_none() {
+                report.churned = now - churn_start;
                 self.repair_everything()?;
                 repaired = Some(now);
             }
