@@ -392,6 +392,7 @@ def run(cmd):
 
 def act(l, how, side, cut):
     ns, ifn = l["ns"][side], l["if"][side]
+    t = time.time()  # before the command: under load `ip netns exec` takes a while
     if how == "drop":
         verb = "add" if cut else "delete"
         run(["ip", "netns", "exec", ns, "nft", verb, "element", "inet", "mysoak", "cut",
@@ -399,7 +400,7 @@ def act(l, how, side, cut):
     else:
         run(["ip", "-n", ns, "link", "set", ifn, "down" if cut else "up"])
     what = "cut" if cut else "restore"
-    log.write(f"{time.time():.3f} {what} {l['k']} {l['a']}-{l['b']} {how} {ifn}\n")
+    log.write(f"{t:.3f} {what} {l['k']} {l['a']}-{l['b']} {how} {ifn}\n")
 
 
 next_cut = time.time() + rng.uniform(3, 8)
@@ -451,7 +452,7 @@ done
 for p in "${pids[@]}"; do [ "$p" = "$chaos" ] || kill "$p" 2>/dev/null || true; done
 
 python3 - "$work" "$n" "$start" "$duration" "$drain" "$(getconf CLK_TCK)" "${ping_pairs[@]}" -- "${iperf_pairs[@]}" <<'PY'
-import glob, json, os, re, statistics, sys
+import datetime, glob, json, os, re, statistics, sys
 
 work, n, start, duration, drain, hz = sys.argv[1:7]
 n, start, duration, drain, hz = int(n), float(start), float(duration), float(drain), int(hz)
@@ -500,6 +501,7 @@ print("\nping (every 100 ms; 'timely' = answered within 1 s):")
 interval = 0.1
 reroute = {"cut": [], "restore": []}
 unexplained = []
+long_outages = []
 for a, b in ping_pairs:
     text = open(f"{work}/ping-{a}-{b}.log").read()
     answered = {}  # seq -> (send time, rtt ms)
@@ -522,8 +524,9 @@ for a, b in ping_pairs:
     print(f"  {a}->{b}: sent {tx}, received {len(answered)} ({len(timely)} timely, {late} late), "
           f"loss {loss:.2f}% (not timely {100.0 * (tx - len(timely)) / tx if tx else 0:.2f}%), "
           f"outages {len(gaps)}, longest outage {longest:.2f} s")
+    long_outages += [(a, b, t0, g) for t0, g in gaps if g > 2]
     for t0, g in gaps:
-        before = [e for e in events if e[0] <= t0 + interval]
+        before = [e for e in events if e[0] <= t0 + interval + 0.5]
         if before and t0 - before[-1][0] < 10:
             reroute[before[-1][1]].append(g)
         else:
@@ -536,6 +539,44 @@ for what, xs in reroute.items():
         print(f"  outages after a {what}: none")
 for a, b, t, g in unexplained:
     print(f"  outage with no link event in the 10 s before: {a}->{b} at +{t:.1f} s, {g:.2f} s")
+for a, b, t0, g in long_outages:
+    near = ", ".join(f"{e[1]} {e[2]} ({e[3]}) {e[0] - t0:+.1f} s" for e in events
+                     if -15 < e[0] - t0 < 2)
+    print(f"  outage over 2 s: {a}->{b} at +{t0 - start:.1f} s for {g:.2f} s; link events: {near}")
+
+# Liveness after a restore, from the node logs: how long each end took to hear the
+# other again ("is heard again"), and for how long only one end did. While only one
+# end hears the other, that end routes into a link whose other direction is still dead
+# (a TCP connection still in retransmission back-off after a silent cut).
+peer_link, heard = {}, {}
+for i in range(n):
+    for line in open(f"{work}/node{i}.log", errors="replace"):
+        m = re.search(r"peer#(\d+) up: \w+ \[fd00:5c:(\w+)::", line)
+        if m:
+            peer_link[(i, m.group(1))] = m.group(2)
+            continue
+        m = re.match(r"(\S+Z) .*peer#(\d+) is heard again", line)
+        if m and (i, m.group(2)) in peer_link:
+            t = datetime.datetime.strptime(m.group(1)[:26], "%Y-%m-%dT%H:%M:%S.%f")
+            t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            heard.setdefault((i, peer_link[(i, m.group(2))]), []).append(t)
+links = {f"{l.split()[1]}-{l.split()[2]}": l.split()[0] for l in open(f"{work}/links")}
+one_way = {"drop": [], "down": []}
+for t, what, name, how in events:
+    if what != "restore":
+        continue
+    a, b = map(int, name.split("-"))
+    k = links[name]
+    firsts = [min((x for x in heard.get((i, k), []) if t - 0.5 <= x < t + 60), default=None)
+              for i in (a, b)]
+    if None not in firsts:
+        one_way[how].append((abs(firsts[0] - firsts[1]), max(firsts) - t))
+for how, xs in one_way.items():
+    if xs:
+        w = [x for x, _ in xs]
+        print(f"  after a {how} restore ({len(xs)} with both ends logged): one end hears the other, "
+              f"the other not yet, for p50 {pct(w, .5):.2f} s, p90 {pct(w, .9):.2f} s, "
+              f"max {max(w):.2f} s; both hear each other after at most {max(y for _, y in xs):.2f} s")
 
 print(f"\niperf3 TCP (rate limit per stream as set):")
 for a, b in iperf_pairs:
