@@ -484,15 +484,20 @@ print(f"duration: {duration:.0f} s (+{drain:.0f} s message drain)")
 print(f"link events: {len(cuts)} cuts ({sum(e[3] == 'drop' for e in cuts)} drop, "
       f"{sum(e[3] == 'down' for e in cuts)} down), {len(restores)} restores"
       + (f", {len(errors)} command errors" if errors else ""))
-holds, open_cut = [], {}
+holds, open_cut, at_end = [], {}, 0
 for t, what, link, how in events:
     if what == "cut":
         open_cut[link] = t
     elif link in open_cut:
-        holds.append(t - open_cut.pop(link))
+        held = t - open_cut.pop(link)
+        if t >= int(start + duration):  # restored because the run ended
+            at_end += 1
+        else:
+            holds.append(held)
 if holds:
     print(f"  cut held: min {min(holds):.1f} s, median {statistics.median(holds):.1f} s, "
-          f"max {max(holds):.1f} s, {sum(h > 43 for h in holds)} held > 43 s")
+          f"max {max(holds):.1f} s, {sum(h > 43 for h in holds)} held > 43 s; "
+          f"{at_end} still cut when the run ended")
 
 # Pings: an outage is a run of two or more echo requests not answered within 1 s
 # (late answers count as lost here: packets stuck in a dead link's TCP buffer come back
