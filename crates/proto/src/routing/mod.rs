@@ -378,7 +378,7 @@ impl Router {
         };
         n.last_heard = now;
         if !n.reachable {
-            n.reachable = true;
+            n.revive(now);
             self.events.push_back(Event::PeerReachable(peer));
             self.greet(now, peer);
         }
@@ -425,9 +425,10 @@ impl Router {
                 .filter(|(_, n)| n.reachable && n.silent_for(now, l.timeout))
                 .map(|(p, _)| *p)
                 .collect();
+            let keep = self.cfg.retracted_hold;
             for peer in silent {
                 if let Some(n) = self.neighbours.get_mut(&peer) {
-                    n.reachable = false;
+                    n.fall_silent(now, keep);
                 }
                 self.events.push_back(Event::PeerUnreachable(peer));
                 self.seqno_cache.forget(peer);

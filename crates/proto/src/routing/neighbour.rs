@@ -56,6 +56,18 @@ impl LinkKind {
     }
 }
 
+/// A stretch of time in which a neighbour was silent: from the last thing heard
+/// before it to the first thing heard after it (`None` while it lasts). What we sent
+/// the neighbour around then may have sat in its connection and arrive late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Silence {
+    pub(crate) from: Instant,
+    pub(crate) until: Option<Instant>,
+}
+
+/// Silences remembered per neighbour; older ones are merged into one.
+const MAX_SILENCES: usize = 4;
+
 /// What we know of one neighbour.
 #[derive(Debug, Clone)]
 pub(crate) struct Neighbour {
@@ -70,6 +82,8 @@ pub(crate) struct Neighbour {
     /// False while the neighbour is silent past the liveness timeout: it is then
     /// routed around, though its connection stays open.
     pub(crate) reachable: bool,
+    /// Recent silences, oldest first (see [`Neighbour::fall_silent`]).
+    pub(crate) silences: Vec<Silence>,
 }
 
 impl Neighbour {
@@ -82,6 +96,33 @@ impl Neighbour {
             last_heard: now,
             link_cost: initial_cost,
             reachable: true,
+            silences: Vec::new(),
+        }
+    }
+
+    /// Marks the neighbour unreachable; its silence began when it was last heard.
+    /// Silences that ended more than `keep` ago are forgotten.
+    pub(crate) fn fall_silent(&mut self, now: Instant, keep: Duration) {
+        self.reachable = false;
+        self.silences
+            .retain(|s| s.until.map_or(true, |until| now - until <= keep));
+        if self.silences.len() >= MAX_SILENCES {
+            // Merge the two oldest: a longer silence only keeps more in doubt.
+            let second = self.silences.remove(1);
+            let first = &mut self.silences[0];
+            first.until = second.until;
+        }
+        self.silences.push(Silence {
+            from: self.last_heard,
+            until: None,
+        });
+    }
+
+    /// Marks the neighbour reachable again, ending its silence.
+    pub(crate) fn revive(&mut self, now: Instant) {
+        self.reachable = true;
+        if let Some(last) = self.silences.last_mut() {
+            last.until.get_or_insert(now);
         }
     }
 

@@ -28,6 +28,12 @@ pub(crate) struct FeasibilityDistance {
     pub(crate) seqno: SeqNo,
     /// When we last advertised this source.
     pub(crate) last_sent: Instant,
+    /// The smallest finite metric we advertised for this source, whatever its
+    /// seqno, since everything sent before it surely arrived (infinite if none);
+    /// what the check across router ids compares with.
+    pub(crate) recent: Metric,
+    /// When the last finite advertisement counted in `recent` went out.
+    pub(crate) recent_at: Instant,
     gc_at: Instant,
 }
 
@@ -64,7 +70,8 @@ impl SourceTable {
         }
     }
 
-    /// Records an update we are about to send.
+    /// Records an update we are about to send. `settled`: whether everything we
+    /// advertised for this source before has surely arrived by now.
     pub(crate) fn record_sent(
         &mut self,
         key: SourceKey,
@@ -72,12 +79,15 @@ impl SourceTable {
         metric: Metric,
         now: Instant,
         gc_after: Duration,
+        settled: bool,
     ) {
         let gc_at = now + gc_after;
         let fresh = FeasibilityDistance {
             metric,
             seqno,
             last_sent: now,
+            recent: metric,
+            recent_at: now,
             gc_at,
         };
         let sources = self.entries.entry(key.subnet).or_default();
@@ -87,12 +97,25 @@ impl SourceTable {
                 self.len += 1;
             }
             Some((_, fd)) => {
+                let recent = match (metric.is_infinite(), settled) {
+                    (false, true) => metric,
+                    (false, false) => fd.recent.min(metric),
+                    (true, true) => Metric::INFINITE,
+                    (true, false) => fd.recent,
+                };
+                let recent_at = if metric.is_infinite() {
+                    fd.recent_at
+                } else {
+                    now
+                };
                 if seqno.is_newer_than(fd.seqno) || (seqno == fd.seqno && metric < fd.metric) {
                     *fd = fresh;
                 } else if !metric.is_infinite() {
                     fd.gc_at = gc_at;
                     fd.last_sent = now;
                 }
+                fd.recent = recent;
+                fd.recent_at = recent_at;
             }
         }
     }

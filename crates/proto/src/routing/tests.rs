@@ -416,3 +416,93 @@ fn routes_from_one_neighbour_are_bounded() {
     assert_eq!(routes, 150, "A's share is capped, B fills the rest");
     assert!(r.stats().updates_over_limit >= 850);
 }
+
+/// Advances `r` from `from` to `to` in 100 ms steps; the peers in `alive` say Hello
+/// at every step, the others stay silent.
+fn tick(r: &mut Router, from: u64, to: u64, alive: &[PeerId]) {
+    let mut now = from;
+    while now < to {
+        now += 100;
+        for &p in alive {
+            r.handle_tlv(
+                at(now),
+                p,
+                Tlv::Hello(Hello {
+                    unicast: true,
+                    seqno: SeqNo(0),
+                    interval: Interval(25),
+                }),
+            );
+        }
+        while r.poll_timeout().is_some_and(|t| t <= at(now)) {
+            r.handle_timeout(at(now));
+        }
+        drain(r);
+        events(r);
+    }
+}
+
+/// Node 9 under two router ids, as after a restart.
+fn incarnation(n: u8, seqno: u16, metric: u16) -> Update {
+    Update {
+        router_id: RouterId::new(key(9), [n; 6]),
+        ..update(9, seqno, metric)
+    }
+}
+
+const C: PeerId = PeerId(12);
+
+#[test]
+fn a_new_router_id_must_beat_every_metric_recently_advertised_for_the_old_one() {
+    // What we advertised for the old id under an older seqno counts too: a
+    // neighbour may still route by it.
+    let mut r = router();
+    for p in [A, B, C] {
+        r.handle_peer_up(at(0), p, TCP4);
+    }
+    r.handle_tlv(at(1), A, Tlv::Update(incarnation(1, 9, 100)));
+    r.handle_tlv(at(2), A, Tlv::Update(incarnation(1, 10, 400)));
+    let sent: Vec<u16> = updates_to(&drain(&mut r), C)
+        .iter()
+        .filter(|u| u.subnet == key(9).subnet())
+        .map(|u| u.metric.0)
+        .collect();
+    let (low, high) = (sent[0], sent[sent.len() - 1]);
+    assert!(low < high, "{sent:?}");
+    // The old id is withdrawn; the new one is offered between the two.
+    r.handle_tlv(at(3), A, Tlv::Update(incarnation(1, 10, 0xFFFF)));
+    r.handle_tlv(at(4), B, Tlv::Update(incarnation(2, 0, low + 1)));
+    assert_eq!(r.next_hop(key(9).address()), None);
+    tick(&mut r, 4, 5_000, &[A, B, C]);
+    assert_eq!(
+        r.next_hop(key(9).address()),
+        None,
+        "taken within the window"
+    );
+    tick(&mut r, 5_000, 7_000, &[A, B, C]);
+    assert_eq!(r.next_hop(key(9).address()), Some(B));
+}
+
+#[test]
+fn a_silent_neighbour_keeps_the_window_open_until_it_wakes() {
+    // What we sent C before it fell silent may reach it whenever it wakes.
+    let mut r = router();
+    for p in [A, B, C] {
+        r.handle_peer_up(at(0), p, TCP4);
+    }
+    r.handle_tlv(at(1), A, Tlv::Update(incarnation(1, 1, 100)));
+    drain(&mut r);
+    tick(&mut r, 1, 2_001, &[A, B]); // C is now unreachable
+    r.handle_tlv(at(2_001), A, Tlv::Update(incarnation(1, 1, 0xFFFF)));
+    r.handle_tlv(at(2_001), B, Tlv::Update(incarnation(2, 0, 5_000)));
+    tick(&mut r, 2_001, 12_001, &[A, B]);
+    assert_eq!(r.next_hop(key(9).address()), None, "C is still silent");
+    tick(&mut r, 12_001, 15_001, &[A, B, C]); // C woke at 12.1 s
+    assert_eq!(
+        r.next_hop(key(9).address()),
+        None,
+        "within the window of waking"
+    );
+    tick(&mut r, 15_001, 18_501, &[A, B, C]);
+    assert_eq!(r.next_hop(key(9).address()), Some(B));
+}

@@ -205,10 +205,15 @@ impl Router {
     /// along any chain of next hops the smallest recently advertised metric then
     /// strictly decreases, whatever the sources, and no chain can close. Neighbours
     /// hear of every change of source at once (see `apply_selection`), so the
-    /// constraint only has to outlast messages in flight; it lapses after
-    /// [`RouterConfig::retracted_hold`](super::RouterConfig::retracted_hold).
+    /// constraint only has to outlast messages in flight: it lapses
+    /// [`RouterConfig::retracted_hold`](super::RouterConfig::retracted_hold) after
+    /// the advertisement, and no sooner than that after the end of any silence of a
+    /// neighbour that began within that time of it. A silent link keeps what is sent
+    /// on it and delivers it when it wakes, possibly long after; until the neighbour
+    /// is heard again (or its connection closes) the advertisement may still be on
+    /// its way.
     ///
-    /// Returns when the constraint lapses if it holds the route back.
+    /// Returns when to look again if the constraint holds the route back.
     fn feasible_across_sources(
         &self,
         now: Instant,
@@ -219,11 +224,25 @@ impl Router {
         let lapse = self
             .sources
             .of_subnet(*subnet)
-            .filter(|(id, fd)| *id != r.router_id && now - fd.last_sent <= window)
-            .filter(|(_, fd)| !fd.metric.is_infinite() && r.metric >= fd.metric)
-            .map(|(_, fd)| fd.last_sent + window + Duration::from_millis(1))
+            .filter(|(id, _)| *id != r.router_id)
+            .filter(|(_, fd)| !fd.recent.is_infinite() && r.metric >= fd.recent)
+            .filter_map(|(_, fd)| self.in_flight_until(now, fd.recent_at, window))
             .max();
-        lapse.map_or(Ok(()), Err)
+        lapse.map_or(Ok(()), |at| Err(at + Duration::from_millis(1)))
+    }
+
+    /// Until when something we sent at `sent` may still be on its way to a
+    /// neighbour (`None` if it has surely arrived by `now`): `window` after sending,
+    /// and `window` after the end of a silence that began no earlier than `window`
+    /// before it. An ongoing silence answers `now + window`, to look again then.
+    fn in_flight_until(&self, now: Instant, sent: Instant, window: Duration) -> Option<Instant> {
+        let mut until = sent + window;
+        for n in self.neighbours.values() {
+            for s in n.silences.iter().filter(|s| sent + window >= s.from) {
+                until = until.max(s.until.unwrap_or(now) + window);
+            }
+        }
+        (now <= until).then_some(until)
     }
 
     /// Re-runs selection for `subnet` after a change, given the selected route as it
@@ -366,8 +385,12 @@ impl Router {
             subnet: u.subnet,
             router_id: u.router_id,
         };
+        let settled = self.sources.get(&key).map_or(true, |fd| {
+            self.in_flight_until(now, fd.recent_at, self.cfg.retracted_hold)
+                .is_none()
+        });
         self.sources
-            .record_sent(key, u.seqno, u.metric, now, self.cfg.source_gc);
+            .record_sent(key, u.seqno, u.metric, now, self.cfg.source_gc, settled);
     }
 
     /// The current state of `subnet` to every neighbour but its next hop.
