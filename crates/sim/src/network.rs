@@ -255,6 +255,12 @@ impl Sim {
         self.nodes[node].router.as_ref()
     }
 
+    /// A node's router, to change how it reports (not to feed it inputs: those go
+    /// through the simulated network).
+    pub fn router_mut(&mut self, node: NodeIdx) -> Option<&mut Router> {
+        self.nodes[node].router.as_mut()
+    }
+
     /// Whether the node is running.
     pub fn is_up(&self, node: NodeIdx) -> bool {
         self.nodes[node].router.is_some()

@@ -2,14 +2,11 @@
 //! crashes, with messages between random pairs. The full-size run is the
 //! `churn_soak` binary (see the crate README).
 //!
-//! The soak finds short routing loops across router ids (a restarted node's old
-//! and new incarnations): a silenced link, restored after longer than the
-//! routers' cross-source window (`retracted_hold`, 6 s), delivers stale updates of
-//! the old incarnation, and a node can select them while its neighbour routes
-//! through it under the new one. They last from one burst of deliveries to a few
-//! tens of milliseconds. Until the router handles that, the test run by CI checks
-//! that every loop goes away quickly and that no message is lost, and the strict
-//! test (no loop at all) is ignored; it reproduces the first such loop.
+//! The soak found short routing loops across router ids (a restarted node's old and
+//! new incarnations), when a silenced link woke and delivered stale updates of the
+//! old one; the router now keeps its check across router ids open while such a
+//! link may still hold them. Both tests here are strict: not one loop at any step,
+//! and no message lost that had time to arrive.
 
 use std::time::Duration;
 
@@ -48,21 +45,21 @@ fn assert_sound(r: &SoakReport) {
 }
 
 #[test]
-fn small_networks_under_churn_lose_no_message_and_loop_only_briefly() {
+fn small_networks_under_churn_lose_no_message_and_never_loop() {
     for seed in 1..=3 {
         let r = soak::run(small(seed, 80, 3.0));
         assert_sound(&r);
-        assert_eq!(r.loops.open_at_end, 0, "{r}");
-        assert!(r.loops.longest < Duration::from_secs(1), "{r}");
+        assert!(r.ok(), "{r}");
     }
 }
 
-/// The strict form: not a single loop. Seed 3 of 60 nodes loops at 128.58 s of
-/// simulated time (step 707,804), across two router ids of node 40, when the
-/// silenced link between nodes 5 and 22 is restored.
+/// The runs that found the loops across router ids: seed 3 of 60 nodes looped at
+/// 128.58 s of simulated time (step 707,804), across two router ids of node 40,
+/// when the silenced link between nodes 5 and 22 was restored; with the first half
+/// of the fix (the window kept open while a link is silent) it still looped at
+/// 75.65 s, through an older seqno's smaller metric.
 #[test]
-#[ignore = "finds a routing loop across router ids; see the module documentation"]
-fn small_networks_under_churn_never_loop() {
+fn the_runs_that_looped_across_router_ids_do_not() {
     for seed in [3, 1, 2] {
         let r = soak::run(small(seed, 60, 3.0));
         assert_sound(&r);

@@ -602,6 +602,19 @@ impl Router {
         self.table.generation()
     }
 
+    /// Starts logging which subnets' selected routes change, for drivers that
+    /// follow forwarding per destination (the simulator's loop check).
+    pub fn track_selection_changes(&mut self) {
+        self.table.track_changes();
+    }
+
+    /// Appends to `out` the subnets whose selected route (or key, or existence)
+    /// changed since the last call, once tracking is on. Returns `false` when too
+    /// many changed to list: assume every subnet did.
+    pub fn take_selection_changes(&mut self, out: &mut Vec<Subnet>) -> bool {
+        self.table.take_changes(out)
+    }
+
     /// Number of subnets with a selected route.
     pub fn selected_count(&self) -> usize {
         self.table.selected_count()

@@ -74,7 +74,15 @@ pub(crate) struct RouteTable {
     selected_count: usize,
     /// Bumped whenever what a forwarding snapshot shows can have changed.
     generation: u64,
+    /// Subnets whose selection changed since the driver last asked, when it asked
+    /// to be told ([`RouteTable::track_changes`]); `None` once more than
+    /// [`MAX_LOGGED_CHANGES`] piled up (the driver then looks at everything).
+    changes: Option<Vec<Subnet>>,
+    tracking: bool,
 }
+
+/// Selection changes logged before the log gives up and says "everything".
+const MAX_LOGGED_CHANGES: usize = 4_096;
 
 impl RouteTable {
     /// A counter that changes whenever subnets, keys or selections change.
@@ -92,6 +100,42 @@ impl RouteTable {
             route_count: 0,
             selected_count: 0,
             generation: 0,
+            changes: Some(Vec::new()),
+            tracking: false,
+        }
+    }
+
+    /// Something a forwarding snapshot shows for `subnet` may have changed.
+    fn changed(&mut self, subnet: Subnet) {
+        self.generation += 1;
+        if !self.tracking {
+            return;
+        }
+        if let Some(log) = &mut self.changes {
+            if log.len() < MAX_LOGGED_CHANGES {
+                log.push(subnet);
+            } else {
+                self.changes = None;
+            }
+        }
+    }
+
+    /// Starts logging which subnets' selections change.
+    pub(crate) fn track_changes(&mut self) {
+        self.tracking = true;
+    }
+
+    /// The subnets whose selection changed since the last call, appended to `out`;
+    /// `false` if too many changed to list (assume all did).
+    pub(crate) fn take_changes(&mut self, out: &mut Vec<Subnet>) -> bool {
+        match self.changes.replace(Vec::new()) {
+            Some(mut log) => {
+                out.append(&mut log);
+                // Keep the allocation for the next round.
+                self.changes = Some(log);
+                true
+            }
+            None => false,
         }
     }
 
@@ -166,7 +210,7 @@ impl RouteTable {
 
     /// Creates the entry for `subnet` with its owner's key, replacing a query.
     pub(crate) fn insert_subnet(&mut self, subnet: Subnet, key: PublicKey) {
-        self.generation += 1;
+        self.changed(subnet);
         if let Some(SubnetEntry::Queried { expires }) = self.subnets.get(&subnet) {
             self.query_expiry.remove(&(*expires, subnet));
         }
@@ -193,7 +237,7 @@ impl RouteTable {
 
     /// Removes a subnet and every route to it.
     pub(crate) fn remove_subnet(&mut self, subnet: &Subnet) {
-        self.generation += 1;
+        self.changed(*subnet);
         let Some(entry) = self.subnets.remove(subnet) else {
             return;
         };
@@ -224,6 +268,7 @@ impl RouteTable {
     fn unindex(&mut self, subnet: Subnet, r: &RouteEntry) {
         if r.selected {
             self.selected_count -= 1;
+            self.changed(subnet);
         }
         self.route_expiry.remove(&(r.expires, subnet, r.neighbour));
         if let Some(n) = self.routes_of.get_mut(&r.neighbour) {
@@ -273,9 +318,9 @@ impl RouteTable {
         let was_selected = r.selected;
         f(r);
         r.neighbour = neighbour;
-        if was_selected && !r.selected {
+        let unselected = was_selected && !r.selected;
+        if unselected {
             self.selected_count -= 1;
-            self.generation += 1;
         }
         // Selecting goes through `select`, which keeps the selected route first.
         debug_assert!(was_selected || !r.selected, "modify_route cannot select");
@@ -283,6 +328,9 @@ impl RouteTable {
             let after = r.expires;
             self.route_expiry.remove(&(before, subnet, neighbour));
             self.route_expiry.insert((after, subnet, neighbour));
+        }
+        if unselected {
+            self.changed(subnet);
         }
     }
 
@@ -304,9 +352,6 @@ impl RouteTable {
             return;
         };
         let before = routes.iter().find(|r| r.selected).map(|r| r.neighbour);
-        if before != neighbour {
-            self.generation += 1;
-        }
         let had = before.is_some();
         for r in routes.iter_mut() {
             r.selected = Some(r.neighbour) == neighbour;
@@ -319,6 +364,9 @@ impl RouteTable {
         }
         if let Some(at) = routes.iter().position(|r| r.selected) {
             routes[..=at].rotate_right(1);
+        }
+        if before != neighbour {
+            self.changed(subnet);
         }
     }
 

@@ -11,7 +11,10 @@
 //!   only have done so if its table generation moved. Every other change is an edge
 //!   vanishing (a connection closing), which cannot make a cycle.
 //! - For such a node the watch compares the next hop (the neighbour's connection
-//!   id, never reused) towards every destination with the one it saw last time.
+//!   id, never reused) with the one it saw last time, towards every destination
+//!   whose selection the router says changed
+//!   ([`mycelium_proto::routing::Router::take_selection_changes`]), or towards
+//!   every destination after a restart or when the router's log overflowed.
 //! - If the graph had no cycle before the event, any cycle after it goes through a
 //!   node whose edge changed. So following next hops from each changed node, for
 //!   each destination whose edge changed, finds every new cycle.
@@ -54,6 +57,11 @@ pub(crate) struct LoopWatch {
     /// `hops[node * n + destination]`: the next hop last seen.
     hops: Vec<Option<PeerId>>,
     touched: Vec<NodeIdx>,
+    /// Destination index by its /64.
+    index: std::collections::HashMap<Subnet, NodeIdx>,
+    /// Scratch: the subnets a router reported changed, then the destinations.
+    changed: Vec<Subnet>,
+    dests: Vec<NodeIdx>,
     /// Visit marks for a walk; a walk owns the current stamp.
     marks: Vec<u32>,
     stamp: u32,
@@ -73,6 +81,9 @@ impl LoopWatch {
             generations: vec![None; n],
             hops: vec![None; n * n],
             touched: (0..n).collect(),
+            index: (0..n).map(|i| (Subnet::v6_64(sim.address(i)), i)).collect(),
+            changed: Vec::new(),
+            dests: Vec::new(),
             marks: vec![0; n],
             stamp: 0,
             stats: LoopCheckStats::default(),
@@ -94,9 +105,9 @@ impl LoopWatch {
         self.touched = touched;
     }
 
-    fn recheck(&mut self, sim: &Sim, u: NodeIdx, found: &mut Vec<Loop>) {
+    fn recheck(&mut self, sim: &mut Sim, u: NodeIdx, found: &mut Vec<Loop>) {
         let n = self.n;
-        let Some(router) = sim.router(u) else {
+        let Some(router) = sim.router_mut(u) else {
             if self.generations[u].take().is_some() {
                 self.hops[u * n..(u + 1) * n].fill(None);
             }
@@ -106,9 +117,28 @@ impl LoopWatch {
         if self.generations[u] == Some(generation) {
             return;
         }
+        // A router seen for the first time (or restarted) is compared in full,
+        // and from then on tells which subnets changed.
+        let fresh = self.generations[u].is_none();
+        router.track_selection_changes();
+        self.changed.clear();
+        let listed = router.take_selection_changes(&mut self.changed);
         self.generations[u] = Some(generation);
         self.stats.tables_diffed += 1;
-        for d in 0..n {
+        self.dests.clear();
+        if fresh || !listed {
+            self.dests.extend(0..n);
+        } else {
+            let index = &self.index;
+            self.dests
+                .extend(self.changed.iter().filter_map(|s| index.get(s).copied()));
+        }
+        let sim: &Sim = sim;
+        let Some(router) = sim.router(u) else {
+            return;
+        };
+        for i in 0..self.dests.len() {
+            let d = self.dests[i];
             // The selected route of the destination's /64 is what `next_hop` finds:
             // nodes announce nothing else. (An exact lookup, without the
             // longest-prefix search: this loop is most of the check's cost.)
