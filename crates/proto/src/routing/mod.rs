@@ -17,9 +17,10 @@
 //! [`RouterConfig::liveness`] set (the default), we send Hellos every
 //! [`Liveness::probe_interval`] instead of every 20 s, and treat a neighbour we have
 //! heard nothing from for [`Liveness::timeout`] as *unreachable*: its routes are
-//! retracted or replaced at once, while its connection stays open. Anything heard
-//! from it makes it reachable again, and we then ask it for its whole table with a
-//! wildcard route request.
+//! retracted or replaced at once, while its connection stays open. It is reachable
+//! again once it answers a Hello we sent after hearing from it again (hearing it
+//! shows only that its direction of the link works), and we then ask it for its
+//! whole table with a wildcard route request.
 //!
 //! An upstream neighbour sees only TLVs it already handles: more frequent Hellos (it
 //! ignores their seqno and interval fields, and answers each with one IHU at once,
@@ -120,6 +121,10 @@ pub struct RouterConfig {
     pub update_interval: Duration,
     /// How long a retracted route lingers (6 s).
     pub retracted_hold: Duration,
+    /// A neighbour heard again after a silence must answer a Hello at least this
+    /// long after it was first heard (50 ms): an answer in the same burst may be an
+    /// old one its connection held.
+    pub wake_guard: Duration,
     /// How long a route request waits for an answer (15 s).
     pub route_query_timeout: Duration,
     /// How long a sent route request is remembered (15 s).
@@ -167,6 +172,7 @@ impl Default for RouterConfig {
             dead_check_interval: Duration::from_secs(10),
             update_interval: Duration::from_secs(300),
             retracted_hold: Duration::from_secs(6),
+            wake_guard: Duration::from_millis(50),
             route_query_timeout: Duration::from_secs(15),
             route_request_ttl: Duration::from_secs(15),
             max_route_request_generation: 16,
@@ -378,9 +384,23 @@ impl Router {
         };
         n.last_heard = now;
         if !n.reachable {
-            n.revive(now);
-            self.events.push_back(Event::PeerReachable(peer));
-            self.greet(now, peer);
+            // Hearing it proves only that its direction works: a silent link
+            // delivers what it held when it wakes, and the two directions of a
+            // connection recover apart (one end's retransmission timer can run
+            // for seconds after the other's). It is reachable again once it
+            // answers a Hello we sent since it woke, and not in the burst that
+            // woke it, which may hold answers to Hellos from before.
+            let since = *n.waking_since.get_or_insert(now);
+            let answered = matches!(tlv, Tlv::Ihu(_))
+                && n.last_hello_sent >= since
+                && now - since >= self.cfg.wake_guard;
+            if answered {
+                n.revive(now);
+                self.events.push_back(Event::PeerReachable(peer));
+                self.greet(now, peer);
+            } else if since == now {
+                self.send_hello(now, peer);
+            }
         }
         match tlv {
             Tlv::Hello(_) => {
@@ -425,6 +445,13 @@ impl Router {
                 .filter(|(_, n)| n.reachable && n.silent_for(now, l.timeout))
                 .map(|(p, _)| *p)
                 .collect();
+            // A neighbour that woke and fell silent again before answering wakes
+            // afresh next time.
+            for n in self.neighbours.values_mut() {
+                if !n.reachable && n.silent_for(now, l.timeout) {
+                    n.waking_since = None;
+                }
+            }
             let keep = self.cfg.retracted_hold;
             for peer in silent {
                 if let Some(n) = self.neighbours.get_mut(&peer) {
@@ -697,23 +724,27 @@ impl Router {
     }
 
     fn send_hellos(&mut self, now: Instant) {
-        let interval = Interval::from_duration(self.cfg.hello_period());
         let peers: Vec<PeerId> = self.neighbours.keys().copied().collect();
         for peer in peers {
-            let Some(n) = self.neighbours.get_mut(&peer) else {
-                continue;
-            };
-            n.last_hello_sent = now;
-            let seqno = n.hello_seqno;
-            n.hello_seqno = seqno.next();
-            self.send(
-                peer,
-                Tlv::Hello(Hello {
-                    unicast: true,
-                    seqno,
-                    interval,
-                }),
-            );
+            self.send_hello(now, peer);
         }
+    }
+
+    fn send_hello(&mut self, now: Instant, peer: PeerId) {
+        let interval = Interval::from_duration(self.cfg.hello_period());
+        let Some(n) = self.neighbours.get_mut(&peer) else {
+            return;
+        };
+        n.last_hello_sent = now;
+        let seqno = n.hello_seqno;
+        n.hello_seqno = seqno.next();
+        self.send(
+            peer,
+            Tlv::Hello(Hello {
+                unicast: true,
+                seqno,
+                interval,
+            }),
+        );
     }
 }

@@ -84,6 +84,9 @@ pub(crate) struct Neighbour {
     pub(crate) reachable: bool,
     /// Recent silences, oldest first (see [`Neighbour::fall_silent`]).
     pub(crate) silences: Vec<Silence>,
+    /// While unreachable: when it was first heard again. It is reachable again
+    /// only once it answers a Hello sent since (see `Router::handle_tlv`).
+    pub(crate) waking_since: Option<Instant>,
 }
 
 impl Neighbour {
@@ -97,6 +100,7 @@ impl Neighbour {
             link_cost: initial_cost,
             reachable: true,
             silences: Vec::new(),
+            waking_since: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl Neighbour {
     /// Silences that ended more than `keep` ago are forgotten.
     pub(crate) fn fall_silent(&mut self, now: Instant, keep: Duration) {
         self.reachable = false;
+        self.waking_since = None;
         self.silences
             .retain(|s| s.until.map_or(true, |until| now - until <= keep));
         if self.silences.len() >= MAX_SILENCES {
@@ -121,6 +126,7 @@ impl Neighbour {
     /// Marks the neighbour reachable again, ending its silence.
     pub(crate) fn revive(&mut self, now: Instant) {
         self.reachable = true;
+        self.waking_since = None;
         if let Some(last) = self.silences.last_mut() {
             last.until.get_or_insert(now);
         }

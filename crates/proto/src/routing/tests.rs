@@ -352,15 +352,26 @@ fn silent_neighbour_is_routed_around_then_welcomed_back() {
     // Its connection is not closed: no PeerDead.
     assert!(!ev.iter().any(|e| matches!(e, Event::PeerDead(_))));
     drain(&mut r);
-    r.handle_tlv(
-        now,
-        A,
-        Tlv::Ihu(Ihu {
-            rx_cost: Metric(0),
-            interval: Interval(6000),
-            address: None,
-        }),
+    let ihu = Tlv::Ihu(Ihu {
+        rx_cost: Metric(0),
+        interval: Interval(6000),
+        address: None,
+    });
+    // The burst that wakes it proves only that its direction works, even if it
+    // holds an IHU (perhaps an old one): we answer with a Hello and wait.
+    r.handle_tlv(now, A, ihu);
+    assert_eq!(events(&mut r), vec![]);
+    let hello = drain(&mut r);
+    assert!(
+        hello
+            .iter()
+            .any(|t| t.to == A && matches!(t.tlv, Tlv::Hello(_))),
+        "{hello:?}"
     );
+    assert_eq!(r.next_hop(key(2).address()), None);
+    // Its answer, later than the burst, shows that it hears us.
+    let now = now + Duration::from_millis(60);
+    r.handle_tlv(now, A, ihu);
     assert_eq!(events(&mut r), vec![Event::PeerReachable(A)]);
     let out = drain(&mut r);
     assert!(out.iter().any(|t| t.tlv
@@ -433,6 +444,16 @@ fn tick(r: &mut Router, from: u64, to: u64, alive: &[PeerId]) {
                     interval: Interval(25),
                 }),
             );
+            // And answer our Hellos, so a silent one can come back.
+            r.handle_tlv(
+                at(now),
+                p,
+                Tlv::Ihu(Ihu {
+                    rx_cost: Metric(0),
+                    interval: Interval(6000),
+                    address: None,
+                }),
+            );
         }
         while r.poll_timeout().is_some_and(|t| t <= at(now)) {
             r.handle_timeout(at(now));
@@ -497,7 +518,7 @@ fn a_silent_neighbour_keeps_the_window_open_until_it_wakes() {
     r.handle_tlv(at(2_001), B, Tlv::Update(incarnation(2, 0, 5_000)));
     tick(&mut r, 2_001, 12_001, &[A, B]);
     assert_eq!(r.next_hop(key(9).address()), None, "C is still silent");
-    tick(&mut r, 12_001, 15_001, &[A, B, C]); // C woke at 12.1 s
+    tick(&mut r, 12_001, 15_001, &[A, B, C]); // C woke at 12.1 s, answers at 12.2 s
     assert_eq!(
         r.next_hop(key(9).address()),
         None,
@@ -505,4 +526,38 @@ fn a_silent_neighbour_keeps_the_window_open_until_it_wakes() {
     );
     tick(&mut r, 15_001, 18_501, &[A, B, C]);
     assert_eq!(r.next_hop(key(9).address()), Some(B));
+}
+
+#[test]
+fn a_neighbour_heard_one_way_only_stays_routed_around() {
+    // Its Hellos get through, our Hellos do not reach it (its IHUs never come): it
+    // must not be used, whatever it says meanwhile.
+    let mut r = router();
+    r.handle_peer_up(at(0), A, TCP4);
+    r.handle_tlv(at(1), A, Tlv::Update(update(2, 0, 0)));
+    tick(&mut r, 1, 2_001, &[]);
+    assert_eq!(r.next_hop(key(2).address()), None);
+    for t in (2_101..7_001).step_by(100) {
+        r.handle_tlv(
+            at(t),
+            A,
+            Tlv::Hello(Hello {
+                unicast: true,
+                seqno: SeqNo(0),
+                interval: Interval(25),
+            }),
+        );
+        r.handle_tlv(at(t), A, Tlv::Update(update(2, 0, 0)));
+        while r.poll_timeout().is_some_and(|x| x <= at(t)) {
+            r.handle_timeout(at(t));
+        }
+        drain(&mut r);
+        assert!(!events(&mut r).contains(&Event::PeerReachable(A)));
+        assert_eq!(r.next_hop(key(2).address()), None, "used at {t} ms");
+    }
+    // Its IHU, an answer to a Hello sent since it woke: it hears us. It answers our
+    // table request with its routes.
+    tick(&mut r, 7_001, 7_201, &[A]);
+    r.handle_tlv(at(7_250), A, Tlv::Update(update(2, 0, 0)));
+    assert_eq!(r.next_hop(key(2).address()), Some(A));
 }
