@@ -295,6 +295,7 @@ pub(crate) async fn collect(node: &Node) -> Registry {
         ("update_over_limit", rs.updates_over_limit),
         ("tlv_from_unknown_peer", rs.tlvs_from_unknown_peers),
         ("route_request_too_old", rs.route_requests_too_old),
+        ("source_evicted", rs.sources_evicted),
         ("decryption_failed", value(&stats.decrypt_failures)),
         ("spoofed_inner_address", value(&stats.spoofed)),
         ("replayed_packet", value(&stats.replayed)),

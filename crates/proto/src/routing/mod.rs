@@ -260,6 +260,9 @@ pub struct RouterStats {
     pub tlvs_from_unknown_peers: u64,
     /// Route requests dropped for their generation.
     pub route_requests_too_old: u64,
+    /// Router ids of a subnet forgotten early to make room in the source table (a
+    /// node restarting often, or a peer inventing router ids).
+    pub sources_evicted: u64,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -37,6 +37,12 @@ pub(crate) struct FeasibilityDistance {
     gc_at: Instant,
 }
 
+/// Router ids kept per subnet. A node that restarts gets a new one each time, and
+/// a peer could invent any number for its own subnet; past the bound, the oldest
+/// whose advertisements have surely arrived makes room, and if none can, a route of
+/// yet another router id waits (see `Router::make_room`).
+pub(crate) const MAX_SOURCES_PER_SUBNET: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct SourceTable {
     /// Per subnet, its sources (almost always one: a restarted node adds one).
@@ -92,6 +98,13 @@ impl SourceTable {
         };
         let sources = self.entries.entry(key.subnet).or_default();
         match sources.iter_mut().find(|(r, _)| *r == key.router_id) {
+            // A retraction of a source we never advertised constrains nothing
+            // (RFC 8966 §3.7.3: only finite updates set a feasibility distance).
+            None if metric.is_infinite() => {
+                if sources.is_empty() {
+                    self.entries.remove(&key.subnet);
+                }
+            }
             None => {
                 sources.push((key.router_id, fresh));
                 self.len += 1;
@@ -130,6 +143,53 @@ impl SourceTable {
             .into_iter()
             .flatten()
             .map(|(r, fd)| (*r, fd))
+    }
+
+    /// Whether a route of source `key` may be selected (and so advertised) without
+    /// growing the table past its bounds: `max_total` sources in all,
+    /// [`MAX_SOURCES_PER_SUBNET`] per subnet.
+    pub(crate) fn admits(&self, key: &SourceKey, max_total: usize) -> bool {
+        match self.entries.get(&key.subnet) {
+            Some(sources) if sources.iter().any(|(r, _)| *r == key.router_id) => true,
+            Some(sources) => sources.len() < MAX_SOURCES_PER_SUBNET && self.len < max_total,
+            None => self.len < max_total,
+        }
+    }
+
+    /// Whether `subnet` holds as many sources as it may.
+    pub(crate) fn subnet_full(&self, subnet: Subnet) -> bool {
+        self.entries
+            .get(&subnet)
+            .is_some_and(|s| s.len() >= MAX_SOURCES_PER_SUBNET)
+    }
+
+    /// Removes the least recently advertised source of a full `subnet` for which
+    /// `evictable` holds. Returns whether one went.
+    pub(crate) fn evict_oldest(
+        &mut self,
+        subnet: Subnet,
+        evictable: impl Fn(RouterId, &FeasibilityDistance) -> bool,
+    ) -> bool {
+        let Some(sources) = self.entries.get_mut(&subnet) else {
+            return false;
+        };
+        if sources.len() < MAX_SOURCES_PER_SUBNET {
+            return false;
+        }
+        let oldest = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, fd))| evictable(*r, fd))
+            .min_by_key(|(_, (_, fd))| fd.last_sent)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                sources.swap_remove(i);
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Drops entries not refreshed within their lifetime.

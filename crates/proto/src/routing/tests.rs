@@ -561,3 +561,30 @@ fn a_neighbour_heard_one_way_only_stays_routed_around() {
     r.handle_tlv(at(7_250), A, Tlv::Update(update(2, 0, 0)));
     assert_eq!(r.next_hop(key(2).address()), Some(A));
 }
+
+#[test]
+fn router_ids_of_one_subnet_are_bounded() {
+    // A peer announcing its subnet under ever new router ids cannot grow the source
+    // table: past the bound, old ones make room once nothing sent for them can still
+    // be on its way, and the newest waits meanwhile.
+    let mut r = router();
+    r.handle_peer_up(at(0), A, TCP4);
+    r.handle_peer_up(at(0), B, TCP4);
+    let mut t = 1;
+    for n in 0..40u8 {
+        r.handle_tlv(at(t), A, Tlv::Update(incarnation(n, 1, 10)));
+        r.handle_tlv(at(t), A, Tlv::Update(incarnation(n, 1, 0xFFFF)));
+        tick(&mut r, t, t + 1_000, &[A, B]);
+        t += 1_000;
+        let per_subnet = r.sources.of_subnet(key(9).subnet()).count();
+        assert!(
+            per_subnet <= source_table::MAX_SOURCES_PER_SUBNET,
+            "{per_subnet}"
+        );
+    }
+    assert!(r.stats().sources_evicted > 0);
+    // The newest is taken once room is made.
+    r.handle_tlv(at(t), A, Tlv::Update(incarnation(99, 1, 10)));
+    tick(&mut r, t, t + 8_000, &[A, B]);
+    assert_eq!(r.next_hop(key(9).address()), Some(A));
+}

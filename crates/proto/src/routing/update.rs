@@ -161,6 +161,7 @@ impl Router {
         let routes = self.table.routes(subnet);
         let total = |r: &RouteEntry| r.metric.saturating_add(self.cost(r.neighbour));
         let mut retry_at: Option<Instant> = None;
+        let max_sources = self.max_sources();
         let mut candidate = |r: &&RouteEntry| {
             if r.metric.is_infinite()
                 || total(r).is_infinite()
@@ -168,6 +169,12 @@ impl Router {
                     .sources
                     .is_feasible(&r.source(*subnet), r.seqno, r.metric)
             {
+                return false;
+            }
+            if !self.sources.admits(&r.source(*subnet), max_sources) {
+                // The source table is full; look again when room may have come.
+                let at = now + self.cfg.retracted_hold;
+                retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
                 return false;
             }
             match self.feasible_across_sources(now, subnet, r) {
@@ -231,6 +238,48 @@ impl Router {
         lapse.map_or(Ok(()), |at| Err(at + Duration::from_millis(1)))
     }
 
+    /// Sources (subnet, router id) the table may hold in all: twice the subnets.
+    pub(super) fn max_sources(&self) -> usize {
+        self.cfg.limits.max_subnets.saturating_mul(2)
+    }
+
+    /// Makes room in a full subnet of the source table for a route of a router id
+    /// it does not hold, if one of the routes offers that: the least recently
+    /// advertised source goes, unless it is the selected route's or what we sent
+    /// for it may still be on its way (dropping its feasibility distance is safe
+    /// only once no neighbour can act on an advertisement of it any more). Counted.
+    fn make_room(&mut self, now: Instant, subnet: Subnet) {
+        if !self.sources.subnet_full(subnet) {
+            return;
+        }
+        let wants_new = self
+            .table
+            .routes(&subnet)
+            .iter()
+            .any(|r| !r.metric.is_infinite() && self.sources.get(&r.source(subnet)).is_none());
+        if !wants_new {
+            return;
+        }
+        let window = self.cfg.retracted_hold;
+        let selected = self.table.selected(&subnet).map(|r| r.router_id);
+        let evictable: Vec<crate::identity::RouterId> = self
+            .sources
+            .of_subnet(subnet)
+            .filter(|(id, fd)| {
+                Some(*id) != selected
+                    && self.in_flight_until(now, fd.recent_at, window).is_none()
+                    && self.in_flight_until(now, fd.last_sent, window).is_none()
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if self
+            .sources
+            .evict_oldest(subnet, |id, _| evictable.contains(&id))
+        {
+            self.stats.sources_evicted += 1;
+        }
+    }
+
     /// Until when something we sent at `sent` may still be on its way to a
     /// neighbour (`None` if it has surely arrived by `now`): `window` after sending,
     /// and `window` after the end of a silence that began no earlier than `window`
@@ -254,6 +303,7 @@ impl Router {
         subnet: Subnet,
         old: Option<RouteEntry>,
     ) -> bool {
+        self.make_room(now, subnet);
         let (best, retry_at) = self.best_route(now, &subnet);
         if let Some(at) = retry_at {
             self.reselect.insert((at, subnet));
