@@ -5,9 +5,9 @@
 //! resolutions. The limits are small so they are reached.
 //!
 //! After every operation the router's documented invariants must hold: tables and
-//! caches within their limits and consistent with their counts, no selected route
-//! through a peer that is down or unreachable or with an infinite metric, nothing
-//! learned for our own subnet, every key owning its subnet, what it sends decoding
+//! caches (the source table too) within their limits and consistent with their
+//! counts, no selected route through a peer that is down or unreachable or with an
+//! infinite metric, nothing learned for our own subnet, every key owning its subnet, what it sends decoding
 //! back to itself and only going to neighbours, and after a timeout the next one
 //! strictly in the future.
 #![no_main]
@@ -244,7 +244,12 @@ impl World {
                 "{n} routes through {p}"
             );
         }
-        let (_sources, seqno_cache, rr_cache) = r.cache_sizes();
+        let (sources, seqno_cache, rr_cache) = r.cache_sizes();
+        // The source table holds at most twice as many sources as subnets.
+        assert!(
+            sources <= 2 * LIMITS.max_subnets,
+            "{sources} sources in the source table"
+        );
         assert!(
             seqno_cache <= LIMITS.max_seqno_requests,
             "{seqno_cache} seqno requests"
