@@ -16,18 +16,13 @@ mod paths {
     }
 }
 
-/// Copies of `crates/cli/src/settings.rs`' bounds: only the limits checked below
-/// depend on them, a drift makes a value fail to parse here, never a crash.
+/// The CLI's `settings` items `config.rs` uses: the update-worker bound (a copy; a
+/// drift makes a value fail to parse here, never a crash) and the limit ranges, the
+/// CLI's own file.
 mod settings {
     pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
-    pub(crate) mod limits {
-        pub(crate) const INBOUND_PEERS: (u64, u64, u64) = (0, 65_536, 1_024);
-        pub(crate) const CONNECTIONS_PER_SECOND: (u64, u64, u64) = (0, 1_000_000, 64);
-        pub(crate) const LINK_DATA_QUEUE: (u64, u64, u64) = (16, 1_048_576, 2_048);
-        pub(crate) const LINK_CONTROL_RATE: (u64, u64, u64) = (0, 100_000_000, 20_000);
-        pub(crate) const ROUTES: (u64, u64, u64) = (16, 100_000_000, 250_000);
-        pub(crate) const ROUTES_PER_PEER: (u64, u64, u64) = (16, 100_000_000, 100_000);
-    }
+    #[path = "../../../crates/cli/src/settings/limits.rs"]
+    pub(crate) mod limits;
 }
 
 #[allow(dead_code)]
