@@ -21,9 +21,13 @@ mod paths {
 /// CLI's own file.
 mod settings {
     pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
-    #[path = "../../../crates/cli/src/settings/limits.rs"]
-    pub(crate) mod limits;
+    pub(crate) use super::cli_limits as limits;
 }
+
+// At the top level: a `#[path]` inside an inline module resolves through a
+// directory named after it, which does not exist.
+#[path = "../../crates/cli/src/settings/limits.rs"]
+mod cli_limits;
 
 #[allow(dead_code)]
 #[path = "../../crates/cli/src/config.rs"]
