@@ -19,6 +19,9 @@ cargo clippy --locked -p mycelium-node -p mycelium-cli --all-targets \
   --features mycelium-cli/private -- -D warnings
 
 echo "== cargo test"
+# Property tests draw the same cases on every CI run (a failure found by a random
+# local run goes into the test's .proptest-regressions file, replayed first).
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261126}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"

@@ -47,6 +47,10 @@ pub(crate) const MAX_SOURCES_PER_SUBNET: usize = 16;
 pub(crate) struct SourceTable {
     /// Per subnet, its sources (almost always one: a restarted node adds one).
     entries: Map<Subnet, Vec<(RouterId, FeasibilityDistance)>>,
+    /// Per subnet with entries: when we last sent anything about it (any router
+    /// id, retractions included), and whether that was a finite update of which
+    /// router id. Our neighbours hold that last message until the next one.
+    latest: Map<Subnet, (Instant, Option<RouterId>)>,
     len: usize,
 }
 
@@ -54,6 +58,7 @@ impl SourceTable {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
             entries: new_map(seed),
+            latest: new_map(seed),
             len: 0,
         }
     }
@@ -87,6 +92,10 @@ impl SourceTable {
         gc_after: Duration,
         settled: bool,
     ) {
+        if self.entries.contains_key(&key.subnet) || !metric.is_infinite() {
+            let finite = (!metric.is_infinite()).then_some(key.router_id);
+            self.latest.insert(key.subnet, (now, finite));
+        }
         let gc_at = now + gc_after;
         let fresh = FeasibilityDistance {
             metric,
@@ -156,6 +165,12 @@ impl SourceTable {
         }
     }
 
+    /// When we last sent anything about `subnet`, and the router id if that was a
+    /// finite update (what our neighbours hold now).
+    pub(crate) fn latest(&self, subnet: Subnet) -> Option<(Instant, Option<RouterId>)> {
+        self.latest.get(&subnet).copied()
+    }
+
     /// Whether `subnet` holds as many sources as it may.
     pub(crate) fn subnet_full(&self, subnet: Subnet) -> bool {
         self.entries
@@ -201,6 +216,8 @@ impl SourceTable {
             !sources.is_empty()
         });
         self.len = len;
+        let entries = &self.entries;
+        self.latest.retain(|subnet, _| entries.contains_key(subnet));
     }
 
     pub(crate) fn len(&self) -> usize {

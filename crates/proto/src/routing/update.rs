@@ -228,12 +228,20 @@ impl Router {
         r: &RouteEntry,
     ) -> Result<(), Instant> {
         let window = self.cfg.retracted_hold;
+        let latest = self.sources.latest(*subnet);
         let lapse = self
             .sources
             .of_subnet(*subnet)
             .filter(|(id, _)| *id != r.router_id)
             .filter(|(_, fd)| !fd.recent.is_infinite() && r.metric >= fd.recent)
-            .filter_map(|(_, fd)| self.in_flight_until(now, fd.recent_at, window))
+            .filter_map(|(id, fd)| match latest {
+                // What we last said about the subnet is this router id, finite: our
+                // neighbours hold it, and may route by it, until we say otherwise.
+                Some((_, Some(last))) if last == id => Some(now + window),
+                // Otherwise they hold it until our later message reaches them.
+                Some((at, _)) => self.in_flight_until(now, fd.recent_at.max(at), window),
+                None => self.in_flight_until(now, fd.recent_at, window),
+            })
             .max();
         lapse.map_or(Ok(()), |at| Err(at + Duration::from_millis(1)))
     }
