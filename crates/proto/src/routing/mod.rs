@@ -59,7 +59,10 @@ pub(crate) fn new_map<K, V>(seed: u64) -> Map<K, V> {
     Map::with_hasher(foldhash::fast::FixedState::with_seed(seed))
 }
 
-use neighbour::Neighbour;
+use neighbour::{Neighbour, Silence};
+
+/// Neighbour silences remembered at once.
+const MAX_SILENCES: usize = 64;
 use source_table::SourceTable;
 use table::RouteTable;
 
@@ -295,6 +298,9 @@ pub struct Router {
     timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Recent silences of neighbours, oldest first: what we sent then may still
+    /// be on its way (see `Router::in_flight_until`). Few, and usually none.
+    silences: Vec<Silence>,
     stats: RouterStats,
 }
 
@@ -329,6 +335,7 @@ impl Router {
             timers,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            silences: Vec::new(),
             stats: RouterStats::default(),
         }
     }
@@ -375,6 +382,8 @@ impl Router {
         if self.neighbours.remove(&peer).is_none() {
             return;
         }
+        // Its connection is gone, and what it held with it.
+        self.end_silences(now, peer);
         self.seqno_cache.forget(peer);
         self.lose_routes_via(now, peer);
     }
@@ -398,7 +407,8 @@ impl Router {
                 && n.last_hello_sent >= since
                 && now - since >= self.cfg.wake_guard;
             if answered {
-                n.revive(now);
+                n.revive();
+                self.end_silences(now, peer);
                 self.events.push_back(Event::PeerReachable(peer));
                 self.greet(now, peer);
             } else if since == now {
@@ -455,10 +465,11 @@ impl Router {
                     n.waking_since = None;
                 }
             }
-            let keep = self.cfg.retracted_hold;
             for peer in silent {
                 if let Some(n) = self.neighbours.get_mut(&peer) {
-                    n.fall_silent(now, keep);
+                    n.fall_silent();
+                    let from = n.last_heard;
+                    self.note_silence(now, peer, from);
                 }
                 self.events.push_back(Event::PeerUnreachable(peer));
                 self.seqno_cache.forget(peer);
@@ -724,6 +735,41 @@ impl Router {
         self.seqno = self.seqno.next();
         self.last_bump = now;
         self.announce_own(now, None);
+    }
+
+    /// Records that `peer` fell silent after `from`. Silences that ended more
+    /// than `retracted_hold` ago are forgotten; past [`MAX_SILENCES`] the two
+    /// oldest merge into one (a longer silence only keeps more in doubt).
+    fn note_silence(&mut self, now: Instant, peer: PeerId, from: Instant) {
+        let keep = self.cfg.retracted_hold;
+        self.silences
+            .retain(|s| s.until.map_or(true, |until| now - until <= keep));
+        if self.silences.len() >= MAX_SILENCES {
+            let second = self.silences.remove(1);
+            let first = &mut self.silences[0];
+            // Still open if either is; it then ends with the newer open one, whose
+            // peer revives or goes down within `dead_after`.
+            match (first.until, second.until) {
+                (Some(a), Some(b)) => first.until = Some(a.max(b)),
+                (_, None) => {
+                    first.until = None;
+                    first.peer = second.peer;
+                }
+                (None, Some(_)) => {}
+            }
+        }
+        self.silences.push(Silence {
+            peer,
+            from,
+            until: None,
+        });
+    }
+
+    /// The silences of `peer` still open end at `now`.
+    fn end_silences(&mut self, now: Instant, peer: PeerId) {
+        for s in self.silences.iter_mut().filter(|s| s.peer == peer) {
+            s.until.get_or_insert(now);
+        }
     }
 
     fn send_hellos(&mut self, now: Instant) {

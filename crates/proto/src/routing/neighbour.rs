@@ -61,12 +61,10 @@ impl LinkKind {
 /// the neighbour around then may have sat in its connection and arrive late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Silence {
+    pub(crate) peer: PeerId,
     pub(crate) from: Instant,
     pub(crate) until: Option<Instant>,
 }
-
-/// Silences remembered per neighbour; older ones are merged into one.
-const MAX_SILENCES: usize = 4;
 
 /// What we know of one neighbour.
 #[derive(Debug, Clone)]
@@ -82,8 +80,6 @@ pub(crate) struct Neighbour {
     /// False while the neighbour is silent past the liveness timeout: it is then
     /// routed around, though its connection stays open.
     pub(crate) reachable: bool,
-    /// Recent silences, oldest first (see [`Neighbour::fall_silent`]).
-    pub(crate) silences: Vec<Silence>,
     /// While unreachable: when it was first heard again. It is reachable again
     /// only once it answers a Hello sent since (see `Router::handle_tlv`).
     pub(crate) waking_since: Option<Instant>,
@@ -99,37 +95,20 @@ impl Neighbour {
             last_heard: now,
             link_cost: initial_cost,
             reachable: true,
-            silences: Vec::new(),
             waking_since: None,
         }
     }
 
-    /// Marks the neighbour unreachable; its silence began when it was last heard.
-    /// Silences that ended more than `keep` ago are forgotten.
-    pub(crate) fn fall_silent(&mut self, now: Instant, keep: Duration) {
+    /// Marks the neighbour unreachable.
+    pub(crate) fn fall_silent(&mut self) {
         self.reachable = false;
         self.waking_since = None;
-        self.silences
-            .retain(|s| s.until.map_or(true, |until| now - until <= keep));
-        if self.silences.len() >= MAX_SILENCES {
-            // Merge the two oldest: a longer silence only keeps more in doubt.
-            let second = self.silences.remove(1);
-            let first = &mut self.silences[0];
-            first.until = second.until;
-        }
-        self.silences.push(Silence {
-            from: self.last_heard,
-            until: None,
-        });
     }
 
-    /// Marks the neighbour reachable again, ending its silence.
-    pub(crate) fn revive(&mut self, now: Instant) {
+    /// Marks the neighbour reachable again.
+    pub(crate) fn revive(&mut self) {
         self.reachable = true;
         self.waking_since = None;
-        if let Some(last) = self.silences.last_mut() {
-            last.until.get_or_insert(now);
-        }
     }
 
     /// `C(n)`: the cost of reaching anything through this neighbour; infinite while it

@@ -294,10 +294,8 @@ impl Router {
     /// before it. An ongoing silence answers `now + window`, to look again then.
     fn in_flight_until(&self, now: Instant, sent: Instant, window: Duration) -> Option<Instant> {
         let mut until = sent + window;
-        for n in self.neighbours.values() {
-            for s in n.silences.iter().filter(|s| sent + window >= s.from) {
-                until = until.max(s.until.unwrap_or(now) + window);
-            }
+        for s in self.silences.iter().filter(|s| sent + window >= s.from) {
+            until = until.max(s.until.unwrap_or(now) + window);
         }
         (now <= until).then_some(until)
     }
