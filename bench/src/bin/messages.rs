@@ -34,12 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mycelium_node::{
-    BusConfig, BusError, Messages, Node, NodeConfig, NodeStats, Pushed, TopicConfig,
-};
+use mycelium_node::{BusError, Messages, Node, NodeConfig, NodeStats, Pushed};
 use mycelium_proto::endpoint::{Endpoint, EndpointAddr, Protocol};
 use mycelium_proto::messages::{BusStats, MessageState, PushError};
-use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::wire::message::MessageId;
 use mycelium_proto::SecretKey;
 use tokio::sync::Semaphore;
@@ -156,20 +153,9 @@ fn free_port() -> u16 {
 
 fn config(peers: Vec<Endpoint>, port: Option<u16>) -> NodeConfig {
     NodeConfig {
-        secret: SecretKey::generate(&mut rand::thread_rng()),
         peers,
         tcp_listen_port: port,
-        quic_listen_port: None,
-        tun_name: None,
-        discovery: None,
-        firewall_mark: None,
-        router: RouterConfig::default(),
-        messages: BusConfig::default(),
-        topics: TopicConfig::default(),
-        vsock_listen_port: None,
-        private: None,
-        limits: Default::default(),
-        proxy: Default::default(),
+        ..NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()))
     }
 }
 

@@ -346,27 +346,14 @@ mod tests {
 
     use super::*;
     use mycelium_node::NodeConfig;
-    use mycelium_proto::routing::RouterConfig;
     use tokio_util::sync::CancellationToken;
 
     #[tokio::test]
     async fn a_router_only_node_renders_every_family() {
         let shutdown = CancellationToken::new();
         let cfg = NodeConfig {
-            secret: mycelium_proto::SecretKey::from_bytes([7; 32]),
             peers: vec!["tcp://127.0.0.1:1".parse().unwrap()],
-            tcp_listen_port: None,
-            quic_listen_port: None,
-            tun_name: None,
-            discovery: None,
-            firewall_mark: None,
-            router: RouterConfig::default(),
-            messages: mycelium_node::BusConfig::default(),
-            topics: mycelium_node::TopicConfig::default(),
-            vsock_listen_port: None,
-            private: None,
-            limits: Default::default(),
-            proxy: Default::default(),
+            ..NodeConfig::router_only(mycelium_proto::SecretKey::from_bytes([7; 32]))
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await.unwrap();
         let mut text = String::new();

@@ -89,6 +89,30 @@ pub struct NodeConfig {
     pub proxy: ProxySettings,
 }
 
+impl NodeConfig {
+    /// A node that only routes: no listeners, no QUIC, no TUN, no discovery, no
+    /// peers, and default timers and bounds. Tests and tools start from it and set
+    /// what they need (`NodeConfig { peers, ..NodeConfig::router_only(key) }`).
+    pub fn router_only(secret: SecretKey) -> Self {
+        Self {
+            secret,
+            peers: Vec::new(),
+            tcp_listen_port: None,
+            quic_listen_port: None,
+            tun_name: None,
+            discovery: None,
+            firewall_mark: None,
+            router: RouterConfig::default(),
+            messages: BusConfig::default(),
+            topics: TopicConfig::default(),
+            vsock_listen_port: None,
+            private: None,
+            limits: Limits::default(),
+            proxy: ProxySettings::default(),
+        }
+    }
+}
+
 /// Shortest and longest private network name, in bytes.
 const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
 

@@ -22,21 +22,11 @@ fn free_port() -> u16 {
 
 fn config(port: u16, limits: Limits) -> NodeConfig {
     NodeConfig {
-        secret: SecretKey::generate(&mut rand::thread_rng()),
-        peers: Vec::new(),
         tcp_listen_port: Some(port),
-        quic_listen_port: None,
-        tun_name: None,
-        discovery: None,
-        firewall_mark: None,
         // Upstream's timers: a silent peer lives 43 s, longer than any test here.
         router: RouterConfig::upstream(),
-        messages: Default::default(),
-        topics: Default::default(),
-        vsock_listen_port: None,
-        private: None,
         limits,
-        proxy: Default::default(),
+        ..NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()))
     }
 }
 

@@ -10,9 +10,8 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use mycelium_node::{BusConfig, Node, NodeConfig, PrivateNetwork, TopicConfig};
+use mycelium_node::{Node, NodeConfig, PrivateNetwork};
 use mycelium_proto::endpoint::Endpoint;
-use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
 use tokio_util::sync::CancellationToken;
 
@@ -26,20 +25,10 @@ fn free_port() -> u16 {
 
 fn config(peers: Vec<Endpoint>, port: Option<u16>, private: Option<PrivateNetwork>) -> NodeConfig {
     NodeConfig {
-        secret: SecretKey::generate(&mut rand::thread_rng()),
         peers,
         tcp_listen_port: port,
-        quic_listen_port: None,
-        tun_name: None,
-        discovery: None,
-        firewall_mark: None,
-        router: RouterConfig::default(),
-        messages: BusConfig::default(),
-        topics: TopicConfig::default(),
-        vsock_listen_port: None,
         private,
-        limits: Default::default(),
-        proxy: Default::default(),
+        ..NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()))
     }
 }
 

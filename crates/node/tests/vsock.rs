@@ -11,9 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use mycelium_node::{BusConfig, Node, NodeConfig, TopicConfig};
+use mycelium_node::{Node, NodeConfig};
 use mycelium_proto::endpoint::{Endpoint, VsockAddr};
-use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::SecretKey;
 use tokio_util::sync::CancellationToken;
 
@@ -69,20 +68,9 @@ fn kernel_config(release: &str) -> Option<String> {
 
 fn config(peers: Vec<Endpoint>, vsock_listen_port: Option<u32>) -> NodeConfig {
     NodeConfig {
-        secret: SecretKey::generate(&mut rand::thread_rng()),
         peers,
-        tcp_listen_port: None,
-        quic_listen_port: None,
-        tun_name: None,
-        discovery: None,
-        firewall_mark: None,
-        router: RouterConfig::default(),
-        messages: BusConfig::default(),
-        topics: TopicConfig::default(),
         vsock_listen_port,
-        private: None,
-        limits: Default::default(),
-        proxy: Default::default(),
+        ..NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()))
     }
 }
 
