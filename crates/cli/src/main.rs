@@ -10,6 +10,8 @@
 //! parse (clap's usage error, naming the bad value) or an unusable `RUST_LOG`.
 
 /// See Cargo.toml: packet arenas are freed far from where they were allocated.
+/// Linux only; other systems use their own allocator.
+#[cfg(target_os = "linux")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
