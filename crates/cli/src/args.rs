@@ -119,6 +119,12 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     pub(crate) no_tun: bool,
 
+    /// Move packets across the TUN device one at a time, without segmentation
+    /// offload (Linux; other systems always do). For kernels or sandboxes that
+    /// mishandle offload.
+    #[arg(long)]
+    pub(crate) no_tun_offload: bool,
+
     /// TUN device name. Default: mycelium (utun0 on macOS).
     #[arg(long, value_name = "NAME")]
     pub(crate) tun_name: Option<String>,

@@ -35,6 +35,7 @@ const KNOWN_KEYS: &[&str] = &[
     "api_addr",
     "jsonrpc_addr",
     "no_tun",
+    "no_tun_offload",
     "tun_name",
     "metrics_api_address",
     "api_token_file",
@@ -75,6 +76,7 @@ pub(crate) struct ConfigFile {
     #[serde(default, deserialize_with = "parsed")]
     pub(crate) jsonrpc_addr: Option<SocketAddr>,
     pub(crate) no_tun: Option<bool>,
+    pub(crate) no_tun_offload: Option<bool>,
     pub(crate) tun_name: Option<String>,
     #[serde(default, deserialize_with = "parsed")]
     pub(crate) metrics_api_address: Option<SocketAddr>,
@@ -395,6 +397,7 @@ peer_discovery_interfaces = [\"eth0\"]
 api_addr = \"[::1]:1\"
 jsonrpc_addr = \"[::1]:2\"
 no_tun = true
+no_tun_offload = true
 tun_name = \"t\"
 metrics_api_address = \"[::1]:3\"
 api_token_file = \"/tok\"
@@ -436,6 +439,7 @@ max_routes_per_peer = 120
             api_addr,
             jsonrpc_addr,
             no_tun,
+            no_tun_offload,
             tun_name,
             metrics_api_address,
             api_token_file,
@@ -459,6 +463,7 @@ max_routes_per_peer = 120
         assert!(disable_quic.is_some() && peer_discovery_port.is_some());
         assert!(disable_peer_discovery.is_some() && peer_discovery_interfaces.is_some());
         assert!(api_addr.is_some() && jsonrpc_addr.is_some() && no_tun.is_some());
+        assert!(no_tun_offload.is_some());
         assert!(tun_name.is_some() && metrics_api_address.is_some() && firewall_mark.is_some());
         assert!(update_workers.is_some() && topic_config.is_some() && cdn_cache.is_some());
         assert!(vsock_listen_port.is_some() && enable_dns.is_some());

@@ -38,6 +38,7 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             tcp_listen_port: Some(settings.tcp_listen_port),
             quic_listen_port: (!settings.disable_quic).then_some(settings.quic_listen_port),
             tun_name: (!settings.no_tun).then(|| settings.tun_name.clone()),
+            tun_offload: !settings.no_tun_offload,
             discovery: (!settings.disable_peer_discovery).then(|| mycelium_node::DiscoveryConfig {
                 port: settings.peer_discovery_port,
                 interfaces: settings.peer_discovery_interfaces.clone(),
@@ -237,25 +238,62 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM (Ctrl-C elsewhere).
+/// Cancels `shutdown` on SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, the
+/// console window closing, log-off or system shutdown). Should the node not have
+/// stopped [`STOP_GRACE`] later, the process ends anyway: a stop never hangs.
 async fn stop_on_signal(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::error!("cannot listen for signals; stop the node with SIGKILL");
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping");
+    let Some(what) = first_stop_signal().await else {
+        tracing::error!("cannot listen for stop signals; stop the node by killing it");
+        return;
+    };
+    tracing::info!("{what}: stopping");
     shutdown.cancel();
+    std::thread::spawn(|| {
+        std::thread::sleep(STOP_GRACE);
+        tracing::error!("still stopping after {STOP_GRACE:?}; exiting now");
+        std::process::exit(1);
+    });
+}
+
+/// How long a stop may take before the process ends without waiting.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for the first stop signal and names it; `None` if none can be listened for.
+#[cfg(unix)]
+async fn first_stop_signal() -> Option<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).ok()?;
+    let mut term = signal(SignalKind::terminate()).ok()?;
+    tokio::select! {
+        _ = int.recv() => Some("SIGINT"),
+        _ = term.recv() => Some("SIGTERM"),
+    }
+}
+
+/// Waits for the first stop signal and names it; `None` if none can be listened for.
+///
+/// Windows gives a console program about five seconds after the window closes (and
+/// somewhat more at log-off and shutdown) before ending it, which the node's stop
+/// fits in.
+#[cfg(windows)]
+async fn first_stop_signal() -> Option<&'static str> {
+    use tokio::signal::windows;
+    let mut c = windows::ctrl_c().ok()?;
+    let mut brk = windows::ctrl_break().ok()?;
+    let mut close = windows::ctrl_close().ok()?;
+    let mut logoff = windows::ctrl_logoff().ok()?;
+    let mut down = windows::ctrl_shutdown().ok()?;
+    tokio::select! {
+        _ = c.recv() => Some("Ctrl-C"),
+        _ = brk.recv() => Some("Ctrl-Break"),
+        _ = close.recv() => Some("console closed"),
+        _ = logoff.recv() => Some("log-off"),
+        _ = down.recv() => Some("system shutdown"),
+    }
+}
+
+/// Waits for the first stop signal and names it; `None` if none can be listened for.
+#[cfg(not(any(unix, windows)))]
+async fn first_stop_signal() -> Option<&'static str> {
+    tokio::signal::ctrl_c().await.ok().map(|()| "Ctrl-C")
 }

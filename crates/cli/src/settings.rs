@@ -79,6 +79,8 @@ pub(crate) struct NodeSettings {
     pub(crate) jsonrpc_addr: SocketAddr,
     /// Run without a TUN device.
     pub(crate) no_tun: bool,
+    /// No segmentation offload on the TUN device (Linux).
+    pub(crate) no_tun_offload: bool,
     /// TUN device name.
     pub(crate) tun_name: String,
     /// Prometheus `/metrics` listen address, if enabled.
@@ -193,6 +195,7 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
         api_addr: unless_default(args.api_addr, DEFAULT_API_ADDR, file.api_addr),
         jsonrpc_addr: unless_default(args.jsonrpc_addr, DEFAULT_JSONRPC_ADDR, file.jsonrpc_addr),
         no_tun: args.no_tun || flag(file.no_tun),
+        no_tun_offload: args.no_tun_offload || flag(file.no_tun_offload),
         tun_name: args
             .tun_name
             .clone()

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::core::{CoreCmd, Shared, Unrouted};
 use crate::snapshot::{Route, Snapshot};
 use crate::stats::{NodeStats, Tally};
-use crate::tun::{Tun, BATCH, MTU, SUPER_PACKET};
+use crate::tun::{self, Coalescer, Tun, TunPath, BATCH, MTU, SUPER_PACKET};
 
 /// Bytes in front of an IPv6 packet in a buffer: outer header, data header, payload
 /// header.
@@ -68,7 +68,7 @@ pub(crate) fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
 /// Reads the TUN device until shutdown, sending each packet on its way.
 ///
 /// Packets are read in batches (a segmentation-offload super-packet split into
-/// MTU-sized packets) into one arena; each packet is then an owned piece of the arena
+/// MTU-sized packets, or on the portable path what is waiting) into one arena; each packet is then an owned piece of the arena
 /// with room for its headers, tag and nonce, so nothing is allocated per packet.
 pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
     let mut cache = SecretCache::default();
@@ -93,7 +93,7 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
             let count = bufs.len();
             tokio::select! {
                 _ = shared.shutdown.cancelled() => return,
-                r = tun.recv_multiple(&mut original, &mut bufs, &mut sizes[..count], HEADROOM) => match r {
+                r = tun.recv_batch(&mut original, &mut bufs, &mut sizes[..count], HEADROOM) => match r {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::debug!("reading the TUN device: {e}");
@@ -107,6 +107,9 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
         for &size in &sizes[..n] {
             NodeStats::bump(&shared.stats.tun_rx);
             let mut packet = arena.split_to(BUF_LEN);
+            if size == 0 {
+                continue;
+            }
             packet.truncate(HEADROOM + size);
             send_local(&shared, &mut cache, &snapshot, packet, size);
         }
@@ -127,7 +130,7 @@ pub(crate) async fn tun_reader(shared: Arc<Shared>, tun: Arc<Tun>) {
 /// after one with PSH set.
 pub(crate) struct TunBatch {
     packets: Vec<BytesMut>,
-    gro: tun_rs::GROTable,
+    coalescer: Coalescer,
     /// Large buffers to reuse, at most [`SPARE_SUPER_BUFFERS`].
     spare: Vec<BytesMut>,
     /// What GRO compares of the last packet added, to see where a run starts.
@@ -181,7 +184,7 @@ impl Default for TunBatch {
     fn default() -> Self {
         Self {
             packets: Vec::with_capacity(BATCH),
-            gro: tun_rs::GROTable::default(),
+            coalescer: Coalescer::default(),
             spare: Vec::new(),
             last: None,
         }
@@ -194,7 +197,12 @@ impl TunBatch {
         if self.packets.len() >= BATCH {
             self.flush(shared).await;
         }
-        let key = RunKey::of(packet.get(HEADROOM..).unwrap_or_default());
+        // Only a device with offload coalesces; elsewhere packets go one by one.
+        let coalesces = shared
+            .tun
+            .as_ref()
+            .is_some_and(|t| t.path() == TunPath::Offload);
+        let key = RunKey::of(packet.get(HEADROOM..).unwrap_or_default()).filter(|_| coalesces);
         let starts_run = key.is_some_and(|k| !k.continues(&self.last));
         if starts_run && packet.capacity() < SUPER_BUFFER {
             let mut big = self
@@ -217,7 +225,7 @@ impl TunBatch {
         if let Some(tun) = &shared.tun {
             let count = self.packets.len() as u64;
             match tun
-                .send_multiple(&mut self.gro, &mut self.packets, HEADROOM)
+                .send_batch(&mut self.coalescer, &mut self.packets, HEADROOM)
                 .await
             {
                 Ok(_) => {
@@ -276,6 +284,15 @@ pub(crate) fn send_local(
     let hop = ip[7];
     let src = addr_at(ip, 8);
     let dst = addr_at(ip, 24);
+    if tun::reflects(dst, shared.own_ip) {
+        if let Some(tun_tx) = &shared.tun_tx {
+            let mut back = BytesMut::with_capacity(HEADROOM + len);
+            back.resize(HEADROOM, 0);
+            back.extend_from_slice(ip);
+            let _ = tun_tx.try_send(back);
+        }
+        return;
+    }
     if shared.own_subnet.contains_ip(dst.into()) {
         // An address of our /64 that is not ours: nobody is there.
         NodeStats::bump(&shared.stats.no_route);

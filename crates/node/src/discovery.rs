@@ -48,6 +48,22 @@ struct Interface {
 
 /// Up, multicast-capable, not loopback, not point-to-point (which TUN devices are),
 /// and holding an `fe80::/64` address.
+fn usable(flags: Flags, link_local: bool) -> bool {
+    link_local && flags.up && flags.multicast && !flags.loopback && !flags.point_to_point
+}
+
+/// The interface flags discovery cares about.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    up: bool,
+    multicast: bool,
+    loopback: bool,
+    point_to_point: bool,
+}
+
+/// The interfaces beacons go out on (all that are [`usable`], or those of them named
+/// in `only`), from the kernel's own tables.
+#[cfg(target_os = "linux")]
 fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
     const IFF_UP: u32 = 0x1;
     const IFF_LOOPBACK: u32 = 0x8;
@@ -62,26 +78,63 @@ fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
         let [addr, index, _plen, _scope, _flags, name] = cols[..] else {
             continue;
         };
-        if !addr.starts_with("fe80000000000000") {
-            continue;
-        }
         let Ok(index) = u32::from_str_radix(index, 16) else {
             continue;
         };
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
+        let bits = std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
             .ok()
             .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
-        let usable = flags & IFF_UP != 0
-            && flags & IFF_MULTICAST != 0
-            && flags & (IFF_LOOPBACK | IFF_POINTOPOINT) == 0;
-        if usable && !found.iter().any(|i| i.index == index) {
+        let flags = Flags {
+            up: bits & IFF_UP != 0,
+            multicast: bits & IFF_MULTICAST != 0,
+            loopback: bits & IFF_LOOPBACK != 0,
+            point_to_point: bits & IFF_POINTOPOINT != 0,
+        };
+        let link_local = addr.starts_with("fe80000000000000");
+        if usable(flags, link_local) && !found.iter().any(|i| i.index == index) {
             found.push(Interface {
                 index,
                 name: name.to_owned(),
+            });
+        }
+    }
+    found
+}
+
+/// The interfaces beacons go out on (all that are [`usable`], or those of them named
+/// in `only`), as the system lists them (getifaddrs; on Windows the adapter list).
+#[cfg(not(target_os = "linux"))]
+fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
+    use getifaddrs::InterfaceFlags as F;
+    let Ok(list) = getifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut found: Vec<Interface> = Vec::new();
+    for iface in list {
+        let Some(index) = iface.index else {
+            continue;
+        };
+        if !only.is_empty() && !only.contains(&iface.name) {
+            continue;
+        }
+        let flags = Flags {
+            up: iface.flags.contains(F::UP),
+            multicast: iface.flags.contains(F::MULTICAST),
+            loopback: iface.flags.contains(F::LOOPBACK),
+            point_to_point: iface.flags.contains(F::POINTTOPOINT),
+        };
+        let link_local = matches!(
+            iface.address.ip_addr(),
+            Some(std::net::IpAddr::V6(a)) if a.segments()[..4] == [0xfe80, 0, 0, 0]
+        );
+        if usable(flags, link_local) && !found.iter().any(|i| i.index == index) {
+            found.push(Interface {
+                index,
+                name: iface.name,
             });
         }
     }

@@ -65,8 +65,12 @@ pub struct NodeConfig {
     /// QUIC port on `[::]`, used to listen and to dial; `None` disables QUIC, and
     /// so does a private network.
     pub quic_listen_port: Option<u16>,
-    /// TUN device name; `None` runs without TUN (router only).
+    /// TUN device name; `None` runs without TUN (router only). On macOS a taken or
+    /// malformed `utunN` name gives way to the first free one.
     pub tun_name: Option<String>,
+    /// Segmentation offload on the TUN device (Linux; elsewhere packets always
+    /// cross one at a time). Off, Linux uses the portable one-packet path too.
+    pub tun_offload: bool,
     /// Link-local peer discovery; `None` disables it.
     pub discovery: Option<DiscoveryConfig>,
     /// Linux `SO_MARK` for peer sockets.
@@ -100,6 +104,7 @@ impl NodeConfig {
             tcp_listen_port: None,
             quic_listen_port: None,
             tun_name: None,
+            tun_offload: true,
             discovery: None,
             firewall_mark: None,
             router: RouterConfig::default(),
@@ -472,13 +477,19 @@ pub async fn start(
 ) -> Result<(Node, impl Future<Output = ()>), NodeError> {
     let own_key = cfg.secret.public_key();
     let streams = stream_transport(cfg.private.as_ref())?;
+    #[cfg(not(target_os = "linux"))]
+    if let Some(mark) = cfg.firewall_mark {
+        tracing::warn!("firewall marks are Linux only; ignoring firewall mark {mark}");
+    }
     let tun = match &cfg.tun_name {
-        Some(name) => Some(Arc::new(tun::open(name, own_key.address()).map_err(
-            |source| NodeError::Tun {
-                name: name.clone(),
-                source,
-            },
-        )?)),
+        Some(name) => Some(Arc::new(
+            tun::Tun::open(name, own_key.address(), cfg.tun_offload).map_err(|source| {
+                NodeError::Tun {
+                    name: name.clone(),
+                    source,
+                }
+            })?,
+        )),
         None => None,
     };
     let (core, shared, router_id, receivers) = core::Core::new(&cfg, tun.clone(), shutdown.clone());

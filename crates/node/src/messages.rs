@@ -20,7 +20,6 @@ use mycelium_proto::messages::{
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::message::MessageId;
 use mycelium_proto::PublicKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::core::Shared;
@@ -31,9 +30,11 @@ pub(crate) const BUS_QUEUE: usize = 4_096;
 /// Forward-socket exchanges running at once; messages past it go to the inbox.
 const MAX_FORWARDS: usize = 64;
 /// MESSAGES.md §7.3: the write to a forward socket may take this long.
+#[cfg(unix)]
 const FORWARD_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream reads a forward socket's answer without a time limit; we stop after the
 /// reply window, so a server that never closes cannot pin a task for ever.
+#[cfg(unix)]
 const FORWARD_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -185,6 +186,7 @@ fn handle(ctx: &mut BusCtx, cmd: BusCmd) {
 /// back is the reply. `None` on any failure or an empty answer.
 #[cfg(unix)]
 async fn forward(socket: &std::path::Path, payload: &[u8]) -> Option<Bytes> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
         let mut stream = tokio::net::UnixStream::connect(socket).await.ok()?;
         tokio::time::timeout(FORWARD_WRITE_TIMEOUT, stream.write_all(payload))
@@ -210,6 +212,8 @@ async fn forward(socket: &std::path::Path, payload: &[u8]) -> Option<Bytes> {
     reply
 }
 
+/// Unix sockets only exist on Unix: elsewhere a topic's forward socket is ignored
+/// and its messages go to the inbox, as upstream does.
 #[cfg(not(unix))]
 async fn forward(_socket: &std::path::Path, _payload: &[u8]) -> Option<Bytes> {
     None

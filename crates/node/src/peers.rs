@@ -80,12 +80,35 @@ fn socket_mark(fd: &impl std::os::fd::AsFd, mark: u32) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn set_mark<T>(_fd: &T, _mark: Option<u32>) {}
 
+/// A TCP listener on `[::]` that takes IPv4 peers too, on every system. Windows
+/// makes IPv6 sockets IPv6-only unless told otherwise (upstream's listener there
+/// refuses IPv4 peers), so we say so explicitly rather than rely on the default.
+fn dual_stack_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    // As tokio's own bind does on Unix: a restarted node can listen at once, while
+    // the old connections are in TIME_WAIT. (On Windows the option would let two
+    // listeners share the port, so it stays off there.)
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Accepts inbound TCP peers (TLS in a private network) on `[::]:port` until
 /// shutdown. If the port cannot be bound the node keeps running without a
 /// listener, as upstream does.
 pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mark: Option<u32>) {
     let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    let listener = match TcpListener::bind(addr).await {
+    let listener = match dual_stack_listener(addr) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on TCP {addr}: {e}; running without a TCP listener");
