@@ -7,7 +7,7 @@
 //! the node returns once they have all ended.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use mycelium_api::{ApiConfig, Backend};
@@ -242,9 +242,17 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// console window closing, log-off or system shutdown). Should the node not have
 /// stopped [`STOP_GRACE`] later, the process ends anyway: a stop never hangs.
 async fn stop_on_signal(shutdown: CancellationToken) {
-    let Some(what) = first_stop_signal().await else {
-        tracing::error!("cannot listen for stop signals; stop the node by killing it");
-        return;
+    let requested = external_stop();
+    let what = tokio::select! {
+        what = first_stop_signal() => match what {
+            Some(what) => what,
+            None => {
+                tracing::error!("cannot listen for stop signals; stop the node by killing it");
+                requested.cancelled().await;
+                STOP_REASON.get().copied().unwrap_or("stop requested")
+            }
+        },
+        () = requested.cancelled() => STOP_REASON.get().copied().unwrap_or("stop requested"),
     };
     tracing::info!("{what}: stopping");
     shutdown.cancel();
@@ -253,6 +261,23 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         tracing::error!("still stopping after {STOP_GRACE:?}; exiting now");
         std::process::exit(1);
     });
+}
+
+/// A stop asked for from outside the node's own signals (the Windows service
+/// manager), before or after the node started.
+fn external_stop() -> &'static CancellationToken {
+    static STOP: OnceLock<CancellationToken> = OnceLock::new();
+    STOP.get_or_init(CancellationToken::new)
+}
+
+/// Why the node was asked to stop from outside, for the log.
+static STOP_REASON: OnceLock<&'static str> = OnceLock::new();
+
+/// Stops the node (or keeps it from starting), saying why.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub(crate) fn request_stop(reason: &'static str) {
+    let _ = STOP_REASON.set(reason);
+    external_stop().cancel();
 }
 
 /// How long a stop may take before the process ends without waiting.

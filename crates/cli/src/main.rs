@@ -25,6 +25,8 @@ mod key_file;
 mod logging;
 mod metrics;
 mod paths;
+#[cfg(windows)]
+mod service;
 mod settings;
 
 use std::io::{self, Write};
@@ -42,6 +44,15 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    #[cfg(windows)]
+    if let Some(code) = service::run_if_service(program) {
+        return code;
+    }
+    program()
+}
+
+/// The program, whether started from a shell or (on Windows) as a service.
+fn program() -> ExitCode {
     let cli = Cli::parse();
     let config = match config::load(cli.config_file.as_deref()) {
         Ok(config) => config,
