@@ -4,13 +4,17 @@
 #
 #   ./scripts/setup.sh            install everything, build the release binary
 #   ./scripts/setup.sh --deps     install only what the test suite needs
+#   ./scripts/setup.sh --cross    install only what the cross builds need (cross.sh)
 #
 # Idempotent: what is present is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deps_only=false
-[ "${1:-}" = "--deps" ] && deps_only=true
+mode=all
+case "${1:-}" in
+  --deps) mode=deps ;;
+  --cross) mode=cross ;;
+esac
 
 # System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
 # ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
@@ -25,6 +29,17 @@ apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftable
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 # OpenSSL's headers for the private-network build (`--features private`: TLS-PSK).
 apt_packages+=(libssl-dev)
+# The cross builds and their runs (scripts/cross.sh, tests/cross/run.sh): mingw-w64
+# for Windows, the aarch64 cross compiler and C library, Wine (64-bit only: no i386
+# architecture needed) and qemu-user to run the results, clang for ring's C when
+# type-checking the macOS code.
+cross_packages=(gcc-mingw-w64-x86-64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross wine64 qemu-user clang)
+cross_targets=(x86_64-pc-windows-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin)
+if [ "$mode" = cross ]; then
+  apt_packages=("${cross_packages[@]}")
+else
+  apt_packages+=("${cross_packages[@]}")
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,12 +53,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# The Rust standard library for the cross targets.
+installed_targets="$(rustup target list --installed)" || {
+  echo "setup: rustup not found; the cross targets need a rustup toolchain" >&2
+  exit 1
+}
+missing=()
+for t in "${cross_targets[@]}"; do
+  grep -qx "$t" <<<"$installed_targets" || missing+=("$t")
+done
+[ ${#missing[@]} -eq 0 ] || rustup target add "${missing[@]}"
+[ "$mode" = cross ] && exit 0
+
 # cargo-fuzz builds and runs the fuzz targets.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 
-if ! $deps_only; then
+if [ "$mode" = all ]; then
   cargo build --release --locked
   echo "setup: done; the binary is target/release/mycelium"
 fi

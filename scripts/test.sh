@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): formatting, lints, every unit,
 # property, golden-vector and integration test, and the fuzz targets built and run
-# over their corpora for a fixed number of inputs, the web view in Chromium and the
-# REST API under schemathesis (tests/api). Ends with one line
+# over their corpora for a fixed number of inputs, the web view in Chromium, the
+# REST API under schemathesis (tests/api), and the other systems: the Windows and
+# Linux aarch64 release builds run under Wine and qemu, the macOS code type-checked
+# (scripts/cross.sh, tests/cross). Ends with one line
 # "summary: N passed, N failed", and fails when anything did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,28 @@ if [ "$api_status" -eq 0 ] && grep -q '^api-schemathesis: ok$' "$log"; then
 else
   failed=$((failed + 1))
 fi
+
+# add_counts LABEL STATUS: adds the last "LABEL: N passed, N failed" line of $log to
+# the totals; a run that failed without counting a failure, or printed no such line,
+# counts as one failure.
+add_counts() {
+  local counts p f
+  counts=$(sed -n "s/^$1: \([0-9]*\) passed, \([0-9]*\) failed\$/\1 \2/p" "$log" | tail -1)
+  read -r p f <<<"${counts:-0 0}"
+  if [ -z "$counts" ] || { [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; }; then f=$((f + 1)); fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+echo "== cross builds: Windows and Linux aarch64 release, macOS and Windows clippy"
+cross_status=0
+./scripts/cross.sh 2>&1 | tee "$log" || cross_status=$?
+add_counts cross-build "$cross_status"
+
+echo "== cross runs: the Windows build under Wine, the aarch64 build under qemu-user"
+cross_status=0
+MYCELIUM_BIN=target/debug/mycelium tests/cross/run.sh 2>&1 | tee "$log" || cross_status=$?
+add_counts cross "$cross_status"
 
 echo "== fuzz targets"
 ./scripts/fuzz.sh smoke | tee "$log"
