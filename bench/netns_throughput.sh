@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Data-plane benchmark: one pair of network namespaces joined by a veth link, measured
 # in one run for raw veth, for our node and for Yggdrasil (Debian package
-# `yggdrasil`) on the same link: iperf3 single-flow throughput, daemon CPU seconds per
+# `yggdrasil`) on the same link (ours both with TUN offload and on the portable
+# one-packet path that macOS and Windows use): iperf3 single-flow throughput, daemon CPU seconds per
 # GB carried, ping RTT, daemon RSS.
 #
 #   sudo ./bench/netns_throughput.sh [SECONDS]     (default 10 s per iperf3 run)
+#   sudo BASELINE_BIN=old/mycelium ./bench/netns_throughput.sh   (adds a row for it)
 #
 # Needs root, iproute2, iperf3, ping, yggdrasil; builds the release binary first.
 set -euo pipefail
@@ -29,6 +31,8 @@ for tool in ip iperf3 ping yggdrasil; do
 done
 cargo build --release --locked -q -p mycelium-cli
 bin=$PWD/target/release/mycelium
+# BASELINE_BIN=path/to/an/older/mycelium adds a row for it, measured in the same run.
+baseline=${BASELINE_BIN:-}
 
 ip netns add "$A"; ip netns add "$B"
 ip -n "$A" link set lo up; ip -n "$B" link set lo up
@@ -78,13 +82,25 @@ measure raw fd00:99::2
 # Ours.
 "$bin" generate-keys -k "$work/a.key" >/dev/null; "$bin" generate-keys -k "$work/b.key" >/dev/null
 addr_b=$("$bin" inspect --json -k "$work/b.key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["address"])')
-ip netns exec "$B" "$bin" -k "$work/b.key" --silent --disable-quic --disable-peer-discovery --tun-name myc0 >"$work/b.log" 2>&1 &
-pb=$!; pids+=("$pb")
-ip netns exec "$A" "$bin" -k "$work/a.key" --silent --disable-quic --disable-peer-discovery --tun-name myc0 --peers "tcp://[fd00:99::2]:9651" >"$work/a.log" 2>&1 &
-pa=$!; pids+=("$pa")
-wait_ping "$addr_b"
-measure mycelium "$addr_b" "$pa" "$pb"
-kill "$pa" "$pb"; sleep 0.5
+# ours NAME [ARGS...]: our two nodes with ARGS, measured as NAME ($node_bin).
+node_bin=$bin
+ours() {
+  local name=$1; shift
+  local bin=$node_bin
+  ip netns exec "$B" "$bin" -k "$work/b.key" --silent --disable-quic --disable-peer-discovery --tun-name myc0 "$@" >"$work/b.log" 2>&1 &
+  local pb=$!; pids+=("$pb")
+  ip netns exec "$A" "$bin" -k "$work/a.key" --silent --disable-quic --disable-peer-discovery --tun-name myc0 --peers "tcp://[fd00:99::2]:9651" "$@" >"$work/a.log" 2>&1 &
+  local pa=$!; pids+=("$pa")
+  wait_ping "$addr_b"
+  measure "$name" "$addr_b" "$pa" "$pb"
+  kill "$pa" "$pb"; wait "$pa" "$pb" 2>/dev/null || true; sleep 0.5
+}
+ours mycelium
+# The one-packet-per-read path macOS and Windows use, over the same Linux TUN.
+ours portable --no-tun-offload
+if [ -n "$baseline" ]; then
+  node_bin=$baseline ours baseline
+fi
 
 # Yggdrasil on the same link.
 for side in a b; do
@@ -112,6 +128,9 @@ measure yggdrasil "$addr_yb" "$ya" "$yb"
 python3 - "$work" <<'PY'
 import sys
 w = sys.argv[1]
-raw, ours, ygg = (float(open(f"{w}/{n}.bps").read()) for n in ("raw", "mycelium", "yggdrasil"))
+raw, ours, portable, ygg = (
+    float(open(f"{w}/{n}.bps").read()) for n in ("raw", "mycelium", "portable", "yggdrasil")
+)
 print(f"mycelium/yggdrasil throughput: {ours / ygg:.2f}x; mycelium/raw veth: {100 * ours / raw:.1f}%")
+print(f"portable path/yggdrasil throughput: {portable / ygg:.2f}x")
 PY
