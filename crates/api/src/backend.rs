@@ -54,9 +54,10 @@ pub enum PushError {
         /// The largest payload accepted.
         max: usize,
     },
-    /// The outbound queue is full; try again later (REST 503, RPC -32041).
-    #[error("outbound message queue is full")]
-    QueueFull,
+    /// The outbound queue is full; try again later (REST 503, RPC -32041). The
+    /// text says which budget refused and how full it is.
+    #[error("outbound message queue is full: {0}")]
+    QueueFull(String),
     /// The message subsystem is not running (REST 503, RPC -32041).
     #[error("message subsystem unavailable: {0}")]
     Unavailable(String),

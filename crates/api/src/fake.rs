@@ -30,6 +30,12 @@ use crate::model::{
 pub const FAKE_MAX_PAYLOAD: usize = 1 << 20;
 /// Most messages held in the inbox (a loop-back push past it gets `QueueFull`).
 pub const FAKE_INBOX_LEN: usize = 256;
+
+fn inbox_full() -> PushError {
+    PushError::QueueFull(format!(
+        "inbox budget full: {FAKE_INBOX_LEN} of {FAKE_INBOX_LEN} messages"
+    ))
+}
 /// Most outbound message statuses remembered (the oldest is forgotten first).
 const STATUS_LEN: usize = 1024;
 /// Most whitelisted topics.
@@ -389,7 +395,7 @@ impl Backend for FakeBackend {
         let (id, waiter) = {
             let mut st = self.lock();
             if to_self && st.inbox.len() >= FAKE_INBOX_LEN {
-                return Err(PushError::QueueFull);
+                return Err(inbox_full());
             }
             let id = MessageId(st.next_id.to_be_bytes());
             st.next_id = st.next_id.wrapping_add(1);
@@ -456,7 +462,7 @@ impl Backend for FakeBackend {
             let _ = tx.send(reply);
         } else if dst == IpAddr::V6(self.address()) {
             if st.inbox.len() >= FAKE_INBOX_LEN {
-                return Err(PushError::QueueFull);
+                return Err(inbox_full());
             }
             st.inbox.push_back(reply);
             drop(st);

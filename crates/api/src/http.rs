@@ -215,7 +215,7 @@ fn push_error(e: PushError) -> Response {
         PushError::Unroutable(_) => json_error(StatusCode::BAD_REQUEST, e),
         PushError::ReplyInProgress => json_error(StatusCode::CONFLICT, e),
         PushError::PayloadTooLarge { .. } => json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
-        PushError::QueueFull | PushError::Unavailable(_) => {
+        PushError::QueueFull(_) | PushError::Unavailable(_) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
     }

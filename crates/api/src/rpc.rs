@@ -460,7 +460,7 @@ fn push_error(e: PushError) -> RpcError {
         PushError::Unroutable(_) => RpcError::invalid_params(e),
         PushError::ReplyInProgress => RpcError::server_with(codes::REPLY_IN_PROGRESS, e),
         PushError::PayloadTooLarge { .. } => RpcError::server_with(codes::PAYLOAD_TOO_LARGE, e),
-        PushError::QueueFull | PushError::Unavailable(_) => {
+        PushError::QueueFull(_) | PushError::Unavailable(_) => {
             RpcError::server_with(codes::QUEUE_FULL, e)
         }
     }

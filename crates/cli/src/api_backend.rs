@@ -100,7 +100,7 @@ fn push_error(e: BusError) -> PushError {
             max: usize::try_from(max).unwrap_or(usize::MAX),
         },
         BusError::Push(BusPushError::IdInUse) => PushError::ReplyInProgress,
-        BusError::Push(_) | BusError::TooManyWaiters => PushError::QueueFull,
+        e @ (BusError::Push(_) | BusError::TooManyWaiters) => PushError::QueueFull(e.to_string()),
         BusError::Stopped => PushError::Unavailable("the node is stopping".into()),
     }
 }

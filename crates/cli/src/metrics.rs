@@ -318,6 +318,25 @@ pub(crate) async fn collect(node: &Node) -> Registry {
             .inc_by(n);
     }
     let bus = node.messages().stats().await.unwrap_or_default();
+    // The message bus's own traffic.
+    counter(
+        &mut r,
+        "mycelium_messages_pushed",
+        "Messages accepted for sending",
+        bus.pushed,
+    );
+    counter(
+        &mut r,
+        "mycelium_messages_delivered",
+        "Messages received complete",
+        bus.delivered,
+    );
+    counter(
+        &mut r,
+        "mycelium_message_retransmissions",
+        "Message frames sent again after a retransmission timeout",
+        bus.retransmissions,
+    );
     for (defence, n) in [
         ("message_frame_malformed", bus.malformed),
         ("message_refused_by_topic_policy", bus.refused_by_policy),

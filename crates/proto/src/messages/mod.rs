@@ -79,8 +79,8 @@ use rand_core::RngCore;
 
 pub use topics::{TopicConfig, TopicConfigError, TopicRule};
 pub use types::{
-    BusConfig, BusStats, BusUsage, Event, ForwardTicket, MessageInfo, MessageState, NewMessage,
-    PushError, ReceivedMessage, TooManyWaiters, Transmit,
+    Budget, BusConfig, BusStats, BusUsage, Event, ForwardTicket, MessageInfo, MessageState,
+    NewMessage, PushError, ReceivedMessage, TooManyWaiters, Transmit,
 };
 
 use inbound::{Completed, Partial};
@@ -102,6 +102,8 @@ struct Usage {
 #[derive(Debug, Default)]
 struct Gate {
     sending: Usage,
+    /// The messages being sent (at most a few: the gate's bound).
+    active: Vec<MessageId>,
     queued: VecDeque<MessageId>,
 }
 
@@ -239,10 +241,21 @@ impl MessageBus {
                 max: self.cfg.max_message_size,
             });
         }
-        if self.outbound_active.count >= self.cfg.max_outbound_messages
-            || self.outbound_active.bytes + len > self.cfg.max_outbound_bytes as u64
-        {
-            return Err(PushError::QueueFull);
+        // Bytes first: they are what could exhaust the node.
+        let max_bytes = self.cfg.max_outbound_bytes as u64;
+        if self.outbound_active.bytes + len > max_bytes {
+            return Err(PushError::QueueFull {
+                budget: Budget::Bytes,
+                used: self.outbound_active.bytes,
+                limit: max_bytes,
+            });
+        }
+        if self.outbound_active.count >= self.cfg.max_outbound_messages {
+            return Err(PushError::QueueFull {
+                budget: Budget::Messages,
+                used: self.outbound_active.count as u64,
+                limit: self.cfg.max_outbound_messages as u64,
+            });
         }
         let id = match msg.reply_to {
             Some(id) => {
@@ -264,7 +277,13 @@ impl MessageBus {
         if self.outbound.len() >= self.cfg.max_statuses.max(1) {
             match self.finished.first().copied() {
                 Some((_, oldest)) => self.forget_outbound(oldest),
-                None => return Err(PushError::QueueFull),
+                None => {
+                    return Err(PushError::QueueFull {
+                        budget: Budget::Statuses,
+                        used: self.outbound.len() as u64,
+                        limit: self.cfg.max_statuses as u64,
+                    })
+                }
             }
         }
         let try_for = msg.try_for.unwrap_or(self.cfg.default_try_for);
@@ -291,6 +310,7 @@ impl MessageBus {
         {
             gate.sending.count += 1;
             gate.sending.bytes += len;
+            gate.active.push(id);
         } else {
             o.queued = true;
             gate.queued.push_back(id);
@@ -384,6 +404,7 @@ impl MessageBus {
         } else {
             gate.sending.count = gate.sending.count.saturating_sub(1);
             gate.sending.bytes = gate.sending.bytes.saturating_sub(len);
+            gate.active.retain(|&a| a != id);
         }
         while let Some(&next) = gate.queued.front() {
             let Some(o) = self.outbound.get_mut(&next).filter(|o| o.queued) else {
@@ -400,6 +421,7 @@ impl MessageBus {
             gate.queued.pop_front();
             gate.sending.count += 1;
             gate.sending.bytes += o.len;
+            gate.active.push(next);
             o.queued = false;
             self.to_start.push(next);
         }
@@ -476,6 +498,7 @@ impl MessageBus {
                 if self.with_ack(now, src, id, |o, _, _| o.on_read()) {
                     self.events.push_back(Event::Read { id });
                 }
+                self.retry_refused_init(now, src);
             }
             Frame::ReadAck { .. } => {}
         }
@@ -509,6 +532,26 @@ impl MessageBus {
         self.settle_outbound(id, was_active, held);
         self.service_outbound(now, id);
         true
+    }
+
+    /// A READ from `src` says a reader there took a message, so its inbox has
+    /// room for one more: one of our messages to it whose INIT timed out (refused
+    /// for want of room, most likely) is offered again now. Without this, a
+    /// sender backed off to [`BusConfig::max_rto`] leaves a reader that emptied
+    /// the inbox with nothing to read for up to that long.
+    fn retry_refused_init(&mut self, now: Instant, src: Ipv6Addr) {
+        let Some(gate) = self.gates.get(&prefix_64(src)) else {
+            return;
+        };
+        for &id in &gate.active {
+            let Some(o) = self.outbound.get_mut(&id).filter(|o| o.dst == src) else {
+                continue;
+            };
+            if o.retry_refused_init(now, &mut self.transmits) {
+                self.stats.retransmissions += 1;
+                return;
+            }
+        }
     }
 
     // ----- readers ------------------------------------------------------------

@@ -364,6 +364,36 @@ impl Outbound {
         }
     }
 
+    /// The receiver just made room (it sent a READ: a reader took a message): if
+    /// this message's INIT went unanswered long enough to time out at least once,
+    /// likely refused for want of room, send it again now instead of at the end of
+    /// its backed-off timeout. Returns whether it was sent.
+    pub(super) fn retry_refused_init(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<Transmit>,
+    ) -> bool {
+        let Phase::Init { last_sent, .. } = &mut self.phase else {
+            return false;
+        };
+        if self.queued || last_sent.is_none() || self.rtt.backed_off_at.is_none() {
+            return false;
+        }
+        *last_sent = Some(now);
+        emit(
+            out,
+            self.src,
+            self.dst,
+            Frame::Init {
+                id: self.id,
+                reply: self.reply,
+                length: self.len,
+                topic: &self.topic,
+            },
+        );
+        true
+    }
+
     /// INIT-ACK: start sending chunks. Returns whether anything changed.
     pub(super) fn on_init_ack(&mut self, now: Instant, cfg: &BusConfig) -> bool {
         let Phase::Init { first_sent, .. } = self.phase else {

@@ -685,10 +685,49 @@ fn push_refuses_what_it_cannot_send() {
         a.bus.push(now, msg(&a, &b, b"", &[0; 11]), &mut rng),
         Err(PushError::TooLarge { len: 11, max: 10 })
     );
-    a.bus.push(now, msg(&a, &b, b"", b""), &mut rng).unwrap();
+    a.bus
+        .push(now, msg(&a, &b, b"", b"12345"), &mut rng)
+        .unwrap();
+    let refused = a.bus.push(now, msg(&a, &b, b"", b""), &mut rng);
     assert_eq!(
-        a.bus.push(now, msg(&a, &b, b"", b""), &mut rng),
-        Err(PushError::QueueFull)
+        refused,
+        Err(PushError::QueueFull {
+            budget: Budget::Messages,
+            used: 1,
+            limit: 1
+        })
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "outbound messages budget full: 1 of 1 messages"
+    );
+}
+
+#[test]
+fn the_byte_budget_refuses_first_and_says_how_full_it_is() {
+    let cfg = BusConfig {
+        max_outbound_bytes: 8,
+        max_outbound_messages: 1,
+        ..BusConfig::default()
+    };
+    let mut a = node(1, cfg);
+    let b = node(2, BusConfig::default());
+    let (now, mut rng) = (Instant::ZERO, Counter(0));
+    a.bus
+        .push(now, msg(&a, &b, b"", b"12345"), &mut rng)
+        .unwrap();
+    let refused = a.bus.push(now, msg(&a, &b, b"", b"6789"), &mut rng);
+    assert_eq!(
+        refused,
+        Err(PushError::QueueFull {
+            budget: Budget::Bytes,
+            used: 5,
+            limit: 8
+        })
+    );
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "outbound bytes budget full: 5 of 8 bytes"
     );
 }
 

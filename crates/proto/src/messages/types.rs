@@ -40,10 +40,14 @@ pub struct BusConfig {
     pub max_message_size: u64,
     /// Payload bytes of outbound messages still being sent (128 MiB).
     pub max_outbound_bytes: usize,
-    /// Outbound messages still being sent (4096).
+    /// Outbound messages still being sent (100,000). The bytes bound is the one
+    /// that protects memory; this one only caps the per-message overhead (README,
+    /// "The message bus", gives its measured size), and is high enough that a burst
+    /// of small messages well inside the byte budget is accepted.
     pub max_outbound_messages: usize,
-    /// Outbound statuses kept, finished ones included (65536); the oldest finished
-    /// is forgotten first.
+    /// Outbound statuses kept, finished ones included (131,072, above
+    /// [`BusConfig::max_outbound_messages`] so statuses never refuse a message the
+    /// budgets allow); the oldest finished is forgotten first.
     pub max_statuses: usize,
     /// Outbound messages to one destination /64 being sent at once (16, what a
     /// receiver with our default [`BusConfig::max_partial_per_source`] takes).
@@ -59,7 +63,8 @@ pub struct BusConfig {
     /// Bytes received and held: inbox, reply slots, forwards in flight, and the
     /// declared length of every partial message (64 MiB).
     pub max_inbox_bytes: u64,
-    /// Messages received and held, counted like the bytes (4096).
+    /// Messages received and held, counted like the bytes (100,000; as for
+    /// [`BusConfig::max_outbound_messages`], the bytes bound comes first).
     pub max_inbox_messages: usize,
     /// Partial messages from one source /64 (16).
     pub max_partial_per_source: usize,
@@ -73,7 +78,8 @@ pub struct BusConfig {
     /// How long a delivered message is remembered after its last frame, to
     /// acknowledge retransmissions (300 s).
     pub completed_memory: Duration,
-    /// Delivered messages remembered at most (65536); past it new ones are not.
+    /// Delivered messages remembered at most (131,072, above
+    /// [`BusConfig::max_inbox_messages`]); past it new ones are not.
     pub max_completed: usize,
     /// Reply waiters at most (4096).
     pub max_reply_waiters: usize,
@@ -95,18 +101,18 @@ impl Default for BusConfig {
             status_retention: Duration::from_secs(600),
             max_message_size: 16 << 20,
             max_outbound_bytes: 128 << 20,
-            max_outbound_messages: 4096,
-            max_statuses: 65536,
+            max_outbound_messages: 100_000,
+            max_statuses: 131_072,
             max_sending_per_destination: 16,
             max_sending_bytes_per_destination: 32 << 20,
             max_inbox_bytes: 64 << 20,
-            max_inbox_messages: 4096,
+            max_inbox_messages: 100_000,
             max_partial_per_source: 16,
             max_partial_bytes_per_source: 32 << 20,
             max_partial_total: 256,
             partial_idle_timeout: Duration::from_secs(300),
             completed_memory: Duration::from_secs(300),
-            max_completed: 65536,
+            max_completed: 131_072,
             max_reply_waiters: 4096,
             check_unsolicited_replies: true,
         }
@@ -146,12 +152,55 @@ pub enum PushError {
         /// The limit.
         max: u64,
     },
-    /// The outbound store is full; try again later.
-    #[error("too many messages being sent")]
-    QueueFull,
+    /// An outbound budget is full; try again later.
+    #[error("outbound {budget} budget full: {used} of {limit}{}", budget.unit())]
+    QueueFull {
+        /// The budget that refused.
+        budget: Budget,
+        /// How much of it is in use (for bytes, without the refused message).
+        used: u64,
+        /// Its size.
+        limit: u64,
+    },
     /// A reply with this id is still being sent.
     #[error("a message with this id is still being sent")]
     IdInUse,
+}
+
+/// An outbound budget of [`BusConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Budget {
+    /// Payload bytes being sent ([`BusConfig::max_outbound_bytes`]).
+    Bytes,
+    /// Messages being sent ([`BusConfig::max_outbound_messages`]).
+    Messages,
+    /// Statuses kept, none of them finished ([`BusConfig::max_statuses`]).
+    Statuses,
+}
+
+impl Budget {
+    /// Its name, as the API reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Budget::Bytes => "bytes",
+            Budget::Messages => "messages",
+            Budget::Statuses => "statuses",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Budget::Bytes => " bytes",
+            Budget::Messages | Budget::Statuses => " messages",
+        }
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Too many callers wait for replies.
