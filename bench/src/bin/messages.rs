@@ -27,6 +27,19 @@
 //! HTTP API of two `mycelium` processes (the release binary next to this one, if
 //! it was built): `POST /api/v1/messages` at B, long-poll `GET /api/v1/messages`
 //! at A, over up to 8 keep-alive connections each, payloads in base64 JSON.
+//!
+//! `--overhead` measures the memory a held message costs beyond its payload, at
+//! the sender and at the receiver.
+//!
+//! `--burst COUNT[:SIZE]` (repeatable) runs the burst scenario instead, through the
+//! HTTP API of two `mycelium` processes: COUNT messages of SIZE bytes (default 100)
+//! POSTed to B for A at full speed over 16 connections (no window: a 503 is counted
+//! as refused, not retried), while 16 connections drain A with long polls
+//! (`GET /api/v1/messages?timeout=3`). Printed: accepted and refused (with the
+//! first refusal's body), when the last accepted message arrived, the receive rate
+//! in each second of the run, its median and minimum over the full seconds, and
+//! the message defences both nodes counted. Every accepted message must arrive
+//! exactly once.
 
 use std::collections::HashSet;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -97,23 +110,77 @@ fn parse_run(a: &str) -> Result<Run, String> {
     })
 }
 
+/// One burst: COUNT messages of SIZE bytes offered at full speed.
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    count: usize,
+    size: usize,
+}
+
+fn parse_burst(a: &str) -> Result<Burst, String> {
+    let (count, size) = a.split_once(':').unwrap_or((a, "100"));
+    let count = count.parse().map_err(|_| format!("bad count in {a}"))?;
+    let size = size.parse().map_err(|_| format!("bad size in {a}"))?;
+    if size < 8 || count == 0 {
+        return Err(format!("{a}: size must be at least 8, count at least 1"));
+    }
+    Ok(Burst { count, size })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let with_http = !args.iter().any(|a| a == "--no-http");
-    let runs: Result<Vec<Run>, String> = args
+    let mut bursts = Vec::new();
+    let mut runs = Vec::new();
+    let mut it = args
         .iter()
-        .filter(|a| *a != "--no-http")
-        .map(|a| parse_run(a))
-        .collect();
-    let runs = match runs {
-        Ok(r) if r.is_empty() => DEFAULT_RUNS.to_vec(),
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("messages: {e}");
-            eprintln!("usage: messages [SIZE:COUNT[:IN_FLIGHT] ...] [--no-http]");
-            std::process::exit(2);
+        .filter(|a| *a != "--no-http" && *a != "--overhead");
+    let parsed: Result<(), String> = (|| {
+        while let Some(a) = it.next() {
+            if a == "--burst" {
+                let b = it.next().ok_or("--burst needs COUNT[:SIZE]")?;
+                bursts.push(parse_burst(b)?);
+            } else {
+                runs.push(parse_run(a)?);
+            }
         }
-    };
+        Ok(())
+    })();
+    if let Err(e) = parsed {
+        eprintln!("messages: {e}");
+        eprintln!(
+            "usage: messages [SIZE:COUNT[:IN_FLIGHT] ...] [--no-http] [--burst COUNT[:SIZE] ...]"
+        );
+        std::process::exit(2);
+    }
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("mycelium")))
+        .filter(|p| p.exists());
+    if args.iter().any(|a| a == "--overhead") {
+        overhead();
+        return;
+    }
+    if !bursts.is_empty() {
+        let Some(bin) = bin else {
+            eprintln!("messages: no mycelium binary next to this one (cargo build --release -p mycelium-cli)");
+            std::process::exit(1);
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        if let Err(e) = rt.block_on(http::bursts(bin, &bursts)) {
+            println!("# burst: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if runs.is_empty() {
+        runs = DEFAULT_RUNS.to_vec();
+    }
+    let runs = runs;
     let threads = std::env::var("MYCELIUM_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -128,10 +195,6 @@ fn main() {
     if !with_http {
         return;
     }
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.join("mycelium")))
-        .filter(|p| p.exists());
     match bin {
         Some(bin) => {
             if let Err(e) = rt.block_on(http::bench(bin, &runs)) {
@@ -143,6 +206,79 @@ fn main() {
              (cargo build --release -p mycelium-cli)"
         ),
     }
+}
+
+/// This process's resident memory, in bytes (Linux; 0 elsewhere).
+fn resident() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// `--overhead`: the memory a held message costs beyond its payload, measured on
+/// the sans-IO bus (no node, no API): 100,000 messages of 100 bytes pushed and held
+/// by a sender whose receiver never answers, then the same number delivered into a
+/// receiver's inbox and held there.
+fn overhead() {
+    use mycelium_proto::messages::{BusConfig, MessageBus, NewMessage, TopicConfig};
+    use mycelium_proto::time::Instant;
+    const COUNT: usize = 100_000;
+    const SIZE: usize = 100;
+    let ka = SecretKey::generate(&mut rand::thread_rng()).public_key();
+    let kb = SecretKey::generate(&mut rand::thread_rng()).public_key();
+    let (ia, ib) = (ka.address(), kb.address());
+    let new = || MessageBus::new(BusConfig::default(), TopicConfig::default());
+    let msg = |i: usize| NewMessage {
+        src: ia,
+        dst: ib,
+        topic: Vec::new(),
+        payload: payload(SIZE, i as u64),
+        reply_to: None,
+        try_for: None,
+    };
+    let mut rng = rand::thread_rng();
+    let before = resident();
+    let mut sender = new();
+    for i in 0..COUNT {
+        sender
+            .push(Instant::ZERO, msg(i), &mut rng)
+            .expect("inside the budgets");
+    }
+    while sender.poll_transmit().is_some() {}
+    let held = resident().saturating_sub(before);
+    println!(
+        "sender: {COUNT} x {SIZE} B held in {:.1} MB: {} B a message beyond its payload",
+        held as f64 / 1e6,
+        (held / COUNT as u64).saturating_sub(SIZE as u64)
+    );
+    // The receiver: every message delivered, none popped. The sender above stays,
+    // so its memory is not reused; each message's own sender is dropped as it
+    // completes.
+    let before = resident();
+    let mut receiver = new();
+    let now = Instant::ZERO;
+    for i in 0..COUNT {
+        let mut s = new();
+        s.push(now, msg(i), &mut rng).expect("inside the budgets");
+        while receiver.inbox_len() < i + 1 {
+            while let Some(t) = s.poll_transmit() {
+                receiver.handle_frame(now, ia, ib, ka, &t.frame);
+            }
+            while let Some(t) = receiver.poll_transmit() {
+                s.handle_frame(now, ib, ia, kb, &t.frame);
+            }
+        }
+        while receiver.poll_event().is_some() {}
+    }
+    let held = resident().saturating_sub(before);
+    println!(
+        "receiver: {COUNT} x {SIZE} B held in {:.1} MB: {} B a message beyond its payload \
+         (inbox and the memory of delivered ids)",
+        held as f64 / 1e6,
+        (held / COUNT as u64).saturating_sub(SIZE as u64)
+    );
+    drop(sender);
 }
 
 /// A loopback port that was free a moment ago.
@@ -362,7 +498,7 @@ async fn send_all(
                     ids.push(id);
                     break;
                 }
-                Err(BusError::Push(PushError::QueueFull)) => {
+                Err(BusError::Push(PushError::QueueFull { .. })) => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(e) => return Err(e),
@@ -389,7 +525,7 @@ mod http {
     use tokio::net::TcpStream;
     use tokio::sync::{Mutex, Semaphore};
 
-    use super::{free_port, Run, STALL};
+    use super::{free_port, Burst, Run, STALL};
 
     const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
     /// Connections each side uses at most.
@@ -399,6 +535,7 @@ mod http {
     struct Proc {
         child: Child,
         api: SocketAddr,
+        metrics: SocketAddr,
     }
 
     impl Drop for Proc {
@@ -411,12 +548,14 @@ mod http {
     fn spawn(bin: &Path, dir: &Path, name: &str, port: u16, peer: Option<u16>) -> Proc {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let rpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(bin);
         cmd.args(["--no-tun", "--disable-peer-discovery", "--disable-quic"])
             .arg("--key-file")
             .arg(dir.join(format!("{name}.key")))
             .args(["--api-addr", &api.to_string()])
             .args(["--jsonrpc-addr", &rpc.to_string()])
+            .args(["--metrics-api-address", &metrics.to_string()])
             .args(["--tcp-listen-port", &port.to_string()]);
         if let Some(p) = peer {
             cmd.args(["--peers", &format!("tcp://127.0.0.1:{p}")]);
@@ -426,7 +565,11 @@ mod http {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        Proc { child, api }
+        Proc {
+            child,
+            api,
+            metrics,
+        }
     }
 
     /// One keep-alive HTTP/1.1 connection.
@@ -547,32 +690,40 @@ mod http {
             .then_some(())
     }
 
+    /// Two node processes, B peered with A, once each has a route to the other;
+    /// and A's address.
+    async fn pair(bin: &Path, dir: &Path) -> Result<(Proc, Proc, String), String> {
+        let port = free_port();
+        let a = spawn(bin, dir, "a", port, None);
+        let b = spawn(bin, dir, "b", free_port(), Some(port));
+        let (a_api, b_api) = (a.api, b.api);
+        let a_info = wait_for("API at A", || Box::pin(info(a_api))).await?;
+        let b_info = wait_for("API at B", || Box::pin(info(b_api))).await?;
+        let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let (a_ip, a_net, b_net) = (
+            field(&a_info, "nodeIp"),
+            field(&a_info, "nodeSubnet"),
+            field(&b_info, "nodeSubnet"),
+        );
+        wait_for("route from B to A", || {
+            Box::pin(has_route(b_api, a_net.clone()))
+        })
+        .await?;
+        wait_for("route from A to B", || {
+            Box::pin(has_route(a_api, b_net.clone()))
+        })
+        .await?;
+        Ok((a, b, a_ip))
+    }
+
     /// Runs `runs` through the HTTP APIs of two `bin` processes and prints a row
     /// per run.
     pub(super) async fn bench(bin: PathBuf, runs: &[Run]) -> Result<(), String> {
         let dir = std::env::temp_dir().join(format!("mycelium-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let result = async {
-            let port = free_port();
-            let a = spawn(&bin, &dir, "a", port, None);
-            let b = spawn(&bin, &dir, "b", free_port(), Some(port));
+            let (a, b, a_ip) = pair(&bin, &dir).await?;
             let (a_api, b_api) = (a.api, b.api);
-            let a_info = wait_for("API at A", || Box::pin(info(a_api))).await?;
-            let b_info = wait_for("API at B", || Box::pin(info(b_api))).await?;
-            let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            let (a_ip, a_net, b_net) = (
-                field(&a_info, "nodeIp"),
-                field(&a_info, "nodeSubnet"),
-                field(&b_info, "nodeSubnet"),
-            );
-            wait_for("route from B to A", || {
-                Box::pin(has_route(b_api, a_net.clone()))
-            })
-            .await?;
-            wait_for("route from A to B", || {
-                Box::pin(has_route(a_api, b_net.clone()))
-            })
-            .await?;
             println!("# through the HTTP API of two {} processes", bin.display());
             for r in runs {
                 match run(a_api, b_api, &a_ip, *r).await {
@@ -702,5 +853,252 @@ mod http {
             }
         }
         Ok(secs)
+    }
+
+    /// Connections that POST, and connections that drain, in the burst scenario.
+    const BURST_PARALLEL: usize = 16;
+
+    /// Runs each burst between a fresh pair of node processes.
+    pub(super) async fn bursts(bin: PathBuf, bursts: &[Burst]) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("mycelium-burst-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let result = async {
+            for r in bursts {
+                let (a, b, a_ip) = pair(&bin, &dir).await?;
+                burst(&a, &b, &a_ip, *r).await?;
+                for (name, p) in [("A (receiver)", &a), ("B (sender)", &b)] {
+                    println!("# {name}: {}", message_defences(p.metrics).await);
+                }
+                drop((a, b));
+            }
+            Ok(())
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    /// The message-related counters of a node's metrics, on one line.
+    async fn message_defences(metrics: SocketAddr) -> String {
+        let Ok(mut c) = Conn::open(metrics).await else {
+            return "no metrics".into();
+        };
+        let Ok((200, body)) = c.call("GET", "/metrics", b"").await else {
+            return "no metrics".into();
+        };
+        let text = String::from_utf8_lossy(&body);
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("mycelium_message") {
+                if let Some((name, value)) = rest.split_once(' ') {
+                    out.push(format!(
+                        "message{}={value}",
+                        name.trim_end_matches("_total")
+                    ));
+                }
+                continue;
+            }
+            let Some(rest) = line.strip_prefix("mycelium_defences_total{defence=\"") else {
+                continue;
+            };
+            let Some((name, value)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            if (name.starts_with("message_") || name == "link_queue_full") && value != "0" {
+                out.push(format!("{name}={value}"));
+            }
+        }
+        if out.is_empty() {
+            "no message defence counted".into()
+        } else {
+            out.join(" ")
+        }
+    }
+
+    #[derive(Default)]
+    struct Received {
+        seen: HashSet<u64>,
+        duplicates: usize,
+        /// Messages received in each second since the start.
+        per_second: Vec<usize>,
+        last: Duration,
+    }
+
+    /// One burst: `r.count` POSTs at full speed over [`BURST_PARALLEL`]
+    /// connections to B, drained at A by as many long polls.
+    async fn burst(a: &Proc, b: &Proc, dst: &str, r: Burst) -> Result<(), String> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+        let next = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let first_refusal = Arc::new(std::sync::OnceLock::<String>::new());
+        let received = Arc::new(Mutex::new(Received::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let mut readers = Vec::new();
+        for _ in 0..BURST_PARALLEL {
+            let (received, stop, api) = (received.clone(), stop.clone(), a.api);
+            readers.push(tokio::spawn(async move {
+                let mut c = Conn::open(api).await.map_err(|e| e.to_string())?;
+                while !stop.load(Relaxed) {
+                    let (status, body) = c
+                        .call("GET", "/api/v1/messages?timeout=3", b"")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match status {
+                        200 => {}
+                        204 => continue,
+                        s => return Err(format!("pop answered {s}")),
+                    }
+                    let at = start.elapsed();
+                    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                    let payload = B64
+                        .decode(v["payload"].as_str().unwrap_or_default())
+                        .map_err(|e| e.to_string())?;
+                    if payload.len() != r.size {
+                        return Err(format!("a message of {} bytes", payload.len()));
+                    }
+                    let mut seq = [0u8; 8];
+                    seq.copy_from_slice(&payload[..8]);
+                    let mut rx = received.lock().await;
+                    if !rx.seen.insert(u64::from_be_bytes(seq)) {
+                        rx.duplicates += 1;
+                    }
+                    let second = at.as_secs() as usize;
+                    if rx.per_second.len() <= second {
+                        rx.per_second.resize(second + 1, 0);
+                    }
+                    rx.per_second[second] += 1;
+                    rx.last = at;
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        let mut senders = Vec::new();
+        for _ in 0..BURST_PARALLEL {
+            let (next, accepted, refused, first_refusal) = (
+                next.clone(),
+                accepted.clone(),
+                refused.clone(),
+                first_refusal.clone(),
+            );
+            let (api, dst) = (b.api, dst.to_owned());
+            senders.push(tokio::spawn(async move {
+                let mut c = Conn::open(api).await.map_err(|e| e.to_string())?;
+                let filler = vec![0x5au8; r.size - 8];
+                loop {
+                    let seq = next.fetch_add(1, Relaxed);
+                    if seq >= r.count {
+                        return Ok::<_, String>(());
+                    }
+                    let mut payload = (seq as u64).to_be_bytes().to_vec();
+                    payload.extend_from_slice(&filler);
+                    let body = format!(
+                        r#"{{"dst":{{"ip":"{dst}"}},"payload":"{}"}}"#,
+                        B64.encode(&payload)
+                    );
+                    let (status, answer) = c
+                        .call("POST", "/api/v1/messages", body.as_bytes())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match status {
+                        201 => {
+                            accepted.fetch_add(1, Relaxed);
+                        }
+                        503 | 507 => {
+                            refused.fetch_add(1, Relaxed);
+                            let _ = first_refusal
+                                .set(format!("{status} {}", String::from_utf8_lossy(&answer)));
+                        }
+                        s => return Err(format!("push answered {s}")),
+                    }
+                }
+            }));
+        }
+        for h in senders {
+            h.await.map_err(|e| e.to_string())??;
+        }
+        let offered = start.elapsed();
+        let accepted = accepted.load(Relaxed);
+        // Wait for every accepted message, as long as they keep coming.
+        let mut progress = (0, Instant::now());
+        loop {
+            let n = received.lock().await.seen.len();
+            if n >= accepted {
+                break;
+            }
+            if n != progress.0 {
+                progress = (n, Instant::now());
+            } else if progress.1.elapsed() > STALL {
+                break;
+            }
+            if readers.iter().any(|h| h.is_finished()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.store(true, Relaxed);
+        // A reader that failed says why; the others are stopped mid-poll.
+        for h in readers {
+            if h.is_finished() {
+                h.await.map_err(|e| e.to_string())??;
+            } else {
+                h.abort();
+            }
+        }
+        // Nothing more may come: a copy of a delivered message would show here.
+        let mut c = Conn::open(a.api).await.map_err(|e| e.to_string())?;
+        let (status, _) = c
+            .call("GET", "/api/v1/messages?timeout=1", b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        let rx = received.lock().await;
+        let extra = usize::from(status == 200);
+        let lost = accepted.saturating_sub(rx.seen.len());
+        println!(
+            "burst {} x {} B: offered in {:.2} s; accepted {accepted}, refused {}{}",
+            r.count,
+            r.size,
+            offered.as_secs_f64(),
+            refused.load(Relaxed),
+            first_refusal
+                .get()
+                .map(|b| format!(" (first refusal: {b})"))
+                .unwrap_or_default(),
+        );
+        println!(
+            "  received {} in {:.2} s ({:.0} msg/s); lost {lost}, duplicated {}",
+            rx.seen.len(),
+            rx.last.as_secs_f64(),
+            rx.seen.len() as f64 / rx.last.as_secs_f64().max(1e-3),
+            rx.duplicates + extra,
+        );
+        let rates = &rx.per_second;
+        println!(
+            "  received per second: {}",
+            rates
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        // The last second is partial: leave it out unless it is the only one.
+        let full = if rates.len() > 1 {
+            &rates[..rates.len() - 1]
+        } else {
+            &rates[..]
+        };
+        let mut sorted = full.to_vec();
+        sorted.sort_unstable();
+        if let (Some(&min), Some(&median)) = (sorted.first(), sorted.get(sorted.len() / 2)) {
+            println!(
+                "  full seconds: median {median}/s, minimum {min}/s ({:.2} of the median)",
+                min as f64 / median.max(1) as f64
+            );
+        }
+        if lost > 0 || rx.duplicates + extra > 0 {
+            return Err(format!("{lost} lost, {} duplicated", rx.duplicates + extra));
+        }
+        Ok(())
     }
 }
