@@ -812,18 +812,10 @@ mod http {
                         }
                         s => return Err(format!("pop answered {s}")),
                     }
-                    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                    let payload = B64
-                        .decode(v["payload"].as_str().unwrap_or_default())
-                        .map_err(|e| e.to_string())?;
-                    if payload.len() != r.size {
-                        return Err(format!("a message of {} bytes", payload.len()));
-                    }
-                    let mut seq = [0u8; 8];
-                    seq.copy_from_slice(&payload[..8]);
+                    let seq = sequence(&body, r.size)?;
                     idle = Duration::ZERO;
                     let mut seen = seen.lock().await;
-                    if !seen.insert(u64::from_be_bytes(seq)) {
+                    if !seen.insert(seq) {
                         return Err("a message arrived twice".into());
                     }
                     if seen.len() >= r.count {
@@ -853,6 +845,21 @@ mod http {
             }
         }
         Ok(secs)
+    }
+
+    /// The sequence number of a popped message (`GET /api/v1/messages` body), whose
+    /// payload must be `size` bytes.
+    fn sequence(body: &[u8], size: usize) -> Result<u64, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let payload = B64
+            .decode(v["payload"].as_str().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        if payload.len() != size {
+            return Err(format!("a message of {} bytes", payload.len()));
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&payload[..8]);
+        Ok(u64::from_be_bytes(seq))
     }
 
     /// Connections that POST, and connections that drain, in the burst scenario.
@@ -951,17 +958,9 @@ mod http {
                         s => return Err(format!("pop answered {s}")),
                     }
                     let at = start.elapsed();
-                    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                    let payload = B64
-                        .decode(v["payload"].as_str().unwrap_or_default())
-                        .map_err(|e| e.to_string())?;
-                    if payload.len() != r.size {
-                        return Err(format!("a message of {} bytes", payload.len()));
-                    }
-                    let mut seq = [0u8; 8];
-                    seq.copy_from_slice(&payload[..8]);
+                    let seq = sequence(&body, r.size)?;
                     let mut rx = received.lock().await;
-                    if !rx.seen.insert(u64::from_be_bytes(seq)) {
+                    if !rx.seen.insert(seq) {
                         rx.duplicates += 1;
                     }
                     let second = at.as_secs() as usize;

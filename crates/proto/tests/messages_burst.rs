@@ -18,25 +18,21 @@ use mycelium_proto::messages::{BusConfig, MessageBus, NewMessage, PushError, Top
 use mycelium_proto::time::Instant;
 use rand_core::RngCore;
 
-/// SplitMix64, for message ids.
-struct Rng(u64);
+/// Message ids: they need only be distinct.
+struct Ids(u64);
 
-impl RngCore for Rng {
+impl RngCore for Ids {
     fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
+        self.next_u64() as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0 += 1;
+        self.0
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
+        let id = self.next_u64().to_be_bytes();
+        let n = dest.len().min(8);
+        dest[..n].copy_from_slice(&id[..n]);
     }
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
         self.fill_bytes(dest);
@@ -74,7 +70,7 @@ fn burst(count: usize, cfg: BusConfig, pop_every: u32) -> Run {
     let (ia, ib) = (ka.address(), kb.address());
     let mut a = MessageBus::new(cfg.clone(), TopicConfig::default());
     let mut b = MessageBus::new(cfg, TopicConfig::default());
-    let mut rng = Rng(7);
+    let mut rng = Ids(0);
     // (arrival, sequence) → (to b?, frame)
     let mut wire = std::collections::BTreeMap::new();
     let mut seq = 0u64;
