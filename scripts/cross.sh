@@ -17,7 +17,7 @@
 # build script, which compiles C for the target even then, gets Debian's clang with
 # three stand-in headers (tests/cross/apple-stubs). The objects are never linked.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 mode=all
 case "${1:-}" in
@@ -63,8 +63,8 @@ setup_status=0
 ./scripts/setup.sh --cross || setup_status=$?
 result setup "$setup_status" $((SECONDS - start)) "scripts/setup.sh --cross failed"
 
-windows=x86_64-pc-windows-gnu
-aarch64=aarch64-unknown-linux-gnu
+windows="x86_64-pc-windows-gnu"
+aarch64="aarch64-unknown-linux-gnu"
 
 step windows-release x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64 \
   cargo build --locked --release --target "$windows" -p mycelium-cli
