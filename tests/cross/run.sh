@@ -136,19 +136,36 @@ missing_tools() {
 
 # ---- running a binary of each kind ------------------------------------------------
 #
-# A kind is "native", "windows" or "aarch64". Commands run from $work, so relative
-# file names mean the same file to every kind (Wine maps / to drive Z:).
+# A kind is "native", "windows" or "aarch64". Everything runs from $work, so
+# relative file names mean the same file to every kind (Wine maps / to drive Z:).
 
 win_dir="$work/windows"
 
-run_kind() {
-  local kind="$1"
-  shift
-  case "$kind" in
-    native) (cd "$work" && exec "$native" "$@") ;;
-    windows) (cd "$work" && exec "$wine_loader" "$win_dir/mycelium.exe" "$@") ;;
-    aarch64) (cd "$work" && exec qemu-aarch64 -L "$arm_sysroot" "$arm_bin" "$@") ;;
+# kind_command KIND: the command line that runs KIND's binary, in $cmd.
+kind_command() {
+  case "$1" in
+    native) cmd=("$native") ;;
+    windows) cmd=("$wine_loader" "$win_dir/mycelium.exe") ;;
+    aarch64) cmd=(qemu-aarch64 -L "$arm_sysroot" "$arm_bin") ;;
   esac
+}
+
+# run_kind KIND ARGS...: runs KIND's binary and waits for it.
+run_kind() {
+  local cmd
+  kind_command "$1"
+  shift
+  "${cmd[@]}" "$@"
+}
+
+# spawn_kind KIND ARGS...: starts KIND's binary in the background; $! is its
+# process (not a subshell's), and it joins $pids, stopped on exit.
+spawn_kind() {
+  local cmd
+  kind_command "$1"
+  shift
+  "${cmd[@]}" "$@" &
+  pids+=($!)
 }
 
 # Writes the 32-byte key file $work/NAME from 64 hex characters.
@@ -245,9 +262,8 @@ start_node() {
   local args=(-k "$key" --no-tun --disable-peer-discovery --disable-quic
     --tcp-listen-port "$tcp" --api-addr "127.0.0.1:${ports[0]}" --jsonrpc-addr "127.0.0.1:${ports[1]}")
   [ "$#" -gt 0 ] && args+=(--peers "$@")
-  run_kind "$kind" "${args[@]}" >"$work/$name.log" 2>&1 &
+  spawn_kind "$kind" "${args[@]}" >"$work/$name.log" 2>&1
   node_pid[$name]=$!
-  pids+=($!)
 }
 
 api() { # api NAME PATH [CURL ARGS...]
@@ -399,11 +415,10 @@ check_wintun_missing() {
   local p status
   take_ports 3
   p=("${ports[@]}")
-  run_kind windows -k gen.key --disable-peer-discovery --disable-quic --tcp-listen-port "${p[0]}" \
+  spawn_kind windows -k gen.key --disable-peer-discovery --disable-quic --tcp-listen-port "${p[0]}" \
     --api-addr "127.0.0.1:${p[1]}" --jsonrpc-addr "127.0.0.1:${p[2]}" \
-    >"$work/wintun.out" 2>"$work/wintun.err" &
+    >"$work/wintun.out" 2>"$work/wintun.err"
   local pid=$!
-  pids+=("$pid")
   local deadline=$((SECONDS + timeout_s))
   while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then
