@@ -8,6 +8,7 @@
 //! started from a console, nothing changes.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -51,6 +52,17 @@ mod entry {
 /// this process, and returns its exit code; `None` when started any other way, so
 /// the caller runs `body` itself.
 pub(crate) fn run_if_service(body: fn() -> ExitCode) -> Option<ExitCode> {
+    // A program started at a console has a terminal; the service manager gives
+    // none. Asking the dispatcher costs nothing on Windows but a long wait under
+    // Wine, so the obvious case is settled first.
+    let streams = [
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ];
+    if streams.contains(&true) {
+        return None;
+    }
     let _ = BODY.set(body);
     match service_dispatcher::start(SERVICE_NAME, entry::entry_point()) {
         Ok(()) => Some(OUTCOME.get().copied().unwrap_or(ExitCode::FAILURE)),

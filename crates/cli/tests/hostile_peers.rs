@@ -11,6 +11,7 @@
 //! memory stayed under its bound, and every defence shows in A's metrics.
 //!
 //! Needs what the other namespace tests need (root, iproute2, /dev/net/tun).
+#![cfg(target_os = "linux")] // network namespaces, entered with setns
 #![allow(clippy::unwrap_used)] // set-up failures should fail loudly
 
 mod common;

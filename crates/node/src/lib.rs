@@ -213,20 +213,23 @@ impl PrivateNetwork {
 #[non_exhaustive]
 pub enum NodeError {
     /// The TUN device could not be created or configured.
-    #[error("creating TUN device {name}: {source}")]
+    ///
+    /// The OS error is part of the message and not a separate source, so that an
+    /// error chain printed in full says it once.
+    #[error("creating TUN device {name}: {error}")]
     Tun {
         /// The device name asked for.
         name: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The QUIC socket could not be set up (for example, the port is taken).
-    #[error("setting up QUIC on UDP port {port}: {source}")]
+    #[error("setting up QUIC on UDP port {port}: {error}")]
     Quic {
         /// The port asked for.
         port: u16,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A private network was configured but this build has no TLS (built without
     /// the `private` feature).
@@ -483,10 +486,10 @@ pub async fn start(
     }
     let tun = match &cfg.tun_name {
         Some(name) => Some(Arc::new(
-            tun::Tun::open(name, own_key.address(), cfg.tun_offload).map_err(|source| {
+            tun::Tun::open(name, own_key.address(), cfg.tun_offload).map_err(|error| {
                 NodeError::Tun {
                     name: name.clone(),
-                    source,
+                    error,
                 }
             })?,
         )),
@@ -497,7 +500,7 @@ pub async fn start(
     let quic = match quic_port {
         Some(port) => Some(
             quic::endpoint(port, router_id, cfg.firewall_mark)
-                .map_err(|source| NodeError::Quic { port, source })?,
+                .map_err(|error| NodeError::Quic { port, error })?,
         ),
         None => None,
     };
