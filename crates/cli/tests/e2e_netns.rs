@@ -100,11 +100,17 @@ fn iperf3_mbits(net: &Net, from: &str, to_addr: &str, secs: u32, reverse: bool) 
     if reverse {
         args.push("-R");
     }
-    let out = net.exec(from, &args);
+    received_mbits(net, &net.exec(from, &args))
+}
+
+/// The Mbit/s an `iperf3 -J` client run reports received; fails the test if the
+/// run failed.
+fn received_mbits(net: &Net, out: &std::process::Output) -> f64 {
     assert!(
         out.status.success(),
-        "iperf3 failed: {}\n{}",
+        "iperf3 failed: {}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
         net.logs()
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -333,21 +339,9 @@ fn iperf3_stream_survives_the_loss_of_its_relay() {
     let out = client.wait_with_output().unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    assert!(
-        out.status.success(),
-        "iperf3 failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        net.logs()
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bps = report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    assert!(bps > 0.0);
-    println!(
-        "iperf3 across a relay loss: {:.0} Mbit/s average",
-        bps / 1e6
-    );
+    let mbits = received_mbits(&net, &out);
+    assert!(mbits > 0.0);
+    println!("iperf3 across a relay loss: {mbits:.0} Mbit/s average");
 }
 
 /// Runs a client subcommand against the node in `ns` (its API is on the default
