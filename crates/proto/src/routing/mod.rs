@@ -622,6 +622,28 @@ impl Router {
         }
     }
 
+    /// The forwarding view of exactly `subnet`: its owner's key and the next hop of
+    /// its selected route, if any. `None` for a subnet we do not know or are still
+    /// looking for.
+    pub fn forwarding(&self, subnet: &Subnet) -> Option<(PublicKey, Option<PeerId>)> {
+        match self.table.get(subnet)? {
+            SubnetEntry::Exists { key, routes } => Some((
+                *key,
+                routes.first().filter(|r| r.selected).map(|r| r.neighbour),
+            )),
+            SubnetEntry::Queried { .. } => None,
+        }
+    }
+
+    /// The forwarding view of every known subnet (see [`Router::forwarding`]).
+    pub fn forwarding_entries(
+        &self,
+    ) -> impl Iterator<Item = (Subnet, PublicKey, Option<PeerId>)> + '_ {
+        self.table.iter().filter_map(|(s, _)| {
+            self.forwarding(s).map(|(k, n)| (*s, k, n))
+        })
+    }
+
     /// Every subnet we hold, with its entry.
     pub fn subnets(&self) -> impl Iterator<Item = (&Subnet, &SubnetEntry)> {
         self.table.iter()
