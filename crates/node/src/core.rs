@@ -375,7 +375,7 @@ impl Core {
                 SubnetEntry::Exists { routes, .. } => {
                     for r in routes {
                         let info = RouteInfo {
-                            subnet: *subnet,
+                            subnet,
                             next_hop: conn(r.neighbour),
                             metric: r.metric,
                             seqno: r.seqno,
@@ -389,7 +389,7 @@ impl Core {
                 }
                 SubnetEntry::Queried { expires } => {
                     let left = expires.saturating_since(now);
-                    view.queried.push((*subnet, left));
+                    view.queried.push((subnet, left));
                 }
             }
         }

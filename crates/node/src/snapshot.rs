@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use bytes::Bytes;
-use mycelium_proto::routing::{PeerId, Router, SubnetEntry};
+use mycelium_proto::routing::{PeerId, Router};
 use mycelium_proto::{PublicKey, Subnet};
 use tokio::sync::mpsc;
 
@@ -36,13 +36,10 @@ impl Snapshot {
     pub(crate) fn build(router: &Router, links: &Map<PeerId, LinkTx>) -> Self {
         let mut subnets = Map::default();
         let mut lens = Vec::new();
-        for (subnet, entry) in router.subnets() {
-            if let SubnetEntry::Exists { key, routes } = entry {
-                let next = routes.first().filter(|r| r.selected).map(|r| r.neighbour);
-                subnets.insert(*subnet, (*key, next));
-                if !lens.contains(&subnet.prefix_len()) {
-                    lens.push(subnet.prefix_len());
-                }
+        for (subnet, key, next) in router.forwarding_entries() {
+            subnets.insert(subnet, (key, next));
+            if !lens.contains(&subnet.prefix_len()) {
+                lens.push(subnet.prefix_len());
             }
         }
         lens.sort_unstable_by(|a, b| b.cmp(a));

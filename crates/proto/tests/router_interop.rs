@@ -44,10 +44,9 @@ fn recorded_updates_select_the_route_the_listener_reported() {
     let selected: Vec<(Subnet, u16, u16)> = router
         .subnets()
         .filter_map(|(s, e)| match e {
-            SubnetEntry::Exists { routes, .. } => routes
-                .iter()
+            SubnetEntry::Exists { mut routes, .. } => routes
                 .find(|r| r.selected)
-                .map(|r| (*s, r.metric.0, r.seqno.0)),
+                .map(|r| (s, r.metric.0, r.seqno.0)),
             SubnetEntry::Queried { .. } => None,
         })
         .collect();

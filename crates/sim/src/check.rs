@@ -23,7 +23,7 @@ impl Loop {
         );
         for &n in &self.nodes {
             if let Some(r) = sim.router(n) {
-                let entry = r.subnets().find(|(s, _)| **s == subnet).map(|(_, e)| e);
+                let entry = r.subnets().find(|(s, _)| *s == subnet).map(|(_, e)| e);
                 out += &format!("  node {n}: {entry:?}\n");
             }
         }

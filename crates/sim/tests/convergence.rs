@@ -209,7 +209,7 @@ fn departed_node_is_retracted_everywhere_without_counting_to_infinity() {
     for n in (0..sim.node_count()).filter(|&n| sim.is_up(n)) {
         let r = sim.router(n).unwrap();
         assert!(
-            r.subnets().all(|(s, _)| *s != subnet),
+            r.subnets().all(|(s, _)| s != subnet),
             "node {n} still holds the departed subnet"
         );
     }
@@ -228,7 +228,7 @@ fn silent_crash_is_retracted_after_liveness_timeout() {
     let bound = cfg.liveness.unwrap().timeout + cfg.retracted_hold + Duration::from_secs(2);
     run_loop_free(&mut sim, bound);
     for n in (0..sim.node_count()).filter(|&n| sim.is_up(n)) {
-        assert!(sim.router(n).unwrap().subnets().all(|(s, _)| *s != subnet));
+        assert!(sim.router(n).unwrap().subnets().all(|(s, _)| s != subnet));
     }
     assert!(check::unreachable_pairs(&sim).is_empty());
 }

@@ -135,7 +135,7 @@ fn scenario(seed: u64, n: usize, degree: usize, loss: f64, ops: &[Op]) -> Result
         for _ in 0..n {
             let entry = sim.router(at).and_then(|r| {
                 r.subnets()
-                    .find(|(s, _)| **s == subnet)
+                    .find(|(s, _)| *s == subnet)
                     .map(|(_, e)| format!("{e:?}"))
             });
             out += &format!("  node {at}: {entry:?}\n");

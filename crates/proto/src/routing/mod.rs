@@ -32,6 +32,7 @@
 mod caches;
 mod neighbour;
 mod requests;
+mod slab;
 mod source_table;
 mod table;
 mod update;
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 pub use neighbour::{LinkKind, PeerId};
 pub use source_table::SourceKey;
-pub use table::{RouteEntry, SubnetEntry};
+pub use table::{RouteEntry, Routes, SubnetEntry};
 
 use caches::{RouteRequestCache, SeqnoCache};
 
@@ -63,8 +64,7 @@ use neighbour::{Neighbour, Silence};
 
 /// Neighbour silences remembered at once.
 const MAX_SILENCES: usize = 64;
-use source_table::SourceTable;
-use table::RouteTable;
+use table::{Due, RouteTable};
 
 use crate::identity::{PublicKey, RouterId};
 use crate::subnet::Subnet;
@@ -274,6 +274,7 @@ struct Timers {
     dead_check: Instant,
     announce: Instant,
     caches: Instant,
+    sources: Instant,
 }
 
 /// The routing state machine of one node.
@@ -291,8 +292,8 @@ pub struct Router {
     /// Seqno requests we originated, to retry until answered.
     pending_requests: BTreeMap<SourceKey, requests::PendingRequest>,
     neighbours: BTreeMap<PeerId, Neighbour>,
+    /// Routes, queries and feasibility distances.
     table: RouteTable,
-    sources: SourceTable,
     seqno_cache: SeqnoCache,
     rr_cache: RouteRequestCache,
     timers: Timers,
@@ -304,8 +305,11 @@ pub struct Router {
     stats: RouterStats,
 }
 
-/// How often the request caches and the source table are swept.
+/// How often the request caches are swept.
 const CACHE_SWEEP: Duration = Duration::from_secs(5);
+/// How often the source table is swept. Its entries live half an hour; the sweep
+/// visits every subnet, so it runs rarely.
+const SOURCE_SWEEP: Duration = Duration::from_secs(60);
 
 impl Router {
     /// A router for the node whose router id is `router_id`, started at `now`.
@@ -316,6 +320,7 @@ impl Router {
             dead_check: now + cfg.dead_check_interval,
             announce: now + cfg.update_interval,
             caches: now + CACHE_SWEEP,
+            sources: now + SOURCE_SWEEP,
         };
         let seed = cfg.hash_seed;
         Self {
@@ -329,7 +334,6 @@ impl Router {
             pending_requests: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             table: RouteTable::new(seed),
-            sources: SourceTable::new(seed),
             seqno_cache: SeqnoCache::new(seed),
             rr_cache: RouteRequestCache::new(seed),
             timers,
@@ -501,14 +505,33 @@ impl Router {
             self.timers.caches = now + CACHE_SWEEP;
             self.seqno_cache.sweep(now, self.cfg.seqno_request_dedup);
             self.rr_cache.sweep(now, self.cfg.route_request_ttl);
-            self.sources.collect(now);
         }
-        while let Some(subnet) = self.table.pop_expired_query(now) {
-            self.table.remove_subnet(&subnet);
-            self.events.push_back(Event::QueryExpired(subnet));
+        if now >= self.timers.sources {
+            self.timers.sources = now + SOURCE_SWEEP;
+            self.table.collect(now, self.cfg.source_gc);
         }
-        while let Some((subnet, peer)) = self.table.pop_expired_route(now) {
-            self.expire_route(now, subnet, peer);
+        while let Some(due) = self.table.pop_due(now) {
+            match due {
+                Due::Query(subnet) => {
+                    let expired = matches!(
+                        self.table.get(&subnet),
+                        Some(SubnetEntry::Queried { expires }) if expires <= now
+                    );
+                    if expired {
+                        self.table.remove_subnet(&subnet);
+                        self.events.push_back(Event::QueryExpired(subnet));
+                    }
+                }
+                Due::Route(subnet, peer) => {
+                    if self
+                        .table
+                        .route(&subnet, peer)
+                        .is_some_and(|r| r.expires <= now)
+                    {
+                        self.expire_route(now, subnet, peer);
+                    }
+                }
+            }
         }
         self.retry_requests(now);
         while let Some(&(at, subnet)) = self.reselect.first() {
@@ -516,7 +539,7 @@ impl Router {
                 break;
             }
             self.reselect.pop_first();
-            let current = self.table.selected(&subnet).copied();
+            let current = self.table.selected(&subnet);
             self.apply_selection(now, subnet, current);
         }
     }
@@ -536,7 +559,12 @@ impl Router {
     /// When [`Router::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = &self.timers;
-        let mut next = t.hello.min(t.dead_check).min(t.announce).min(t.caches);
+        let mut next = t
+            .hello
+            .min(t.dead_check)
+            .min(t.announce)
+            .min(t.caches)
+            .min(t.sources);
         if let Some(bump) = self.pending_bump {
             next = next.min(bump);
         }
@@ -552,13 +580,7 @@ impl Router {
                 next = next.min(n.last_heard + l.timeout + Duration::from_nanos(1));
             }
         }
-        for deadline in [
-            self.table.next_query_expiry(),
-            self.table.next_route_expiry(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        if let Some(deadline) = self.table.next_deadline() {
             next = next.min(deadline);
         }
         Some(next)
@@ -577,7 +599,7 @@ impl Router {
             Some((subnet, SubnetEntry::Queried { .. })) => {
                 return Resolution::Pending(subnet);
             }
-            Some((subnet, SubnetEntry::Exists { routes, .. })) => match routes.first() {
+            Some((subnet, SubnetEntry::Exists { mut routes, .. })) => match routes.next() {
                 Some(r) if r.selected => {
                     let peer = r.neighbour;
                     if r.expires - now < self.cfg.refresh_before_expiry {
@@ -606,8 +628,8 @@ impl Router {
     /// The next hop for `dst` over a selected route, without side effects.
     pub fn next_hop(&self, dst: Ipv6Addr) -> Option<PeerId> {
         match self.table.lookup(dst)? {
-            (_, SubnetEntry::Exists { routes, .. }) => {
-                routes.first().filter(|r| r.selected).map(|r| r.neighbour)
+            (_, SubnetEntry::Exists { mut routes, .. }) => {
+                routes.next().filter(|r| r.selected).map(|r| r.neighbour)
             }
             _ => None,
         }
@@ -617,7 +639,7 @@ impl Router {
     /// selected or not: the key to encrypt to, or to decrypt from, that address.
     pub fn key_for(&self, addr: Ipv6Addr) -> Option<PublicKey> {
         match self.table.lookup(addr)? {
-            (_, SubnetEntry::Exists { key, .. }) => Some(*key),
+            (_, SubnetEntry::Exists { key, .. }) => Some(key),
             _ => None,
         }
     }
@@ -627,9 +649,9 @@ impl Router {
     /// looking for.
     pub fn forwarding(&self, subnet: &Subnet) -> Option<(PublicKey, Option<PeerId>)> {
         match self.table.get(subnet)? {
-            SubnetEntry::Exists { key, routes } => Some((
-                *key,
-                routes.first().filter(|r| r.selected).map(|r| r.neighbour),
+            SubnetEntry::Exists { key, mut routes } => Some((
+                key,
+                routes.next().filter(|r| r.selected).map(|r| r.neighbour),
             )),
             SubnetEntry::Queried { .. } => None,
         }
@@ -639,18 +661,23 @@ impl Router {
     pub fn forwarding_entries(
         &self,
     ) -> impl Iterator<Item = (Subnet, PublicKey, Option<PeerId>)> + '_ {
-        self.table.iter().filter_map(|(s, _)| {
-            self.forwarding(s).map(|(k, n)| (*s, k, n))
+        self.table.iter().filter_map(|(s, e)| match e {
+            SubnetEntry::Exists { key, mut routes } => Some((
+                s,
+                key,
+                routes.next().filter(|r| r.selected).map(|r| r.neighbour),
+            )),
+            SubnetEntry::Queried { .. } => None,
         })
     }
 
     /// Every subnet we hold, with its entry.
-    pub fn subnets(&self) -> impl Iterator<Item = (&Subnet, &SubnetEntry)> {
+    pub fn subnets(&self) -> impl Iterator<Item = (Subnet, SubnetEntry<'_>)> {
         self.table.iter()
     }
 
     /// The selected route for exactly `subnet`.
-    pub fn selected_route(&self, subnet: &Subnet) -> Option<&RouteEntry> {
+    pub fn selected_route(&self, subnet: &Subnet) -> Option<RouteEntry> {
         self.table.selected(subnet)
     }
 
@@ -678,6 +705,12 @@ impl Router {
         self.table.take_changes(out)
     }
 
+    /// Heap bytes the routing and source tables hold: what grows with the number
+    /// of routes. For memory figures and the test that pins them.
+    pub fn table_heap_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+
     /// Number of subnets with a selected route.
     pub fn selected_count(&self) -> usize {
         self.table.selected_count()
@@ -686,7 +719,7 @@ impl Router {
     /// Number of entries in the source table and the two request caches.
     pub fn cache_sizes(&self) -> (usize, usize, usize) {
         (
-            self.sources.len(),
+            self.table.source_count(),
             self.seqno_cache.len(),
             self.rr_cache.len(),
         )
@@ -730,7 +763,7 @@ impl Router {
             .table
             .iter()
             .filter(|(_, e)| matches!(e, SubnetEntry::Queried { .. }))
-            .map(|(s, _)| *s)
+            .map(|(s, _)| s)
             .collect();
         for subnet in queried {
             self.send(

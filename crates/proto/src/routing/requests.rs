@@ -27,7 +27,7 @@ impl Router {
     /// Asks every reachable neighbour for a route to `subnet` and marks it queried
     /// (PROTOCOL.md §6.6).
     pub(super) fn request_route(&mut self, now: Instant, subnet: Subnet) {
-        if self.table.get(&subnet).is_none() {
+        if !self.table.contains(&subnet) {
             if self.table.len() >= self.cfg.limits.max_subnets {
                 return;
             }
@@ -70,16 +70,14 @@ impl Router {
             self.announce_own(now, Some(from));
             return;
         }
-        match self.table.get(&prefix) {
-            Some(SubnetEntry::Exists { .. }) => {
-                if let Some(r) = self.table.selected(&prefix).copied() {
-                    if r.neighbour != from {
-                        self.send_route_update(now, prefix, from);
-                    }
+        if self.table.exists(&prefix) {
+            if let Some(r) = self.table.selected(&prefix) {
+                if r.neighbour != from {
+                    self.send_route_update(now, prefix, from);
                 }
             }
-            Some(SubnetEntry::Queried { .. }) => {}
-            None => self.forward_route_request(now, from, rr.generation, prefix),
+        } else if !self.table.contains(&prefix) {
+            self.forward_route_request(now, from, rr.generation, prefix);
         }
     }
 
@@ -140,7 +138,7 @@ impl Router {
         to: Option<PeerId>,
         origin: Option<PeerId>,
     ) {
-        let fd_seqno = self.sources.get(&source).map_or(SeqNo(0), |fd| fd.seqno);
+        let fd_seqno = self.table.source(&source).map_or(SeqNo(0), |fd| fd.seqno);
         let seqno = fd_seqno.next();
         let key = (source.router_id, source.subnet, seqno.0);
         let targets = match to {
@@ -199,7 +197,7 @@ impl Router {
     ) -> Vec<PeerId> {
         match self.table.get(&source.subnet) {
             Some(SubnetEntry::Exists { routes, .. }) => {
-                let fd_seqno = self.sources.get(source).map_or(SeqNo(0), |fd| fd.seqno);
+                let fd_seqno = self.table.source(source).map_or(SeqNo(0), |fd| fd.seqno);
                 let key = (source.router_id, source.subnet, fd_seqno.next().0);
                 let recent = self
                     .seqno_cache
@@ -208,7 +206,6 @@ impl Router {
                     .map(|c| c.targets.clone())
                     .unwrap_or_default();
                 let announcers: Vec<PeerId> = routes
-                    .iter()
                     .filter(|r| !r.metric.is_infinite())
                     .map(|r| r.neighbour)
                     .filter(|p| self.neighbours.get(p).is_some_and(|n| n.reachable))
@@ -288,7 +285,7 @@ impl Router {
     /// bounds the traffic, while answers, new ways on and retries still get through.
     pub(super) fn handle_seqno_request(&mut self, now: Instant, from: PeerId, req: SeqnoRequest) {
         let key = (req.router_id, req.prefix, req.seqno.0);
-        if let Some(r) = self.table.selected(&req.prefix).copied() {
+        if let Some(r) = self.table.selected(&req.prefix) {
             if !r.metric.is_infinite()
                 && (r.router_id != req.router_id || !r.seqno.is_older_than(req.seqno))
             {
@@ -318,7 +315,7 @@ impl Router {
             _ => Vec::new(),
         };
         let routes = self.table.routes(&req.prefix);
-        let eligible = |r: &&super::RouteEntry| {
+        let eligible = |r: &super::RouteEntry| {
             !visited.contains(&r.neighbour)
                 && r.neighbour != from
                 && self
@@ -327,15 +324,15 @@ impl Router {
                     .is_some_and(|n| n.reachable)
                 && !r.metric.is_infinite()
         };
-        let feasible = |r: &&super::RouteEntry| {
-            self.sources
+        let feasible = |r: &super::RouteEntry| {
+            self.table
                 .is_feasible(&r.source(req.prefix), r.seqno, r.metric)
         };
         let target = routes
-            .iter()
-            .filter(eligible)
-            .find(feasible)
-            .or_else(|| routes.iter().find(eligible))
+            .clone()
+            .filter(|r| eligible(r))
+            .find(|r| feasible(r))
+            .or_else(|| routes.clone().find(|r| eligible(r)))
             .map(|r| r.neighbour);
         if let Some(t) = target {
             self.send(

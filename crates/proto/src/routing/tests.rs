@@ -576,7 +576,7 @@ fn router_ids_of_one_subnet_are_bounded() {
         r.handle_tlv(at(t), A, Tlv::Update(incarnation(n, 1, 0xFFFF)));
         tick(&mut r, t, t + 1_000, &[A, B]);
         t += 1_000;
-        let per_subnet = r.sources.of_subnet(key(9).subnet()).count();
+        let per_subnet = r.table.sources_of(key(9).subnet()).count();
         assert!(
             per_subnet <= source_table::MAX_SOURCES_PER_SUBNET,
             "{per_subnet}"

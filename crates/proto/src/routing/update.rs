@@ -46,17 +46,17 @@ impl Router {
             subnet,
             router_id: u.router_id,
         };
-        let feasible = self.sources.is_feasible(&source, u.seqno, u.metric);
-        let interested: Vec<PeerId> = self
-            .seqno_cache
-            .get(&(u.router_id, subnet, u.seqno.0))
-            .map(|e| e.sources.clone())
-            .unwrap_or_default();
+        let feasible = self.table.is_feasible(&source, u.seqno, u.metric);
+        let interested: Vec<PeerId> = if self.seqno_cache.len() == 0 {
+            Vec::new()
+        } else {
+            self.seqno_cache
+                .get(&(u.router_id, subnet, u.seqno.0))
+                .map(|e| e.sources.clone())
+                .unwrap_or_default()
+        };
 
-        if !matches!(
-            self.table.get(&subnet),
-            Some(super::SubnetEntry::Exists { .. })
-        ) {
+        if !self.table.exists(&subnet) {
             if !feasible {
                 self.send_seqno_request(now, source, Some(from), None);
                 return;
@@ -64,7 +64,7 @@ impl Router {
             if u.metric.is_infinite() {
                 return;
             }
-            let is_new = self.table.get(&subnet).is_none();
+            let is_new = !self.table.contains(&subnet);
             if is_new && self.table.len() >= self.cfg.limits.max_subnets {
                 self.stats.updates_over_limit += 1;
                 return;
@@ -72,9 +72,9 @@ impl Router {
             self.table.insert_subnet(subnet, u.router_id.public_key());
         }
 
-        let old_selected = self.table.selected(&subnet).copied();
+        let old_selected = self.table.selected(&subnet);
         let hold = self.hold_time(&u);
-        if let Some(entry) = self.table.route(&subnet, from).copied() {
+        if let Some(entry) = self.table.route(&subnet, from) {
             if entry.selected && !feasible && entry.router_id == u.router_id {
                 self.send_seqno_request(now, entry.source(subnet), Some(from), None);
                 return;
@@ -139,10 +139,8 @@ impl Router {
     /// A subnet entry created for an update that then added no route is removed
     /// again, so refused updates cannot fill the table.
     fn drop_if_empty(&mut self, subnet: Subnet) {
-        if let Some(super::SubnetEntry::Exists { routes, .. }) = self.table.get(&subnet) {
-            if routes.is_empty() {
-                self.table.remove_subnet(&subnet);
-            }
+        if self.table.has_no_routes(&subnet) {
+            self.table.remove_subnet(&subnet);
         }
     }
 
@@ -158,20 +156,19 @@ impl Router {
     /// [`Router::feasible_across_sources`] becomes selectable, so selection can run
     /// again then.
     fn best_route(&self, now: Instant, subnet: &Subnet) -> (Option<PeerId>, Option<Instant>) {
-        let routes = self.table.routes(subnet);
         let total = |r: &RouteEntry| r.metric.saturating_add(self.cost(r.neighbour));
         let mut retry_at: Option<Instant> = None;
         let max_sources = self.max_sources();
-        let mut candidate = |r: &&RouteEntry| {
+        let mut candidate = |r: &RouteEntry| {
             if r.metric.is_infinite()
                 || total(r).is_infinite()
                 || !self
-                    .sources
+                    .table
                     .is_feasible(&r.source(*subnet), r.seqno, r.metric)
             {
                 return false;
             }
-            if !self.sources.admits(&r.source(*subnet), max_sources) {
+            if !self.table.admits(&r.source(*subnet), max_sources) {
                 // The source table is full; look again when room may have come.
                 let at = now + self.cfg.retracted_hold;
                 retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
@@ -185,15 +182,30 @@ impl Router {
                 }
             }
         };
-        let candidates: Vec<&RouteEntry> = routes.iter().filter(&mut candidate).collect();
-        let Some(best) = candidates.iter().copied().min_by_key(|r| total(r)) else {
+        // One pass: the best candidate (the first of equals, as a stable minimum
+        // would give) and the selected route if it is a candidate.
+        let mut best: Option<(RouteEntry, Metric)> = None;
+        let mut current: Option<(RouteEntry, Metric)> = None;
+        for r in self.table.routes(subnet) {
+            if !candidate(&r) {
+                continue;
+            }
+            let t = total(&r);
+            if best.as_ref().map_or(true, |(_, b)| t < *b) {
+                best = Some((r, t));
+            }
+            if r.selected {
+                current = Some((r, t));
+            }
+        }
+        let Some((best, best_total)) = best else {
             return (None, retry_at);
         };
-        if let Some(current) = candidates.iter().find(|r| r.selected) {
+        if let Some((current, current_total)) = current {
             if current.neighbour != best.neighbour {
                 let margin = self.cfg.significant_metric_change;
                 let clearly_better =
-                    total(best).0 < total(current).0.saturating_sub(margin) || best.metric.0 == 0;
+                    best_total.0 < current_total.0.saturating_sub(margin) || best.metric.0 == 0;
                 if !clearly_better {
                     return (Some(current.neighbour), retry_at);
                 }
@@ -228,10 +240,10 @@ impl Router {
         r: &RouteEntry,
     ) -> Result<(), Instant> {
         let window = self.cfg.retracted_hold;
-        let latest = self.sources.latest(*subnet);
+        let latest = self.table.latest(*subnet);
         let lapse = self
-            .sources
-            .of_subnet(*subnet)
+            .table
+            .sources_of(*subnet)
             .filter(|(id, _)| *id != r.router_id)
             .filter(|(_, fd)| !fd.recent.is_infinite() && r.metric >= fd.recent)
             .filter_map(|(id, fd)| match latest {
@@ -257,22 +269,21 @@ impl Router {
     /// for it may still be on its way (dropping its feasibility distance is safe
     /// only once no neighbour can act on an advertisement of it any more). Counted.
     fn make_room(&mut self, now: Instant, subnet: Subnet) {
-        if !self.sources.subnet_full(subnet) {
+        if !self.table.subnet_full(subnet) {
             return;
         }
         let wants_new = self
             .table
             .routes(&subnet)
-            .iter()
-            .any(|r| !r.metric.is_infinite() && self.sources.get(&r.source(subnet)).is_none());
+            .any(|r| !r.metric.is_infinite() && self.table.source(&r.source(subnet)).is_none());
         if !wants_new {
             return;
         }
         let window = self.cfg.retracted_hold;
         let selected = self.table.selected(&subnet).map(|r| r.router_id);
         let evictable: Vec<crate::identity::RouterId> = self
-            .sources
-            .of_subnet(subnet)
+            .table
+            .sources_of(subnet)
             .filter(|(id, fd)| {
                 Some(*id) != selected
                     && self.in_flight_until(now, fd.recent_at, window).is_none()
@@ -281,7 +292,7 @@ impl Router {
             .map(|(id, _)| id)
             .collect();
         if self
-            .sources
+            .table
             .evict_oldest(subnet, |id, _| evictable.contains(&id))
         {
             self.stats.sources_evicted += 1;
@@ -315,7 +326,7 @@ impl Router {
             self.reselect.insert((at, subnet));
         }
         self.table.select(subnet, best);
-        let new = self.table.selected(&subnet).copied();
+        let new = self.table.selected(&subnet);
         let old_usable = old.filter(|o| !o.metric.is_infinite());
         if new.is_none() {
             if let Some(o) = old {
@@ -367,7 +378,7 @@ impl Router {
     /// Takes one route away: an unselected one goes at once; a selected one becomes
     /// a retraction held for the retracted hold, and selection runs again.
     fn withdraw_route(&mut self, now: Instant, subnet: Subnet, peer: PeerId) {
-        let Some(entry) = self.table.route(&subnet, peer).copied() else {
+        let Some(entry) = self.table.route(&subnet, peer) else {
             return;
         };
         if !entry.selected {
@@ -441,12 +452,11 @@ impl Router {
             subnet: u.subnet,
             router_id: u.router_id,
         };
-        let settled = self.sources.get(&key).map_or(true, |fd| {
+        let settled = self.table.source(&key).map_or(true, |fd| {
             self.in_flight_until(now, fd.recent_at, self.cfg.retracted_hold)
                 .is_none()
         });
-        self.sources
-            .record_sent(key, u.seqno, u.metric, now, self.cfg.source_gc, settled);
+        self.table.record_sent(key, u.seqno, u.metric, now, settled);
     }
 
     /// The current state of `subnet` to every neighbour but its next hop.
@@ -461,7 +471,7 @@ impl Router {
         subnet: Subnet,
         split_horizon: bool,
     ) {
-        let selected = self.table.selected(&subnet).copied();
+        let selected = self.table.selected(&subnet);
         let u = match &selected {
             Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
             None => self.retraction(subnet),
@@ -484,7 +494,7 @@ impl Router {
 
     /// The selected route of `subnet` to one neighbour, unless it is the next hop.
     pub(super) fn send_route_update(&mut self, now: Instant, subnet: Subnet, to: PeerId) {
-        let Some(r) = self.table.selected(&subnet).copied() else {
+        let Some(r) = self.table.selected(&subnet) else {
             return;
         };
         if r.neighbour == to {
@@ -512,7 +522,12 @@ impl Router {
         let selected: Vec<(Subnet, RouteEntry)> = self
             .table
             .iter()
-            .filter_map(|(s, _)| self.table.selected(s).map(|r| (*s, *r)))
+            .filter_map(|(s, e)| match e {
+                super::SubnetEntry::Exists { mut routes, .. } => {
+                    routes.next().filter(|r| r.selected).map(|r| (s, r))
+                }
+                super::SubnetEntry::Queried { .. } => None,
+            })
             .filter(|(_, r)| r.neighbour != to)
             .collect();
         for (subnet, r) in selected {
