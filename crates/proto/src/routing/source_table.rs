@@ -307,17 +307,6 @@ impl RouteTable {
         })
     }
 
-    /// Whether a route of source `key` may be selected (and so advertised) without
-    /// growing the table past its bounds: `max_total` sources in all,
-    /// [`MAX_SOURCES_PER_SUBNET`] per subnet.
-    pub(crate) fn admits(&self, key: &SourceKey, max_total: usize) -> bool {
-        if self.source(key).is_some() {
-            return true;
-        }
-        let here = self.find(&key.subnet).map_or(0, |i| self.fd_count_of(i));
-        here < MAX_SOURCES_PER_SUBNET && self.fd_count < max_total
-    }
-
     /// When we last sent anything about `subnet`, and the router id if that was a
     /// finite update (what our neighbours hold now).
     pub(crate) fn latest(&self, subnet: Subnet) -> Option<(Instant, Option<RouterId>)> {

@@ -24,6 +24,7 @@
 //!   route gets an earlier one. A later deadline (the common case: a route being
 //!   refreshed) costs nothing; the subnet is refiled when its bucket comes due.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
@@ -108,6 +109,63 @@ impl Iterator for Routes<'_> {
 impl std::fmt::Debug for Routes<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+/// What selection weighs of one route (see [`RouteTable::contenders`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Contender {
+    pub(crate) neighbour: PeerId,
+    pub(crate) metric: Metric,
+    pub(crate) seqno: SeqNo,
+    pub(crate) selected: bool,
+    /// The feasibility distance (seqno, metric) of the route's router id, if we
+    /// advertised it.
+    pub(crate) fd: Option<(SeqNo, Metric)>,
+    /// Whether the subnet holds feasibility distances of other router ids.
+    pub(crate) other_sources: bool,
+    route: u32,
+}
+
+impl Contender {
+    /// Feasible by its own source's distance (RFC 8966 §3.5.1).
+    pub(crate) fn feasible(&self) -> bool {
+        self.metric.is_infinite()
+            || self.fd.map_or(true, |(seqno, metric)| {
+                self.seqno.is_newer_than(seqno) || (self.seqno == seqno && self.metric < metric)
+            })
+    }
+}
+
+/// The contenders of one subnet.
+pub(crate) struct Contenders<'a> {
+    table: &'a RouteTable,
+    next: u32,
+    /// Feasibility distances the subnet holds.
+    fds: usize,
+}
+
+impl Iterator for Contenders<'_> {
+    type Item = Contender;
+
+    fn next(&mut self) -> Option<Contender> {
+        if self.next == NIL {
+            return None;
+        }
+        let r = self.next;
+        let route = self.table.routes.get(r);
+        self.next = route.next;
+        let src = self.table.sources.get(route.src);
+        let has_fd = src.flags & HAS_FD != 0;
+        Some(Contender {
+            neighbour: self.table.peers[(route.nbr & !SELECTED) as usize].peer,
+            metric: Metric(route.metric),
+            seqno: SeqNo(route.seqno),
+            selected: route.nbr & SELECTED != 0,
+            fd: has_fd.then_some((SeqNo(src.seqno), Metric(src.metric))),
+            other_sources: self.fds > usize::from(has_fd),
+            route: r,
+        })
     }
 }
 
@@ -224,6 +282,9 @@ struct PeerSlot {
 pub(crate) struct RouteTable {
     hasher: foldhash::fast::FixedState,
     index: HashTable<u32>,
+    /// The subnet found last and its slot: one update asks for the same subnet a
+    /// dozen times.
+    memo: Cell<Option<(Subnet, u32)>>,
     pub(super) subnets: Slab<SubnetRec>,
     routes: Slab<RouteRec>,
     pub(super) sources: Slab<SourceRec>,
@@ -275,11 +336,22 @@ fn ms_ceil(t: Instant) -> u64 {
     u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
+/// A subnet's hash: its address and length as two words, fewer rounds than the
+/// derived `Hash` of an `IpAddr`.
+fn subnet_hash(hasher: &foldhash::fast::FixedState, subnet: &Subnet) -> u64 {
+    let addr = match subnet.address() {
+        IpAddr::V6(a) => u128::from(a),
+        IpAddr::V4(a) => u128::from(u32::from(a)) | 1 << 127,
+    };
+    hasher.hash_one((addr, subnet.prefix_len()))
+}
+
 impl RouteTable {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
             hasher: foldhash::fast::FixedState::with_seed(seed),
             index: HashTable::new(),
+            memo: Cell::new(None),
             subnets: Slab::new(),
             routes: Slab::new(),
             sources: Slab::new(),
@@ -395,11 +467,21 @@ impl RouteTable {
 
     // ----- finding subnets --------------------------------------------------------
 
+    fn hash(&self, subnet: &Subnet) -> u64 {
+        subnet_hash(&self.hasher, subnet)
+    }
+
     pub(super) fn find(&self, subnet: &Subnet) -> Option<u32> {
-        let hash = self.hasher.hash_one(subnet);
-        self.index
-            .find(hash, |&i| self.subnets.get(i).subnet == *subnet)
-            .copied()
+        if let Some((s, i)) = self.memo.get() {
+            if s == *subnet {
+                return Some(i);
+            }
+        }
+        let i = *self.index.find(self.hash(subnet), |&i| {
+            self.subnets.get(i).subnet == *subnet
+        })?;
+        self.memo.set(Some((*subnet, i)));
+        Some(i)
     }
 
     /// The slot of `subnet`, created with `key` (and no routes, sources or query)
@@ -414,10 +496,10 @@ impl RouteTable {
             state: SOURCES_ONLY,
             ..SubnetRec::default()
         });
-        let hash = self.hasher.hash_one(subnet);
+        let hash = self.hash(&subnet);
         let (hasher, subnets) = (&self.hasher, &self.subnets);
         self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(subnets.get(j).subnet));
+            .insert_unique(hash, i, |&j| subnet_hash(hasher, &subnets.get(j).subnet));
         i
     }
 
@@ -427,9 +509,12 @@ impl RouteTable {
         if rec.state != SOURCES_ONLY || rec.sources != NIL {
             return;
         }
-        let hash = self.hasher.hash_one(rec.subnet);
+        let hash = self.hash(&rec.subnet);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
+        }
+        if self.memo.get().is_some_and(|(_, j)| j == i) {
+            self.memo.set(None);
         }
         *self.subnets.get_mut(i) = SubnetRec::default();
         self.subnets.free(i);
@@ -455,6 +540,15 @@ impl RouteTable {
 
     pub(crate) fn get(&self, subnet: &Subnet) -> Option<SubnetEntry<'_>> {
         self.view(self.find(subnet)?)
+    }
+
+    /// Whether `subnet` exists and is owned by the key of `id` (which then passed
+    /// the ownership filter when the key was fixed).
+    pub(crate) fn owned_by(&self, subnet: &Subnet, id: &RouterId) -> bool {
+        self.find(subnet).is_some_and(|i| {
+            let rec = self.subnets.get(i);
+            rec.state == EXISTS && rec.key[..] == id.as_bytes()[..32]
+        })
     }
 
     /// Whether `subnet` exists (has a key and possibly routes).
@@ -552,6 +646,57 @@ impl RouteTable {
             selected: route.nbr & SELECTED != 0,
             expires: self.instant(route.expires),
         }
+    }
+
+    /// The routes of `subnet` as selection weighs them, read straight from the
+    /// records (no hashing per route, no router ids decoded), with the subnet's
+    /// slot for [`RouteTable::decode`].
+    pub(crate) fn contenders(&self, subnet: &Subnet) -> (u32, Contenders<'_>) {
+        let Some(i) = self
+            .find(subnet)
+            .filter(|&i| self.subnets.get(i).state == EXISTS)
+        else {
+            return (
+                NIL,
+                Contenders {
+                    table: self,
+                    next: NIL,
+                    fds: 0,
+                },
+            );
+        };
+        let mut fds = 0;
+        let mut s = self.subnets.get(i).sources;
+        while s != NIL {
+            let src = self.sources.get(s);
+            fds += usize::from(src.flags & HAS_FD != 0);
+            s = src.next;
+        }
+        let c = Contenders {
+            table: self,
+            next: self.subnets.get(i).routes,
+            fds,
+        };
+        (i, c)
+    }
+
+    /// The full entry of a contender of subnet slot `i`.
+    pub(crate) fn decode(&self, i: u32, c: &Contender) -> RouteEntry {
+        self.entry(i, c.route)
+    }
+
+    /// Whether subnet slot `i` has room for the feasibility distance of another
+    /// router id: fewer than [`MAX_SOURCES_PER_SUBNET`](super::source_table::MAX_SOURCES_PER_SUBNET)
+    /// there, fewer than `max_total` in all.
+    pub(crate) fn room_for_source(&self, i: u32, max_total: usize) -> bool {
+        let mut here = 0;
+        let mut s = self.subnets.get(i).sources;
+        while s != NIL {
+            let src = self.sources.get(s);
+            here += usize::from(src.flags & HAS_FD != 0);
+            s = src.next;
+        }
+        here < super::source_table::MAX_SOURCES_PER_SUBNET && self.fd_count < max_total
     }
 
     /// The subnets with a route through `neighbour`. Scans the table: it runs when a

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::table::Contender;
 use super::{Event, PeerId, RouteEntry, Router, SourceKey};
 use crate::subnet::Subnet;
 use crate::time::Instant;
@@ -20,17 +21,20 @@ impl Router {
         }
     }
 
-    /// Whether an update passes upstream's three filters (PROTOCOL.md §6.3).
-    fn passes_filters(u: &Update) -> bool {
+    /// Whether an update passes upstream's three filters (PROTOCOL.md §6.3). The
+    /// ownership check hashes the key; a subnet already known under the same key
+    /// passed it when the key was fixed.
+    fn passes_filters(&self, u: &Update) -> bool {
         u.subnet.is_overlay()
             && u.subnet.prefix_len() >= 64
             && (u.metric.is_infinite()
+                || self.table.owned_by(&u.subnet, &u.router_id)
                 || u.subnet
                     .contains_ip(std::net::IpAddr::V6(u.router_id.public_key().address())))
     }
 
     pub(super) fn handle_update(&mut self, now: Instant, from: PeerId, u: Update) {
-        if !Self::passes_filters(&u) {
+        if !self.passes_filters(&u) {
             self.stats.updates_filtered += 1;
             return;
         }
@@ -156,25 +160,24 @@ impl Router {
     /// [`Router::feasible_across_sources`] becomes selectable, so selection can run
     /// again then.
     fn best_route(&self, now: Instant, subnet: &Subnet) -> (Option<PeerId>, Option<Instant>) {
-        let total = |r: &RouteEntry| r.metric.saturating_add(self.cost(r.neighbour));
         let mut retry_at: Option<Instant> = None;
         let max_sources = self.max_sources();
-        let mut candidate = |r: &RouteEntry| {
-            if r.metric.is_infinite()
-                || total(r).is_infinite()
-                || !self
-                    .table
-                    .is_feasible(&r.source(*subnet), r.seqno, r.metric)
-            {
+        let (slot, contenders) = self.table.contenders(subnet);
+        let mut candidate = |c: &Contender, total: Metric| {
+            if c.metric.is_infinite() || total.is_infinite() || !c.feasible() {
                 return false;
             }
-            if !self.table.admits(&r.source(*subnet), max_sources) {
+            if c.fd.is_none() && !self.table.room_for_source(slot, max_sources) {
                 // The source table is full; look again when room may have come.
                 let at = now + self.cfg.retracted_hold;
                 retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
                 return false;
             }
-            match self.feasible_across_sources(now, subnet, r) {
+            if !c.other_sources {
+                return true;
+            }
+            let r = self.table.decode(slot, c);
+            match self.feasible_across_sources(now, subnet, &r) {
                 Ok(()) => true,
                 Err(at) => {
                     retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
@@ -184,18 +187,18 @@ impl Router {
         };
         // One pass: the best candidate (the first of equals, as a stable minimum
         // would give) and the selected route if it is a candidate.
-        let mut best: Option<(RouteEntry, Metric)> = None;
-        let mut current: Option<(RouteEntry, Metric)> = None;
-        for r in self.table.routes(subnet) {
-            if !candidate(&r) {
+        let mut best: Option<(Contender, Metric)> = None;
+        let mut current: Option<(Contender, Metric)> = None;
+        for c in contenders {
+            let total = c.metric.saturating_add(self.cost(c.neighbour));
+            if !candidate(&c, total) {
                 continue;
             }
-            let t = total(&r);
-            if best.as_ref().map_or(true, |(_, b)| t < *b) {
-                best = Some((r, t));
+            if best.as_ref().map_or(true, |(_, b)| total < *b) {
+                best = Some((c, total));
             }
-            if r.selected {
-                current = Some((r, t));
+            if c.selected {
+                current = Some((c, total));
             }
         }
         let Some((best, best_total)) = best else {
