@@ -21,7 +21,9 @@ fn main() {
     } else {
         sizes
     };
-    println!("nodes\tlinks\twall_s\tsim_s\tmessages\tpeak_rss_mib\tverified_pairs");
+    println!(
+        "nodes\tlinks\twall_s\tsim_s\tmessages\tpeak_rss_mib\ttable_B_per_pair\tverified_pairs"
+    );
     for n in sizes {
         run(n);
     }
@@ -54,8 +56,15 @@ fn run(n: usize) {
         }
     }
     let rss = mycelium_bench::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1 << 20) as f64);
+    // What the routers' tables hold per (node, destination) pair; the rest of the
+    // peak is the simulator's (mostly TLVs in flight at the height of the flood).
+    let table: usize = (0..n)
+        .filter_map(|i| sim.router(i))
+        .map(|r| r.table_heap_bytes())
+        .sum();
+    let per_pair = table as f64 / (n as f64 * (n as f64 - 1.0));
     println!(
-        "{n}\t{}\t{:.1}\t{:.1}\t{}\t{rss:.0}\t{ok}/{samples}{}",
+        "{n}\t{}\t{:.1}\t{:.1}\t{}\t{rss:.0}\t{per_pair:.0}\t{ok}/{samples}{}",
         sim.link_count(),
         wall.as_secs_f64(),
         sim.now().since_epoch().as_secs_f64(),

@@ -12,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod check;
+mod inflight;
 mod network;
 pub mod soak;
 pub mod topology;

@@ -1,7 +1,6 @@
 //! The simulated network: nodes, links, the event queue and the virtual clock.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -9,6 +8,8 @@ use mycelium_proto::routing::{Event, LinkKind, PeerId, Router, RouterConfig};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{self, Packet, Tlv};
 use mycelium_proto::{PublicKey, RouterId};
+
+use crate::inflight::{Interner, Packed};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -69,13 +70,13 @@ struct Link {
     /// The peer ids of the current connection on each side, if connected.
     connection: Option<[PeerId; 2]>,
     /// Bumped on every new connection, so messages of an old one are dropped.
-    epoch: u64,
+    epoch: u32,
     reconnect_pending: bool,
     /// Per direction (towards `ends[i]`): when the stream is next free, so delivery
     /// stays in order.
     busy_until: [Instant; 2],
     /// Per direction: what a silent link holds back.
-    held: [Vec<Tlv>; 2],
+    held: [Vec<Packed>; 2],
 }
 
 #[derive(Debug)]
@@ -90,10 +91,10 @@ struct Node {
 #[derive(Debug)]
 enum Job {
     Deliver {
-        link: LinkIdx,
-        side: usize,
-        epoch: u64,
-        tlv: Tlv,
+        link: u32,
+        side: u8,
+        epoch: u32,
+        tlv: Packed,
     },
     Timer {
         node: NodeIdx,
@@ -126,12 +127,18 @@ pub struct Sim {
     cfg: RouterConfig,
     nodes: Vec<Node>,
     links: Vec<Link>,
-    /// Due time, tie-breaking sequence number, slot in `jobs`. Kept small: the heap
-    /// moves its elements on every push and pop.
-    queue: BinaryHeap<Reverse<(Instant, u64, u32)>>,
-    jobs: Vec<Option<Job>>,
-    free_slots: Vec<u32>,
-    seq: u64,
+    /// Jobs by due time, in the order they were scheduled: most share an instant
+    /// (every TLV a router sends in one go arrives after the same latency), so a
+    /// queue per instant costs a push and a pop per job, where a heap over
+    /// millions of jobs would cost a logarithm of cache misses.
+    queue: BTreeMap<Instant, VecDeque<Job>>,
+    /// Queues of instants run, kept for reuse.
+    spare: Vec<VecDeque<Job>>,
+    /// What routers produced, drained by `after_input`; kept for its allocation.
+    out: Vec<mycelium_proto::routing::Transmit>,
+    events: Vec<Event>,
+    /// What TLVs in flight point into.
+    interner: Interner,
     rng: ChaCha8Rng,
     next_peer: u64,
     encode: bool,
@@ -166,10 +173,11 @@ impl Sim {
             cfg,
             nodes: Vec::new(),
             links: Vec::new(),
-            queue: BinaryHeap::new(),
-            jobs: Vec::new(),
-            free_slots: Vec::new(),
-            seq: 0,
+            queue: BTreeMap::new(),
+            spare: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+            interner: Interner::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_peer: 0,
             encode: true,
@@ -337,7 +345,7 @@ impl Sim {
         self.next_peer += 2;
         let l = &mut self.links[link];
         l.connection = Some([pb, pa]);
-        l.epoch += 1;
+        l.epoch = l.epoch.wrapping_add(1);
         // Node a knows the connection as `pb` (its peer is b), and vice versa.
         self.nodes[a].peers.insert(pb, link);
         self.nodes[b].peers.insert(pa, link);
@@ -356,9 +364,12 @@ impl Sim {
         let Some([pa, pb]) = self.links[link].connection.take() else {
             return;
         };
-        for held in &mut self.links[link].held {
+        for side in 0..2 {
+            let held = std::mem::take(&mut self.links[link].held[side]);
             self.stats.dropped += held.len() as u64;
-            held.clear();
+            for tlv in held {
+                self.interner.unpack(tlv);
+            }
         }
         let [a, b] = self.links[link].ends;
         let now = self.now;
@@ -446,18 +457,11 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Instant, job: Job) {
-        self.seq += 1;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.jobs[slot as usize] = Some(job);
-                slot
-            }
-            None => {
-                self.jobs.push(Some(job));
-                u32::try_from(self.jobs.len() - 1).expect("fewer than 2^32 events in flight")
-            }
-        };
-        self.queue.push(Reverse((at, self.seq, slot)));
+        let spare = &mut self.spare;
+        self.queue
+            .entry(at)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push_back(job);
     }
 
     /// Drains what a router produced after an input and re-arms its timer.
@@ -466,19 +470,20 @@ impl Sim {
         let Some(router) = self.nodes[node].router.as_mut() else {
             return;
         };
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
         while let Some(t) = router.poll_transmit() {
             out.push(t);
         }
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.events);
         while let Some(e) = router.poll_event() {
             events.push(e);
         }
         let deadline = router.poll_timeout();
-        for t in out {
+        for t in out.drain(..) {
             self.transmit(node, t.to, t.tlv);
         }
-        for e in events {
+        self.out = out;
+        for e in events.drain(..) {
             if let Event::PeerDead(peer) = e {
                 self.stats.dead_peers += 1;
                 if let Some(&link) = self.nodes[node].peers.get(&peer) {
@@ -522,6 +527,7 @@ impl Sim {
         } else {
             tlv
         };
+        let tlv = self.interner.pack(tlv);
         let side = usize::from(l.ends[0] == from);
         if l.physical == Physical::Silent {
             self.links[link].held[side].push(tlv);
@@ -531,7 +537,7 @@ impl Sim {
     }
 
     /// Puts a TLV on the stream towards `ends[side]`, behind what is already on it.
-    fn enqueue(&mut self, link: LinkIdx, side: usize, tlv: Tlv) {
+    fn enqueue(&mut self, link: LinkIdx, side: usize, tlv: Packed) {
         let l = &self.links[link];
         let mut at = self.now + l.cfg.latency;
         if l.cfg.loss > 0.0 && self.rng.gen_bool(l.cfg.loss) {
@@ -543,8 +549,8 @@ impl Sim {
         self.schedule(
             at,
             Job::Deliver {
-                link,
-                side,
+                link: u32::try_from(link).expect("fewer than 2^32 links"),
+                side: side as u8,
                 epoch,
                 tlv,
             },
@@ -553,18 +559,24 @@ impl Sim {
 
     /// When the next event is due.
     pub fn next_event_at(&self) -> Option<Instant> {
-        self.queue.peek().map(|Reverse((at, _, _))| *at)
+        self.queue.first_key_value().map(|(at, _)| *at)
     }
 
     /// Processes one event. Returns false when nothing is scheduled.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse((at, _, slot))) = self.queue.pop() else {
+        let Some(mut first) = self.queue.first_entry() else {
             return false;
         };
-        let Some(job) = self.jobs[slot as usize].take() else {
+        let at = *first.key();
+        let Some(job) = first.get_mut().pop_front() else {
             return true;
         };
-        self.free_slots.push(slot);
+        if first.get().is_empty() {
+            let emptied = first.remove();
+            if self.spare.len() < 64 {
+                self.spare.push(emptied);
+            }
+        }
         self.now = self.now.max(at);
         self.stats.steps += 1;
         match job {
@@ -586,10 +598,12 @@ impl Sim {
                 epoch,
                 tlv,
             } => {
+                let (link, side) = (link as usize, usize::from(side));
                 let l = &self.links[link];
                 let node = l.ends[side];
                 let (Some(conn), true) = (l.connection, l.epoch == epoch) else {
                     self.stats.dropped += 1;
+                    self.interner.unpack(tlv);
                     return true;
                 };
                 if l.physical == Physical::Silent {
@@ -597,6 +611,7 @@ impl Sim {
                     return true;
                 }
                 let now = self.now;
+                let tlv = self.interner.unpack(tlv);
                 let Some(r) = self.nodes[node].router.as_mut() else {
                     self.stats.dropped += 1;
                     return true;
