@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run): formatting, lints, every unit,
 # property, golden-vector and integration test, and the fuzz targets built and run
 # over their corpora for a fixed number of inputs, the web view in Chromium, the
-# REST API under schemathesis (tests/api), and the other systems: the Windows and
+# REST API under schemathesis (tests/api), a real node at routing-table scale
+# (bench route_scale, smoke size), and the other systems: the Windows and
 # Linux aarch64 release builds run under Wine and qemu, the macOS code type-checked
 # (scripts/cross.sh, tests/cross). Ends with one line
 # "summary: N passed, N failed", and fails when anything did.
@@ -61,6 +62,13 @@ add_counts() {
   passed=$((passed + p))
   failed=$((failed + f))
 }
+
+echo "== routing at scale, smoke size: a node takes 2,000 subnets from 4 links, then sends its full table"
+# The test profile reuses what cargo test built (target/debug/mycelium included).
+scale_status=0
+cargo run --locked -q --profile test -p mycelium-bench --bin route_scale -- \
+  --node-bin target/debug/mycelium 2000x4 2>&1 | tee "$log" || scale_status=$?
+if [ "$scale_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 echo "== cross builds: Windows and Linux aarch64 release, macOS and Windows clippy"
 cross_status=0

@@ -32,8 +32,8 @@
 //! Printed: one tab-separated row per case, and a `#` line after it with what
 //! else was seen (node's own log warnings, links it closed, rate limiting, updates
 //! it sent back on the flooding links, when the injector finished writing). The
-//! exit status is 1 if a check failed or a case did not converge within the
-//! timeout (default 120 s), 2 for bad arguments.
+//! exit status is 1 if a check failed, a case did not converge within the
+//! timeout (default 120 s) or the full table did not arrive, 2 for bad arguments.
 //!
 //! The node reads at most 20,000 control TLVs a second from one link after a
 //! burst of 200,000 (`--link-control-rate`); the `throttled` note counts how often
@@ -705,7 +705,9 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
     let rate = all_t.map_or("-".to_owned(), |t| {
         format!("{:.0}", entries as f64 / t.as_secs_f64())
     });
-    let ok = check_ok && failure.is_none();
+    // A full table that did not arrive fails the case too.
+    let full_ok = full_table.parse::<f64>().is_ok();
+    let ok = check_ok && failure.is_none() && full_ok;
     let row = format!(
         "{n}\t{k}\t{entries}\t{}\t{}\t{}\t{}\t{per_entry}\t{}\t{rate}\t{full_table}\t{}",
         fmt_opt(select_t),
