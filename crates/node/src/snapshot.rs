@@ -273,42 +273,63 @@ impl<K: ShardKey> Shards<K> {
         current: &impl Fn(&Subnet) -> Option<Forward>,
         mut counted: impl FnMut(K, i64),
     ) {
+        // The new value of each key of one shard: looked up first, so that a shard
+        // nothing changed in is not copied, and one that changed is built once at
+        // its exact size.
+        let mut values = Vec::new();
         for group in ops.chunk_by(|a, b| a.0 == b.0) {
             let index = group[0].0;
-            let old = self.shards[index].load_full();
-            let mut slots = Vec::with_capacity(old.len() + group.len());
+            let old = self.shards[index].load();
+            values.clear();
+            let mut len = old.len();
             let mut changed = false;
-            let mut i = 0;
             for &(_, key) in group {
-                while i < old.len() && old.keys[i] < key {
-                    slots.push(old.slot(i));
-                    i += 1;
-                }
-                let existing = (i < old.len() && old.keys[i] == key).then(|| {
-                    i += 1;
-                    old.fwds[i - 1]
-                });
-                match (existing, current(&key.subnet())) {
-                    (Some(was), Some(fwd)) => {
-                        changed |= was != fwd;
-                        slots.push(Slot { key, fwd });
-                    }
+                let value = current(&key.subnet());
+                match (old.get(key), value) {
+                    (Some(was), Some(now)) => changed |= was != now,
                     (Some(_), None) => {
                         changed = true;
-                        counted(key, -1);
+                        len -= 1;
                     }
-                    (None, Some(fwd)) => {
+                    (None, Some(_)) => {
                         changed = true;
-                        counted(key, 1);
-                        slots.push(Slot { key, fwd });
+                        len += 1;
                     }
                     (None, None) => {}
                 }
+                values.push(value);
             }
-            slots.extend((i..old.len()).map(|i| old.slot(i)));
-            if changed {
-                self.store(index, slots);
+            if !changed {
+                continue;
             }
+            let mut keys = Vec::with_capacity(len);
+            let mut fwds = Vec::with_capacity(len);
+            let mut i = 0;
+            for (&(_, key), value) in group.iter().zip(&values) {
+                while i < old.len() && old.keys[i] < key {
+                    keys.push(old.keys[i]);
+                    fwds.push(old.fwds[i]);
+                    i += 1;
+                }
+                let existed = i < old.len() && old.keys[i] == key;
+                if existed {
+                    i += 1;
+                }
+                match value {
+                    Some(fwd) => {
+                        keys.push(key);
+                        fwds.push(*fwd);
+                        if !existed {
+                            counted(key, 1);
+                        }
+                    }
+                    None if existed => counted(key, -1),
+                    None => {}
+                }
+            }
+            keys.extend_from_slice(&old.keys[i..]);
+            fwds.extend_from_slice(&old.fwds[i..]);
+            self.store(index, keys, fwds);
         }
     }
 
@@ -327,22 +348,21 @@ impl<K: ShardKey> Shards<K> {
                     .zip(group)
                     .all(|(s, e)| s.key == e.1 && s.fwd == e.2);
             if !same {
-                let slots = group
-                    .iter()
-                    .map(|&(_, key, fwd)| Slot { key, fwd })
-                    .collect();
-                self.store(index, slots);
+                let keys = group.iter().map(|e| e.1).collect();
+                let fwds = group.iter().map(|e| e.2).collect();
+                self.store(index, keys, fwds);
             }
         }
     }
 
-    fn store(&self, index: usize, slots: Vec<Slot<K>>) {
-        let shard = if slots.is_empty() {
+    /// Replaces shard `index` with these entries (sorted, as many keys as values).
+    fn store(&self, index: usize, keys: Vec<K>, fwds: Vec<Forward>) {
+        let shard = if keys.is_empty() {
             self.empty.clone()
         } else {
             Arc::new(Shard {
-                keys: slots.iter().map(|s| s.key).collect(),
-                fwds: slots.iter().map(|s| s.fwd).collect(),
+                keys: keys.into_boxed_slice(),
+                fwds: fwds.into_boxed_slice(),
             })
         };
         self.shards[index].store(shard);
