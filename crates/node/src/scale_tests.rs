@@ -172,14 +172,6 @@ fn full_rebuild(router: &mycelium_proto::routing::Router) -> (OldMap, Vec<u8>) {
     (subnets, lens)
 }
 
-/// Resident memory of the process.
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// Router ingest, and snapshot publication at 100,000 subnets: a full rebuild (as
 /// before) against incremental updates of small batches, and the bytes per subnet.
 #[test]
@@ -194,17 +186,14 @@ fn scale_snapshot_publication() {
         router.table_size()
     );
 
-    let rss0 = rss_bytes();
     let old = full_rebuild(&router);
-    let old_rss = rss_bytes().saturating_sub(rss0);
     let entry = std::mem::size_of::<(Subnet, (PublicKey, Option<PeerId>))>();
     println!(
-        "before: map of {} subnets, capacity {}, {} B per entry: {:.1} B/subnet in table slots, {:.1} B/subnet RSS growth",
+        "before: map of {} subnets, capacity {}, {} B per entry: {:.1} B/subnet in table slots (twice that while a rebuild runs)",
         old.0.len(),
         old.0.capacity(),
         entry,
         (old.0.capacity() * (entry + 1)) as f64 / SUBNETS as f64,
-        old_rss as f64 / SUBNETS as f64,
     );
     drop(old);
     let runs = 20;
@@ -219,20 +208,17 @@ fn scale_snapshot_publication() {
         rebuild.as_secs_f64() * 1500.0
     );
 
-    let rss0 = rss_bytes();
     let mut w = TableWriter::new(250_000, 42);
     let t0 = Instant::now();
     w.replace_all(router.forwarding_entries());
     let first = t0.elapsed();
-    let new_rss = rss_bytes().saturating_sub(rss0);
     let (bytes, shards) = w.heap_bytes();
     println!(
-        "after: {} subnets in {} non-empty shards: {:.1} B/subnet held ({:.1} with three allocator headers of 16 B per shard), {:.1} B/subnet RSS growth; first fill {:.1} ms",
+        "after: {} subnets in {} non-empty shards: {:.1} B/subnet held ({:.1} with three allocator headers of 16 B per shard); first fill {:.1} ms",
         w.len(),
         shards,
         bytes as f64 / SUBNETS as f64,
         (bytes + shards * 48) as f64 / SUBNETS as f64,
-        new_rss as f64 / SUBNETS as f64,
         first.as_secs_f64() * 1e3
     );
     let subnets: Vec<Subnet> = router.forwarding_entries().map(|e| e.0).collect();

@@ -15,28 +15,33 @@
 //! # Why sharded read-copy-update
 //!
 //! Rebuilding a whole map after every batch of router input costs O(table) per
-//! batch: about 5 ms for 100,000 subnets, about 1,500 times while a public node
-//! takes in its neighbours' tables. Copy-on-write of a whole snapshot made of
-//! shards still pays for every shard's reference count on each publication. Here
-//! each shard sits behind its own `ArcSwap`: a change rebuilds only the shard that
-//! holds the subnet (a few dozen entries, about 1 KiB) and swaps its pointer, so
-//! publishing costs O(changes x shard size) and nothing per unchanged shard. A
-//! reader loads one shard pointer per lookup (lock-free, no allocation), binary
-//! searches its sorted entries, and copies the entry out.
+//! batch: 13 to 25 ms for 100,000 subnets, some 1,500 times while a public node
+//! takes in four neighbours' tables (the core then needed 15 s of CPU for 400,000
+//! updates). Copy-on-write of a whole snapshot made of shards would still pay for
+//! every shard's reference count on each publication. Here each shard sits behind
+//! its own `ArcSwap`: a change rebuilds only the shard that holds the subnet (a
+//! dozen or two entries) and swaps its pointer, so publishing costs O(changes x
+//! shard size) and nothing per unchanged shard: 0.35 to 0.6 us per changed subnet
+//! at 100,000 subnets, the router's lookup of the new value included. A reader
+//! loads one shard pointer per lookup (lock-free, no allocation), binary searches
+//! its sorted keys, and copies the entry out.
 //!
 //! A reader may see one shard updated and another not yet; every entry it finds is
 //! one the router held at some point, which is all a snapshot ever promised. Once
 //! [`TableWriter::update`] returns, every later lookup sees the new entries, so
-//! packets the core sends right after publishing find the routes it published.
+//! packets the core sends right after publishing find the routes it published,
+//! and a new route reaches the data plane with the flush that follows the input
+//! that made it (the core flushes at least every `FLUSH_TLVS` control TLVs).
 //!
 //! # Memory
 //!
 //! One copy at steady state (an old shard lives only while a reader still holds
 //! it). Nearly every subnet is a `/64`, kept in a table keyed by the 64-bit prefix:
 //! 48 bytes per entry (8 prefix, 32 key, 8 next hop), in exactly sized sorted
-//! slices, plus the shard pointers and headers (a few bytes per entry). Other
-//! prefix lengths go to a second table of the same kind keyed by address and
-//! length.
+//! slices, plus the shard pointers and headers: 53 bytes per subnet at 100,000
+//! (57 with the allocator's headers), against 84 for the map it replaces (which a
+//! rebuild also held twice). Other prefix lengths go to a second table of the same
+//! kind keyed by address and length.
 //!
 //! Shards are picked by a hash keyed per node, so a peer cannot pile its subnets
 //! into one shard to make every change there expensive.
