@@ -2,14 +2,18 @@
 //!
 //! One task (the *core*, [`core`]) owns the [`Router`](mycelium_proto::routing::Router)
 //! and everything that must be decided in one place: link up and down, control TLVs,
-//! timers, packets waiting for a route. After each batch of inputs it publishes an
-//! immutable forwarding [`Snapshot`](snapshot::Snapshot) (selected next hops, keys,
-//! link senders) through an `ArcSwap`. The packet path never waits for the core:
-//! the TUN reader and every link reader look up the snapshot, seal, open and forward
-//! in place, and hand the core only what the snapshot cannot answer.
+//! timers, packets waiting for a route. After each batch of inputs it publishes what
+//! changed to the forwarding [`Snapshot`](snapshot::Snapshot) (link senders, replaced
+//! whole through an `ArcSwap`; keys and selected next hops, in a sharded table
+//! updated in place shard by shard, in proportion to what the router changed). The
+//! packet path never waits for the core: the TUN reader and every link reader look
+//! up the snapshot, seal, open and forward in place, and hand the core only what the
+//! snapshot cannot answer.
 //!
 //! Links ([`link`]) only move framed bytes: a reader that splits the stream into
-//! packets, a writer that batches what the core and the data plane queue for it.
+//! packets and hands the core control TLVs in batches, a writer that batches what
+//! the core (one chunk of control packets per flush) and the data plane queue for
+//! it.
 
 mod core;
 mod dataplane;
@@ -21,6 +25,8 @@ mod peers;
 pub mod proxy;
 mod quic;
 mod registry;
+#[cfg(test)]
+mod scale_tests;
 mod snapshot;
 mod stats;
 #[cfg(feature = "private")]
