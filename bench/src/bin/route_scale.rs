@@ -67,6 +67,8 @@ const PACKETS_PER_CHUNK: usize = 512;
 /// The interval the injected routes advertise.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(50);
+/// How long after convergence the settled RSS is read.
+const SETTLE: Duration = Duration::from_secs(3);
 const READ_BUF: usize = 256 * 1024;
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
     }
     println!("# node: {}", opts.node_bin.display());
     println!(
-        "N\tK\tentries\tselect_s\tall_s\trss_before_mib\trss_after_mib\tbytes_per_entry\tcpu_s\tupdates_per_s\tfull_table_s\tcheck"
+        "N\tK\tentries\tselect_s\tall_s\trss_before_mib\trss_after_mib\tbytes_per_entry\tsettled_B_per_entry\tcpu_s\tupdates_per_s\tfull_table_s\tcheck"
     );
     let mut failed = false;
     for (i, &case) in opts.cases.iter().enumerate() {
@@ -179,7 +181,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 println!(
-                    "{}\t{}\t{}\t-\t-\t-\t-\t-\t-\t-\t-\tFAILED",
+                    "{}\t{}\t{}\t-\t-\t-\t-\t-\t-\t-\t-\t-\tFAILED",
                     case.n,
                     case.k,
                     case.n * case.k
@@ -644,6 +646,10 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
     }
     let cpu = proc::cpu_seconds(&node.pid.to_string()).map(|c| c - cpu_before);
     let rss_after = proc::status_bytes(node.pid, "VmRSS");
+    // What stays once the queues of the flood have drained and the allocator has
+    // given back what they held: the table's own cost.
+    std::thread::sleep(SETTLE);
+    let rss_settled = proc::status_bytes(node.pid, "VmRSS");
     let own_cpu = proc::cpu_seconds("self").unwrap_or(0.0) - own_cpu_before;
     let written = links
         .iter()
@@ -699,9 +705,13 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
 
     let fmt_opt = |d: Option<Duration>| d.map_or("-".to_owned(), secs);
     let mib = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.1}", b as f64 / MIB));
-    let per_entry = rss_after.map_or("-".to_owned(), |a| {
-        format!("{:.0}", (a as f64 - rss_before as f64) / entries as f64)
-    });
+    let growth = |after: Option<u64>| {
+        after.map_or("-".to_owned(), |a| {
+            format!("{:.0}", (a as f64 - rss_before as f64) / entries as f64)
+        })
+    };
+    let per_entry = growth(rss_after);
+    let settled_per_entry = growth(rss_settled);
     let rate = all_t.map_or("-".to_owned(), |t| {
         format!("{:.0}", entries as f64 / t.as_secs_f64())
     });
@@ -709,7 +719,7 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
     let full_ok = full_table.parse::<f64>().is_ok();
     let ok = check_ok && failure.is_none() && full_ok;
     let row = format!(
-        "{n}\t{k}\t{entries}\t{}\t{}\t{}\t{}\t{per_entry}\t{}\t{rate}\t{full_table}\t{}",
+        "{n}\t{k}\t{entries}\t{}\t{}\t{}\t{}\t{per_entry}\t{settled_per_entry}\t{}\t{rate}\t{full_table}\t{}",
         fmt_opt(select_t),
         fmt_opt(all_t),
         mib(Some(rss_before)),
