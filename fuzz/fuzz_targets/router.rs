@@ -202,12 +202,13 @@ impl World {
             let SubnetEntry::Exists { key, routes } = e else {
                 continue;
             };
+            let routes: Vec<_> = routes.collect();
             assert!(
-                !own.contains_subnet(s),
+                !own.contains_subnet(&s),
                 "{s} inside our own subnet {own} learned from a peer"
             );
             assert!(
-                s.contains_ip(IpAddr::V6(address_of(*key))),
+                s.contains_ip(IpAddr::V6(address_of(key))),
                 "{s} held with a key whose address is outside it"
             );
             counted_routes += routes.len();
@@ -232,7 +233,7 @@ impl World {
                     !sel.metric.is_infinite() && cost.is_some_and(|c| !c.is_infinite()),
                     "{s}: selected route {sel:?} is unusable (link cost {cost:?})"
                 );
-                assert_eq!(r.selected_route(s), Some(sel));
+                assert_eq!(r.selected_route(&s), Some(*sel));
             }
         }
         assert_eq!(listed, subnets);
