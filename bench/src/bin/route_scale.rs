@@ -700,6 +700,7 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
         .unwrap_or(-1.0) as i64
     };
     let peak = proc::status_bytes(node.pid, "VmHWM");
+    let rss_end = proc::status_bytes(node.pid, "VmRSS");
     let node_log = node.log.clone();
     drop(node);
 
@@ -737,7 +738,7 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
     let _ = write!(
         notes,
         " api selected={} fallback={}; {full_note}; injector wrote its floods in {} s, used {own_cpu:.1} CPU s, \
-         got back {} updates, {} hellos, {} route requests; node peak RSS {} MiB; \
+         got back {} updates, {} hellos, {} route requests; node peak RSS {} MiB, {} MiB at the end; \
          throttled={} update_over_limit={} update_denied={} peers_died={} links_down={}; \
          node log: {} 'not draining control packets', {} 'went silent', {} 'heard again', {} other WARN/ERROR lines; \
          keys made in {:.1} s",
@@ -748,6 +749,7 @@ fn run_case(rt: &Runtime, opts: &Opts, case: Case, dir: &Path) -> Result<CaseOut
         sum(|s| s.hellos.load(Ordering::Relaxed)),
         sum(|s| s.route_requests.load(Ordering::Relaxed)),
         mib(peak),
+        mib(rss_end),
         defence("control_rate_throttled"),
         defence("update_over_limit"),
         counter("mycelium_router_update_denied_total"),
