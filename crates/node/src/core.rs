@@ -819,25 +819,34 @@ mod tests {
         prefix: None,
     });
 
+    /// A core holding `routes` routes learned from one link, and that link.
+    async fn core_with_routes(
+        routes: u64,
+        max_subnets: usize,
+    ) -> (Arc<Shared>, Receivers, FakeLink) {
+        let (shared, rx) = start_core(&config(max_subnets));
+        let a = link_up(&shared).await;
+        let updates: Vec<Tlv> = (0..routes)
+            .map(|i| Tlv::Update(test_update(i, 100)))
+            .collect();
+        receive(&shared, a.peer, &updates).await;
+        assert!(
+            wait_for(Duration::from_secs(60), || async {
+                router_view(&shared).await.selected == routes as usize
+            })
+            .await,
+            "the routes were not selected"
+        );
+        (shared, rx, a)
+    }
+
     /// A neighbour that connects to a node holding 100,000 routes and asks for
     /// them all gets them all, and is not taken for stuck although it has not read
     /// any yet (one message per TLV into a queue of 8,192 closed it).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_table_for_a_new_neighbour_does_not_close_its_link() {
         const ROUTES: u64 = 100_000;
-        let (shared, _rx) = start_core(&config(250_000));
-        let a = link_up(&shared).await;
-        let updates: Vec<Tlv> = (0..ROUTES)
-            .map(|i| Tlv::Update(test_update(i, 100)))
-            .collect();
-        receive(&shared, a.peer, &updates).await;
-        assert!(
-            wait_for(Duration::from_secs(60), || async {
-                router_view(&shared).await.selected == ROUTES as usize
-            })
-            .await,
-            "the routes were not selected"
-        );
+        let (shared, _rx, a) = core_with_routes(ROUTES, 250_000).await;
         let mut b = link_up(&shared).await;
         receive(&shared, b.peer, &[WILDCARD]).await;
         // Every route, and ours, goes to b at once.
@@ -877,19 +886,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_link_that_does_not_read_is_closed_at_its_bound() {
         const ROUTES: u64 = 2_000;
-        let (shared, _rx) = start_core(&config(ROUTES as usize));
+        let (shared, _rx, a) = core_with_routes(ROUTES, ROUTES as usize).await;
         let bound = shared.control_queue_bytes;
-        let a = link_up(&shared).await;
-        let updates: Vec<Tlv> = (0..ROUTES)
-            .map(|i| Tlv::Update(test_update(i, 100)))
-            .collect();
-        receive(&shared, a.peer, &updates).await;
-        assert!(
-            wait_for(Duration::from_secs(30), || async {
-                router_view(&shared).await.selected == ROUTES as usize
-            })
-            .await
-        );
         let b = link_up(&shared).await;
         // Each answer is about 136 kB; the bound is about 4.3 MB.
         let asks = bound / (ROUTES as usize * 68) + 2;

@@ -4,8 +4,10 @@
 //! of control packets per flush), and keeps both connections.
 #![allow(clippy::unwrap_used)] // test set-up failures should fail loudly
 
+mod common;
+use common::*;
+
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use mycelium_node::NodeConfig;
@@ -14,18 +16,9 @@ use mycelium_proto::wire::tlv::{RouteRequest, Update};
 use mycelium_proto::wire::{self, control, Interval, Metric, Packet, SeqNo, Tlv};
 use mycelium_proto::{PublicKey, RouterId, SecretKey, Subnet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 const ROUTES: u64 = 100_000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The update announcing the `/64` of made-up key `n`.
 fn update(n: u64) -> Tlv {
@@ -40,19 +33,6 @@ fn update(n: u64) -> Tlv {
         subnet: key.subnet(),
         router_id: RouterId::new(key, [3; 6]),
     })
-}
-
-async fn connect(port: u16) -> TcpStream {
-    let began = Instant::now();
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(began.elapsed() < Duration::from_secs(10), "connect: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,9 @@
 //! closed and counted, and so are connection attempts past the rate.
 #![allow(clippy::unwrap_used)] // test set-up failures should fail loudly
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::time::{Duration, Instant};
 
 use mycelium_node::{Limits, Node, NodeConfig, NodeStats, PeerKind};
@@ -12,14 +14,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(port: u16, limits: Limits) -> NodeConfig {
     NodeConfig {
         tcp_listen_port: Some(port),
@@ -27,20 +21,6 @@ fn config(port: u16, limits: Limits) -> NodeConfig {
         router: RouterConfig::upstream(),
         limits,
         ..NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()))
-    }
-}
-
-/// Connects once the listener is up (the node binds it in the background).
-async fn connect(port: u16) -> TcpStream {
-    let began = Instant::now();
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(began.elapsed() < Duration::from_secs(10), "connect: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
     }
 }
 

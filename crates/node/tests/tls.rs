@@ -7,21 +7,15 @@
 // The helpers serve the private-network test too.
 #![cfg_attr(not(feature = "private"), allow(dead_code, unused_imports))]
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::time::{Duration, Instant};
 
 use mycelium_node::{Node, NodeConfig, PrivateNetwork};
 use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::SecretKey;
 use tokio_util::sync::CancellationToken;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(peers: Vec<Endpoint>, port: Option<u16>, private: Option<PrivateNetwork>) -> NodeConfig {
     NodeConfig {
