@@ -30,6 +30,8 @@
 //! to us, and we keep it too, for closing connections.
 
 mod caches;
+#[cfg(test)]
+mod model;
 mod neighbour;
 mod requests;
 mod slab;

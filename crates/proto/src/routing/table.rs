@@ -170,7 +170,7 @@ impl Iterator for Contenders<'_> {
 }
 
 /// Something due at a deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Due {
     /// The route of `subnet` through a neighbour reached its expiry.
     Route(Subnet, PeerId),
