@@ -19,6 +19,7 @@ pub mod message;
 pub mod packet;
 pub mod payload;
 pub mod tlv;
+pub mod view;
 
 mod reader;
 
