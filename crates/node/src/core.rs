@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
+use mycelium_proto::wire::view::{DataFrame, Ipv6Packet};
 use mycelium_proto::wire::{control, Tlv};
 use mycelium_proto::{PublicKey, RouterId, SecretKey, Subnet};
 use rand::Rng;
@@ -460,9 +461,17 @@ impl Core {
 
     fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
         let dst = match &packet {
-            Unrouted::Local { buf, .. } => dataplane::addr_at(buf, dataplane::HEADROOM + 24),
-            Unrouted::Message { dst, .. } => *dst,
-            Unrouted::Transit(pkt) => dataplane::addr_at(pkt, 4 + 20),
+            Unrouted::Local { buf, len } => {
+                Ipv6Packet::new_checked(&buf[dataplane::HEADROOM..dataplane::HEADROOM + len])
+                    .map(|ip| ip.dst())
+            }
+            Unrouted::Message { dst, .. } => Ok(*dst),
+            Unrouted::Transit(pkt) => DataFrame::new_checked(&pkt[..]).map(|f| f.dst()),
+        };
+        // The data plane checked both kinds before handing them over.
+        let Ok(dst) = dst else {
+            NodeStats::bump(&self.shared.stats.malformed);
+            return;
         };
         let local = !matches!(packet, Unrouted::Transit(_));
         match self.router.resolve(now, dst, local) {
@@ -528,16 +537,17 @@ impl Core {
                             // source as upstream sends it; transit ones just go.
                             if let Unrouted::Local { buf, len } = packet {
                                 let ip = &buf[dataplane::HEADROOM..dataplane::HEADROOM + len];
-                                let src = dataplane::addr_at(ip, 8);
-                                dataplane::icmp_to_tun(
-                                    &self.shared,
-                                    src,
-                                    src,
-                                    ip[7],
-                                    mycelium_proto::icmp::DESTINATION_UNREACHABLE,
-                                    mycelium_proto::icmp::CODE_NO_ROUTE,
-                                    ip,
-                                );
+                                if let Ok(view) = Ipv6Packet::new_checked(ip) {
+                                    dataplane::icmp_to_tun(
+                                        &self.shared,
+                                        view.src(),
+                                        view.src(),
+                                        view.hop_limit(),
+                                        mycelium_proto::icmp::DESTINATION_UNREACHABLE,
+                                        mycelium_proto::icmp::CODE_NO_ROUTE,
+                                        ip,
+                                    );
+                                }
                             }
                         }
                     }
@@ -577,7 +587,9 @@ impl Core {
                         // Its hop limit was already taken at arrival: give it back
                         // before the data plane takes it again.
                         let mut pkt = pkt;
-                        pkt[7] = pkt[7].saturating_add(1);
+                        if let Ok(mut frame) = DataFrame::new_checked(&mut pkt[..]) {
+                            frame.set_hop_limit(frame.hop_limit().saturating_add(1));
+                        }
                         dataplane::handle_data(
                             &self.shared,
                             &mut self.cache,

@@ -15,6 +15,7 @@ use mycelium_proto::icmp;
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::packet::{self, TYPE_DATA};
 use mycelium_proto::wire::payload::{self, PayloadType};
+use mycelium_proto::wire::view::{DataFrame, Ipv6Packet};
 use mycelium_proto::{PublicKey, SecretKey};
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -29,8 +30,6 @@ use crate::tun::{self, Coalescer, Tun, TunPath, BATCH, MTU, SUPER_PACKET};
 pub(crate) const HEADROOM: usize = packet::HEADER_LEN + DataHeader::LEN + payload::HEADER_LEN;
 /// Offset of the sealed payload in a data packet on the wire.
 const PAYLOAD_AT: usize = packet::HEADER_LEN + DataHeader::LEN;
-/// Offset of the hop-limit byte in a data packet on the wire.
-const HOP_AT: usize = packet::HEADER_LEN + 3;
 /// Size of a buffer that holds any packet we read from the TUN, sealed.
 const BUF_LEN: usize = HEADROOM + MTU as usize + OVERHEAD + 64;
 
@@ -59,7 +58,7 @@ impl SecretCache {
 }
 
 /// The IPv6 address at byte `at` of `buf` (the caller checked the length).
-pub(crate) fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
+fn addr_at(buf: &[u8], at: usize) -> Ipv6Addr {
     let mut a = [0u8; 16];
     a.copy_from_slice(&buf[at..at + 16]);
     Ipv6Addr::from(a)
@@ -276,14 +275,12 @@ pub(crate) fn send_local(
     buf: BytesMut,
     len: usize,
 ) {
-    let ip = &buf[HEADROOM..HEADROOM + len];
-    if len < 40 || ip[0] >> 4 != 6 {
+    let Ok(view) = Ipv6Packet::new_checked(&buf[HEADROOM..HEADROOM + len]) else {
         NodeStats::bump(&shared.stats.malformed);
         return;
-    }
-    let hop = ip[7];
-    let src = addr_at(ip, 8);
-    let dst = addr_at(ip, 24);
+    };
+    let (hop, src, dst) = (view.hop_limit(), view.src(), view.dst());
+    let ip = view.as_bytes();
     if tun::reflects(dst, shared.own_ip) {
         if let Some(tun_tx) = &shared.tun_tx {
             let mut back = BytesMut::with_capacity(HEADROOM + len);
@@ -475,13 +472,15 @@ pub(crate) fn report_to_source(
     icmp_type: u8,
     code: u8,
 ) {
-    let orig_src = addr_at(orig, packet::HEADER_LEN + 4);
-    let orig_dst = addr_at(orig, packet::HEADER_LEN + 20);
+    let Ok(orig) = DataFrame::new_checked(orig) else {
+        return;
+    };
+    let (orig_src, orig_dst) = (orig.src(), orig.dst());
     let (Some(key), Route::Via(tx, _)) = (snapshot.key_for(orig_src), snapshot.route(orig_src))
     else {
         return;
     };
-    let quoted = &orig[PAYLOAD_AT..];
+    let quoted = orig.payload();
     let quoted = if quoted.len() <= icmp::MAX_QUOTE {
         quoted
     } else {
@@ -570,14 +569,17 @@ pub(crate) async fn handle_data(
     mut pkt: BytesMut,
     out: &mut TunBatch,
 ) {
-    let hop = pkt[HOP_AT];
+    let Ok(mut frame) = DataFrame::new_checked(&mut pkt[..]) else {
+        NodeStats::bump(&shared.stats.malformed);
+        return;
+    };
+    let (hop, src, dst) = (frame.hop_limit(), frame.src(), frame.dst());
     if hop < 2 {
         NodeStats::bump(&shared.stats.hop_limit_exceeded);
         report_to_source(shared, cache, snapshot, &pkt, icmp::TIME_EXCEEDED, 0);
         return;
     }
-    pkt[HOP_AT] = hop - 1;
-    let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
+    frame.set_hop_limit(hop - 1);
     if shared.own_subnet.contains_ip(dst.into()) {
         deliver(shared, cache, snapshot, pkt, out).await;
         return;
@@ -585,7 +587,6 @@ pub(crate) async fn handle_data(
     match snapshot.route(dst) {
         Route::Via(tx, _) => {
             NodeStats::bump(&shared.stats.forwarded);
-            let src = addr_at(&pkt, packet::HEADER_LEN + 4);
             cache
                 .tally
                 .count(&shared.packets, src, dst, pkt.len() - PAYLOAD_AT);
@@ -613,15 +614,17 @@ pub(crate) async fn deliver(
     mut pkt: BytesMut,
     out: &mut TunBatch,
 ) {
-    let src = addr_at(&pkt, packet::HEADER_LEN + 4);
+    let Ok(frame) = DataFrame::new_checked(&pkt[..]) else {
+        NodeStats::bump(&shared.stats.malformed);
+        return;
+    };
+    let (hop, src, dst) = (frame.hop_limit(), frame.src(), frame.dst());
     let Some(key) = snapshot.key_for(src) else {
         let _ = shared
             .core_tx
             .try_send(CoreCmd::UnknownSource { src, packet: pkt });
         return;
     };
-    let hop = pkt[HOP_AT];
-    let dst = addr_at(&pkt, packet::HEADER_LEN + 20);
     cache
         .tally
         .count(&shared.packets, src, dst, pkt.len() - PAYLOAD_AT);
@@ -681,23 +684,20 @@ pub(crate) async fn deliver(
             return;
         }
     }
-    let ip = &mut plain[payload::HEADER_LEN..];
     // Upstream checks nothing here. We require the inner addresses to lie in the
     // outer ones' /64s, so a packet cannot be turned round (src and dst swapped on
     // the outer header) and delivered as if the peer had sent it.
-    if ip.len() < 40
-        || ip[0] >> 4 != 6
-        || !mycelium_proto::Subnet::v6_64(src).contains_ip(addr_at(ip, 8).into())
-        || !mycelium_proto::Subnet::v6_64(dst).contains_ip(addr_at(ip, 24).into())
+    let Ok(mut ip) = Ipv6Packet::new_checked(&mut plain[payload::HEADER_LEN..]) else {
+        NodeStats::bump(&shared.stats.malformed);
+        return;
+    };
+    if !mycelium_proto::Subnet::v6_64(src).contains_ip(ip.src().into())
+        || !mycelium_proto::Subnet::v6_64(dst).contains_ip(ip.dst().into())
     {
-        if ip.len() >= 40 && ip[0] >> 4 == 6 {
-            NodeStats::bump(&shared.stats.spoofed);
-        } else {
-            NodeStats::bump(&shared.stats.malformed);
-        }
+        NodeStats::bump(&shared.stats.spoofed);
         return;
     }
-    ip[7] = hop;
+    ip.set_hop_limit(hop);
     if shared.tun.is_none() {
         return;
     }
