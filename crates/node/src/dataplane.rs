@@ -533,14 +533,17 @@ fn oob_report_to_icmp(
     if !(16 + 40 + 8 + 16..=1280 + 16).contains(&body.len()) {
         return None;
     }
+    // The original destination, then the ICMPv6 packet: its 8-byte header, then
+    // our sealed payload as quoted.
     let original_dst = addr_at(body, 0);
-    let ip = &body[16..];
-    if ip[0] >> 4 != 6 || ip[6] != icmp::NEXT_HEADER_ICMPV6 {
+    let ip = Ipv6Packet::new_checked(&body[16..]).ok()?;
+    if ip.next_header() != icmp::NEXT_HEADER_ICMPV6 {
         return None;
     }
-    let (icmp_type, code) = (ip[40], ip[41]);
+    let message = ip.payload();
+    let (icmp_type, code) = (message[0], message[1]);
     let key = snapshot.key_for(original_dst)?;
-    let mut quoted = BytesMut::from(&ip[48..]);
+    let mut quoted = BytesMut::from(&message[8..]);
     let n = cache
         .get(&shared.secret, key)
         .open_in_place(&mut quoted)
