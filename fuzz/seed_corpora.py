@@ -7,7 +7,7 @@ message_bus seeds are operation scripts (see fuzz_targets/message_bus.rs): whole
 exchanges driven by playing the bus's own frames back to it, and the recorded
 upstream message frames (corpus/message_frame) fed in as they are. topic_config
 seeds are the files of MESSAGES.md §7.4; api_json seeds are API.md's bodies and
-the recorded upstream answers (shared interop files are used when present).
+the recorded upstream answers (the repository's interop fixtures).
 """
 import hashlib
 import json
@@ -15,7 +15,11 @@ import os
 import struct
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-INTEROP = "/work/shared/interop/tcp-session"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The answers recorded from upstream nodes, as the proto crate's tests keep them.
+INTEROP = os.path.join(REPO, "crates/proto/tests/fixtures/interop/tcp-session")
+# Upstream's example configuration, as the API crate's tests keep it.
+UPSTREAM_CONFIG = os.path.join(REPO, "crates/api/tests/fixtures/upstream/config_example.toml")
 
 
 def put(target, data):
@@ -183,7 +187,7 @@ if received:
         text(3, m["srcPk"])
 
 # ----- cli_config: config files (CLI.md) ------------------------------------------
-for path in ["/work/shared/reference/config_example.toml"]:
+for path in [UPSTREAM_CONFIG]:
     if os.path.exists(path):
         with open(path, "rb") as f:
             put("cli_config", f.read())

@@ -369,7 +369,8 @@ async fn every_operation_conforms_to_the_documents() {
             &ctype,
             &body,
         );
-        if let (Some(up), true) = (&upstream, case.upstream) {
+        if case.upstream {
+            let up = &upstream;
             check(
                 up,
                 "upstream api.yaml",
@@ -400,7 +401,8 @@ fn every_operation_of_both_documents_has_cases() {
     for id in &our_ids {
         assert!(covered.contains(id.as_str()), "no case for {id}");
     }
-    if let Some(text) = upstream_file("api.yaml") {
+    {
+        let text = upstream_file("api.yaml");
         let up: Value = serde_yaml::from_str(&text).unwrap();
         let up_ids = ids(&up);
         assert_eq!(up_ids.len(), 29);

@@ -70,8 +70,7 @@ async fn valid_params(method: &str, srv: &Server) -> Value {
 #[tokio::test]
 async fn every_method_answers_as_documented() {
     let doc = our_openrpc();
-    let upstream: Option<Value> =
-        upstream_file("openrpc.json").map(|t| serde_json::from_str(&t).unwrap());
+    let upstream: Value = serde_json::from_str(&upstream_file("openrpc.json")).unwrap();
     for (method, _) in METHODS {
         let srv = rpc().await;
         let params = valid_params(method, &srv).await;
@@ -88,7 +87,8 @@ async fn every_method_answers_as_documented() {
         let errors = schema_errors(&doc, result_schema(&doc, method), result);
         assert!(errors.is_empty(), "{method}: {result} {errors:?}");
         let excepted = UPSTREAM_RPC_EXCEPTIONS.iter().any(|(m, _)| m == method);
-        if let (Some(up), false) = (&upstream, excepted) {
+        if !excepted {
+            let up = &upstream;
             let errors = schema_errors(up, result_schema(up, method), result);
             assert!(
                 errors.is_empty(),
@@ -126,7 +126,8 @@ fn the_method_table_matches_the_documents() {
         let table = METHODS.iter().find(|(n, _)| *n == name).unwrap().1;
         assert_eq!(documented, table, "{name}");
     }
-    if let Some(text) = upstream_file("openrpc.json") {
+    {
+        let text = upstream_file("openrpc.json");
         let up: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(names(&up), served);
     }

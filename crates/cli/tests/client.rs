@@ -1,7 +1,7 @@
 //! The client subcommands (`message`, `peers`, `routes`, `proxy`, `stats`), run as a
 //! user runs them: the real binary against a stub of the node's REST API on
 //! loopback, which answers with canned bodies (API.md, and the answers recorded from
-//! an upstream node in shared/interop/tcp-session) and records what it was asked.
+//! an upstream node, `crates/api/tests/fixtures`) and records what it was asked.
 #![allow(clippy::unwrap_used)] // a test whose stub cannot start should fail loudly
 
 use std::collections::HashMap;
