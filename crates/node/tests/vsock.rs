@@ -85,11 +85,15 @@ async fn next_hop(from: &Node, to: &Node) -> Option<String> {
         .map(|r| r.next_hop)
 }
 
+/// Needs the vsock loopback transport, which the kernels of the machines this
+/// suite runs on lack; so it is not counted there. Run it where the transport
+/// exists with `cargo test -p mycelium-node --test vsock -- --ignored`: without the
+/// transport it fails, saying why.
 #[tokio::test]
+#[ignore = "needs the vsock loopback transport (CONFIG_VSOCKETS_LOOPBACK or the vsock_loopback module)"]
 async fn two_nodes_peer_over_vsock_loopback() {
     if let Err(why) = loopback_available() {
-        println!("vsock loopback unavailable on this kernel: {why}; not peering over vsock");
-        return;
+        panic!("vsock loopback unavailable on this kernel: {why}");
     }
     let port = 40_000 + std::process::id() % 20_000;
     let shutdown = CancellationToken::new();
@@ -126,10 +130,10 @@ async fn two_nodes_peer_over_vsock_loopback() {
 /// The listener binds its port on any CID (this needs vsock, not the loopback).
 #[tokio::test]
 async fn the_vsock_listener_holds_its_port() {
-    if !std::path::Path::new("/dev/vsock").exists() {
-        println!("vsock unavailable on this kernel: no /dev/vsock; not listening on vsock");
-        return;
-    }
+    assert!(
+        std::path::Path::new("/dev/vsock").exists(),
+        "vsock unavailable on this kernel: no /dev/vsock"
+    );
     let port = 40_000 + (std::process::id() + 1) % 20_000;
     let shutdown = CancellationToken::new();
     let (_node, done) = mycelium_node::start(config(vec![], Some(port)), shutdown.clone())
