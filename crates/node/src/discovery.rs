@@ -17,8 +17,9 @@ use tokio::net::UdpSocket;
 
 use mycelium_proto::endpoint::Endpoint;
 
-use crate::core::Shared;
-use crate::peers;
+use crate::config::DiscoveryConfig;
+use crate::peering::Peering;
+use crate::tcp;
 use crate::registry::{ConnectionState, PeerKind};
 
 /// The multicast group beacons go to.
@@ -27,17 +28,6 @@ const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xcafe);
 const PERIOD: Duration = Duration::from_secs(60);
 /// Failed connection attempts after which a discovered peer is forgotten.
 const MAX_FAILURES: u32 = 3;
-/// Discovered peers kept at once; beyond it, new beacons are ignored.
-pub(crate) const MAX_DISCOVERED: usize = 256;
-
-/// Discovery settings.
-#[derive(Debug, Clone)]
-pub struct DiscoveryConfig {
-    /// UDP port of beacons (9650).
-    pub port: u16,
-    /// Interfaces to use; empty means every qualifying one.
-    pub interfaces: Vec<String>,
-}
 
 /// An interface beacons can go out on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,8 +133,8 @@ fn qualifying_interfaces(only: &[String]) -> Vec<Interface> {
 
 /// Runs discovery until shutdown: beacons out, beacons in, dialling what is found.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
-    streams: peers::Streams,
+    peering: Arc<Peering>,
+    streams: tcp::Streams,
     cfg: DiscoveryConfig,
     router_id: RouterId,
     tcp_port: u16,
@@ -170,7 +160,7 @@ pub(crate) async fn run(
     let mut buf = [0u8; 128];
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = peering.shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {
                 // Upstream beacons every 60 s from start. Nodes that start together
                 // would then miss each other's first beacon (sent before the other
@@ -205,7 +195,7 @@ pub(crate) async fn run(
                 let peer = SocketAddr::V6(SocketAddrV6::new(*from.ip(), b.tcp_port, 0, from.scope_id()));
                 // A peer already known under any kind (a static peer on the same
                 // address, an inbound link from it) is not dialled again.
-                if shared.registry.knows_socket(peer) {
+                if peering.registry.knows_socket(peer) {
                     continue;
                 }
                 let endpoint = if streams.is_private() {
@@ -213,7 +203,7 @@ pub(crate) async fn run(
                 } else {
                     Endpoint::tcp(peer)
                 };
-                let entry = match shared.registry.insert(
+                let entry = match peering.registry.insert(
                     endpoint,
                     PeerKind::LinkLocalDiscovery,
                     ConnectionState::Connecting,
@@ -225,8 +215,8 @@ pub(crate) async fn run(
                     }
                 };
                 tracing::info!("discovered a peer at {endpoint}");
-                let dial = peers::dial(shared.clone(), streams.clone(), entry, Some(MAX_FAILURES));
-                tokio::spawn(dial);
+                let dial = tcp::dial(peering.clone(), streams.clone(), entry, Some(MAX_FAILURES));
+                peering.tasks.spawn(dial);
             }
         }
     }

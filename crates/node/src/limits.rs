@@ -1,15 +1,11 @@
-//! What a node lets remote parties make it spend, and the two mechanisms that
-//! enforce the rates: a token bucket, and a filter of recently seen data packets.
+//! What a node lets remote parties make it spend, and the token bucket that
+//! enforces the rates.
 //!
 //! Sizes of tables a peer can grow (routes, subnets, requests) are the router's
 //! [`mycelium_proto::routing::Limits`]; the ones here are the node's own: how
 //! many peers, how fast they may connect, and how much one link may queue or send.
 
-use std::net::Ipv6Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use std::hash::BuildHasher;
 
 /// Bounds on peers and links. [`Default`] suits a public node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,47 +97,6 @@ impl TokenBucket {
     }
 }
 
-/// Slots of the replay filter: 4 MiB, about a second of packets at full speed and
-/// far longer at ordinary rates.
-const REPLAY_SLOTS: usize = 1 << 19;
-
-/// Recently opened data packets, by source and nonce, so that a copy of one is
-/// dropped instead of delivered twice.
-///
-/// Upstream's data packets carry no sequence number, only a random 96-bit nonce,
-/// so there is no window to slide; instead every opened packet's (source, nonce)
-/// is hashed with a per-node random key into a direct-mapped table of 64-bit
-/// fingerprints, and a packet whose fingerprint is already in its slot is a
-/// replay. Honest senders never repeat a nonce, and two different packets share
-/// a fingerprint with probability 2^-64, so nothing genuine is dropped. A replay
-/// is caught as long as its slot has not been reused since, which makes the
-/// window a number of packets, not a time. Only packets that decrypted are
-/// entered, so nobody without a key can push genuine entries out any faster
-/// than its own traffic does. Lock-free: one atomic swap per packet.
-pub(crate) struct ReplayFilter {
-    slots: Box<[AtomicU64]>,
-    key: foldhash::fast::RandomState,
-}
-
-impl Default for ReplayFilter {
-    fn default() -> Self {
-        Self {
-            slots: (0..REPLAY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            key: foldhash::fast::RandomState::default(),
-        }
-    }
-}
-
-impl ReplayFilter {
-    /// Records a packet; true if the same one was recorded before.
-    pub(crate) fn seen(&self, src: Ipv6Addr, nonce: &[u8]) -> bool {
-        let print = self.key.hash_one((src, nonce)).max(1);
-        // The slot index uses the low bits and the whole hash is compared.
-        let slot = (print as usize) & (REPLAY_SLOTS - 1);
-        self.slots[slot].swap(print, Ordering::Relaxed) == print
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,30 +126,5 @@ mod tests {
         let mut b = TokenBucket::new(0, 0, t0);
         assert!((0..1000).all(|_| b.try_take(1, t0)));
         assert_eq!(b.take(1_000_000, t0), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_filter_catches_a_copy_and_not_a_new_nonce() {
-        let f = ReplayFilter::default();
-        let src: Ipv6Addr = "400::1".parse().unwrap_or(Ipv6Addr::LOCALHOST);
-        assert!(!f.seen(src, &[1; 12]));
-        assert!(f.seen(src, &[1; 12]));
-        assert!(!f.seen(src, &[2; 12]));
-        let other: Ipv6Addr = "400::2".parse().unwrap_or(Ipv6Addr::LOCALHOST);
-        assert!(!f.seen(other, &[1; 12]));
-    }
-
-    #[test]
-    fn the_filter_drops_nothing_from_a_stream_of_fresh_nonces() {
-        let f = ReplayFilter::default();
-        let src = Ipv6Addr::LOCALHOST;
-        let dups = (0u64..1_000_000)
-            .filter(|i| {
-                let mut nonce = [0u8; 12];
-                nonce[..8].copy_from_slice(&i.to_le_bytes());
-                f.seen(src, &nonce)
-            })
-            .count();
-        assert_eq!(dups, 0);
     }
 }

@@ -4,19 +4,21 @@
 //! The reader hands control TLVs to the core and data packets to the data plane; a
 //! framing error (bad outer version or type) closes the link, as upstream does.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use mycelium_proto::routing::{LinkKind, PeerId};
 use mycelium_proto::wire::{self, FrameError, Packet, Tlv};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::core::{CoreCmd, Shared};
-use crate::dataplane::{self, SecretCache};
-use crate::limits::TokenBucket;
+use crate::cmd::CoreCmd;
+use crate::control_queue::{control_queue, ControlChunk, ControlRx};
+use crate::limits::{Limits, TokenBucket};
+use crate::path::DataPath;
 use crate::registry::{EntryHandle, LinkCounters};
 use crate::stats::NodeStats;
 
@@ -30,133 +32,52 @@ const READ_CHUNK: usize = 256 * 1024;
 /// apart from this (`Shared::control_permits`).
 pub(crate) const CONTROL_BATCH: usize = 256;
 
-/// The longest control packet we send: an Update for a `/128` (outer header 4,
-/// babel header 4, TLV header 2, value 10 + 16 + 40).
-const MAX_UPDATE_PACKET: usize = 76;
-
-/// Bytes a queued chunk is charged beyond its contents (its `Bytes` handle and
-/// its slot in the channel), so many small chunks count for what they hold.
-const CHUNK_OVERHEAD: usize = 64;
-
-/// Room for ordinary control traffic (Hellos, IHUs, triggered updates and
-/// requests) on top of a full table: several seconds of it on a busy link.
-const CONTROL_SLACK: usize = 4 << 20;
-
-/// Control bytes one link may have queued before it is taken for stuck and closed.
-///
-/// The largest burst the router sends one neighbour is its whole table, the answer
-/// to a wildcard route request: one Update per subnet, at most `max_subnets` of
-/// them, each at most [`MAX_UPDATE_PACKET`] bytes. The bound is that plus
-/// [`CONTROL_SLACK`], so a full table of the largest allowed size (19 MB at the
-/// default 250,000 subnets; 23 MB with the slack) is queued at once for a healthy
-/// link while the bytes reach the socket as fast as the peer reads them. A peer
-/// that stops reading holds at most this much of our memory before we close its
-/// link (the core sees the queue full and closes it); it cannot make us keep more
-/// by asking for the table again. Counted in bytes, not messages, because one
-/// message may be a single Hello or a whole table. The bound is per link: peers
-/// that all stop reading hold up to this much each (`Limits::max_inbound_peers`
-/// bounds how many there are).
-pub(crate) fn control_queue_bytes(max_subnets: usize) -> usize {
-    max_subnets
-        .saturating_mul(MAX_UPDATE_PACKET)
-        .saturating_add(CONTROL_SLACK)
+/// What every link task shares.
+pub(crate) struct Links {
+    /// The router task's inputs.
+    pub(crate) to_core: mpsc::Sender<CoreCmd>,
+    /// One permit per control TLV queued for the core (`router::CONTROL_IN_FLIGHT`):
+    /// link readers take them before sending, the core gives them back once
+    /// handled.
+    pub(crate) control_permits: Arc<Semaphore>,
+    /// Control bytes one link may have queued (`control_queue::control_queue_bytes`).
+    pub(crate) control_queue_bytes: usize,
+    pub(crate) limits: Limits,
+    /// Where data packets read from links go.
+    pub(crate) path: Arc<DataPath>,
+    /// Where link tasks are spawned, so that shutdown can wait for them.
+    pub(crate) tasks: TaskTracker,
+    next_peer: AtomicU64,
 }
 
-/// Control packets for one link, encoded back to back.
-#[derive(Debug)]
-pub(crate) struct ControlChunk {
-    bytes: Bytes,
-    packets: u64,
-}
-
-impl ControlChunk {
-    fn cost(&self) -> usize {
-        self.bytes.len() + CHUNK_OVERHEAD
-    }
-}
-
-/// The core's end of a link's control queue, bounded in bytes.
-#[derive(Debug)]
-pub(crate) struct ControlTx {
-    // Unbounded in messages: `queued` bounds it, each message being charged at
-    // least `CHUNK_OVERHEAD` bytes.
-    tx: mpsc::UnboundedSender<ControlChunk>,
-    queued: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-/// Why a chunk was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ControlFull {
-    /// The link has its bound queued already: it is not draining.
-    Stuck,
-    /// The link's writer is gone.
-    Closed,
-}
-
-impl ControlTx {
-    /// Queues `packets` control packets encoded in `bytes`.
-    pub(crate) fn try_send(&self, bytes: Bytes, packets: u64) -> Result<(), ControlFull> {
-        let chunk = ControlChunk { bytes, packets };
-        let cost = chunk.cost();
-        let before = self.queued.fetch_add(cost, Ordering::AcqRel);
-        if before.saturating_add(cost) > self.limit {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
-            return Err(ControlFull::Stuck);
+impl Links {
+    pub(crate) fn new(
+        to_core: mpsc::Sender<CoreCmd>,
+        control_permits: Arc<Semaphore>,
+        control_queue_bytes: usize,
+        limits: Limits,
+        path: Arc<DataPath>,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self {
+            to_core,
+            control_permits,
+            control_queue_bytes,
+            limits,
+            path,
+            tasks,
+            // From 1: the forwarding table stores "no next hop" as 0.
+            next_peer: AtomicU64::new(1),
         }
-        self.tx.send(chunk).map_err(|_| ControlFull::Closed)
-    }
-}
-
-/// The writer's end of a link's control queue.
-#[derive(Debug)]
-pub(crate) struct ControlRx {
-    rx: mpsc::UnboundedReceiver<ControlChunk>,
-    queued: Arc<AtomicUsize>,
-}
-
-impl ControlRx {
-    pub(crate) async fn recv(&mut self) -> Option<ControlChunk> {
-        self.rx.recv().await
     }
 
-    pub(crate) fn try_recv(&mut self) -> Option<ControlChunk> {
-        self.rx.try_recv().ok()
+    fn new_peer_id(&self) -> PeerId {
+        PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A chunk was written (or dropped): its bytes no longer count. Charged until
-    /// then, so the bound covers what the writer holds too.
-    pub(crate) fn done(&self, chunk: &ControlChunk) {
-        self.queued.fetch_sub(chunk.cost(), Ordering::AcqRel);
+    fn stats(&self) -> &NodeStats {
+        &self.path.stats
     }
-
-    /// Bytes queued and not yet written.
-    #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
-    }
-
-    /// Takes the bytes of a chunk taken with [`ControlRx::recv`] or
-    /// [`ControlRx::try_recv`], with its packet count, and uncharges it.
-    #[cfg(test)]
-    pub(crate) fn take(&self, chunk: ControlChunk) -> (Bytes, u64) {
-        self.done(&chunk);
-        (chunk.bytes, chunk.packets)
-    }
-}
-
-/// A control queue whose sender may hold at most `limit` bytes queued.
-pub(crate) fn control_queue(limit: usize) -> (ControlTx, ControlRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    (
-        ControlTx {
-            tx,
-            queued: queued.clone(),
-            limit,
-        },
-        ControlRx { rx, queued },
-    )
 }
 
 /// What a link is: its kind for the router, the connection identifier the API shows
@@ -173,17 +94,17 @@ pub(crate) struct LinkMeta {
 /// Runs one link until the stream ends, the peer misbehaves, the core closes it, its
 /// registry entry is removed, or the node shuts down. Tells the core when it is up
 /// and when it is gone.
-pub(crate) async fn run<R, W>(shared: Arc<Shared>, reader: R, writer: W, meta: LinkMeta)
+pub(crate) async fn run<R, W>(links: &Links, reader: R, writer: W, meta: LinkMeta)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    run_with_datagrams(shared, reader, writer, meta, None).await;
+    run_with_datagrams(links, reader, writer, meta, None).await;
 }
 
 /// Like [`run`], with data packets sent as QUIC datagrams where they fit.
 pub(crate) async fn run_with_datagrams<R, W>(
-    shared: Arc<Shared>,
+    links: &Links,
     reader: R,
     writer: W,
     meta: LinkMeta,
@@ -192,10 +113,10 @@ pub(crate) async fn run_with_datagrams<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = shared.new_peer_id();
+    let peer = links.new_peer_id();
     let close = meta.entry.cancel.child_token();
-    let (data_tx, data_rx) = mpsc::channel(shared.limits.link_data_queue.max(1));
-    let (control_tx, control_rx) = control_queue(shared.control_queue_bytes);
+    let (data_tx, data_rx) = mpsc::channel(links.limits.link_data_queue.max(1));
+    let (control_tx, control_rx) = control_queue(links.control_queue_bytes);
     let up = CoreCmd::LinkUp {
         peer,
         kind: meta.kind,
@@ -204,13 +125,13 @@ pub(crate) async fn run_with_datagrams<R, W>(
         control: control_tx,
         close: close.clone(),
     };
-    if shared.core_tx.send(up).await.is_err() {
+    if links.to_core.send(up).await.is_err() {
         return;
     }
     let label = format!("{} ({})", meta.conn_id, meta.origin);
     tracing::info!("{peer} up: {label}");
     let counters = meta.entry.counters.clone();
-    let writer_task = tokio::spawn(write_loop(
+    let writer_task = links.tasks.spawn(write_loop(
         writer,
         control_rx,
         data_rx,
@@ -218,11 +139,11 @@ pub(crate) async fn run_with_datagrams<R, W>(
         datagrams,
         counters.clone(),
     ));
-    let reason = read_loop(&shared, peer, reader, &close, &counters).await;
+    let reason = read_loop(links, peer, reader, &close, &counters).await;
     close.cancel();
     let _ = writer_task.await;
     tracing::info!("{peer} down ({reason}): {label}");
-    let _ = shared.core_tx.send(CoreCmd::LinkDown { peer }).await;
+    let _ = links.to_core.send(CoreCmd::LinkDown { peer }).await;
 }
 
 /// Control TLVs read from a link and not yet handed to the core.
@@ -234,14 +155,14 @@ struct ControlBatch {
 impl ControlBatch {
     /// Hands the TLVs gathered so far to the core, waiting for room among the TLVs
     /// the core may have queued; why the link must stop if it cannot.
-    async fn send(&mut self, shared: &Shared, close: &CancellationToken) -> Result<(), String> {
+    async fn send(&mut self, links: &Links, close: &CancellationToken) -> Result<(), String> {
         if self.tlvs.is_empty() {
             return Ok(());
         }
         let n = self.tlvs.len() as u32;
         let permit = tokio::select! {
             _ = close.cancelled() => return Err("closed".into()),
-            p = shared.control_permits.clone().acquire_many_owned(n) => p,
+            p = links.control_permits.clone().acquire_many_owned(n) => p,
         };
         let Ok(permit) = permit else {
             return Err("node stopping".into());
@@ -252,8 +173,8 @@ impl ControlBatch {
             tlvs,
             permit,
         };
-        shared
-            .core_tx
+        links
+            .to_core
             .send(cmd)
             .await
             .map_err(|_| "node stopping".into())
@@ -261,16 +182,16 @@ impl ControlBatch {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
-    shared: &Shared,
+    links: &Links,
     peer: PeerId,
     mut reader: R,
     close: &CancellationToken,
     counters: &LinkCounters,
 ) -> String {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut cache = SecretCache::default();
-    let mut out = dataplane::TunBatch::default();
-    let limits = &shared.limits;
+    let path = &links.path;
+    let mut local = path.local();
+    let limits = &links.limits;
     let mut control_rate = TokenBucket::new(
         limits.link_control_rate,
         limits.link_control_burst,
@@ -300,7 +221,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     break;
                 }
                 Err(e) => {
-                    NodeStats::bump(&shared.stats.framing_errors);
+                    NodeStats::bump(&links.stats().framing_errors);
                     return format!("framing error: {e}");
                 }
             };
@@ -311,23 +232,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     // What the peer sent before this packet reaches the core first,
                     // as when every TLV went on its own (an Update, then data for
                     // its subnet).
-                    if let Err(why) = batch.send(shared, close).await {
+                    if let Err(why) = batch.send(links, close).await {
                         return why;
                     }
-                    let snapshot = shared.snapshot.load();
-                    dataplane::handle_data(shared, &mut cache, &snapshot, packet, &mut out).await;
+                    let snapshot = path.snapshot.load();
+                    path.handle_data(&mut local, &snapshot, packet).await;
                 }
                 Some(Ok(tlv)) => {
                     let wait = control_rate.take(1, std::time::Instant::now());
                     if !wait.is_zero() {
                         // Over its rate: this link is not read until it is back
                         // under it (TCP pushes back on the sender meanwhile).
-                        NodeStats::bump(&shared.stats.control_throttled);
+                        NodeStats::bump(&links.stats().control_throttled);
                         counters.received_packets(std::mem::take(&mut packets));
-                        if let Err(why) = batch.send(shared, close).await {
+                        if let Err(why) = batch.send(links, close).await {
                             return why;
                         }
-                        out.flush(shared).await;
+                        path.finish(&mut local).await;
                         tokio::select! {
                             _ = close.cancelled() => return "closed".into(),
                             _ = tokio::time::sleep(wait) => {}
@@ -335,25 +256,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                     batch.tlvs.push(tlv);
                     if batch.tlvs.len() >= CONTROL_BATCH {
-                        if let Err(why) = batch.send(shared, close).await {
+                        if let Err(why) = batch.send(links, close).await {
                             return why;
                         }
                     }
                 }
                 Some(Err(why)) => {
-                    NodeStats::bump(&shared.stats.control_ignored);
+                    NodeStats::bump(&links.stats().control_ignored);
                     tracing::debug!("{peer}: skipped a control packet: {why}");
                 }
             }
         }
         // Everything read so far is handled: hand the core its TLVs, and write what
         // is for us in one batch.
-        if let Err(why) = batch.send(shared, close).await {
+        if let Err(why) = batch.send(links, close).await {
             return why;
         }
         counters.received_packets(packets);
-        out.flush(shared).await;
-        cache.tally.merge(&shared.packets);
+        path.finish(&mut local).await;
         let read = tokio::select! {
             _ = close.cancelled() => return "closed".into(),
             r = reader.read_buf(&mut buf) => r,

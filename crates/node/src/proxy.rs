@@ -34,7 +34,10 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{CoreCmd, Query, Shared};
+use tokio_util::task::TaskTracker;
+
+use crate::cmd::{CoreCmd, Query};
+use crate::path::DataPath;
 
 /// The port probed on every node, and the port of the local listener (IANA SOCKS).
 pub const SOCKS_PORT: u16 = 1080;
@@ -125,6 +128,8 @@ struct Inner {
     targets: Targets,
     /// Ends probing and forwarding when the node stops.
     shutdown: CancellationToken,
+    /// Where the probe loop and the forwarder run, so that shutdown waits for them.
+    tasks: TaskTracker,
     results: Mutex<HashMap<Ipv6Addr, Probed>>,
     next_seq: AtomicU64,
     /// The token of the running probe loop, if one runs.
@@ -150,18 +155,34 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// The proxy client of a node: probes go to the owners of its selected routes.
-    pub(crate) fn for_node(shared: &Arc<Shared>) -> Self {
-        let weak = Arc::downgrade(shared);
+    pub(crate) fn for_node(
+        path: &Arc<DataPath>,
+        settings: ProxySettings,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let weak = Arc::downgrade(path);
         let targets: Targets = Arc::new(move || Box::pin(route_targets(weak.clone())));
-        Self::new(shared.proxy, targets, shared.shutdown.clone())
+        Self::with_tasks(settings, targets, shutdown, tasks)
     }
 
+    #[cfg(test)]
     fn new(settings: ProxySettings, targets: Targets, shutdown: CancellationToken) -> Self {
+        Self::with_tasks(settings, targets, shutdown, TaskTracker::new())
+    }
+
+    fn with_tasks(
+        settings: ProxySettings,
+        targets: Targets,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
                 targets,
                 shutdown,
+                tasks,
                 results: Mutex::new(HashMap::new()),
                 next_seq: AtomicU64::new(0),
                 probing: Mutex::new(None),
@@ -179,7 +200,9 @@ impl Proxy {
         }
         let token = self.inner.shutdown.child_token();
         *probing = Some(token.clone());
-        tokio::spawn(probe_loop(self.inner.clone(), token));
+        self.inner
+            .tasks
+            .spawn(probe_loop(self.inner.clone(), token));
     }
 
     /// Stops probing. The results found so far are kept.
@@ -236,7 +259,7 @@ impl Proxy {
         };
         let listen = listener.local_addr().unwrap_or(self.inner.settings.listen);
         let cancel = self.inner.shutdown.child_token();
-        let task = tokio::spawn(forward(
+        let task = self.inner.tasks.spawn(forward(
             listener,
             remote,
             cancel.clone(),
@@ -335,13 +358,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The addresses of the nodes owning our selected routes (PROXY.md §2: the address
 /// derived from the owner's key, not an arbitrary address in its subnet).
-async fn route_targets(shared: Weak<Shared>) -> Vec<Ipv6Addr> {
-    let Some(shared) = shared.upgrade() else {
+async fn route_targets(path: Weak<DataPath>) -> Vec<Ipv6Addr> {
+    let Some(path) = path.upgrade() else {
         return Vec::new();
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if shared
-        .core_tx
+    if path
+        .to_core
         .send(CoreCmd::Query(Query::Routes(tx)))
         .await
         .is_err()
@@ -351,7 +374,7 @@ async fn route_targets(shared: Weak<Shared>) -> Vec<Ipv6Addr> {
     let Ok(routes) = rx.await else {
         return Vec::new();
     };
-    let snapshot = shared.snapshot.load();
+    let snapshot = path.snapshot.load();
     let mut targets: Vec<Ipv6Addr> = routes
         .selected
         .iter()
@@ -359,7 +382,7 @@ async fn route_targets(shared: Weak<Shared>) -> Vec<Ipv6Addr> {
             std::net::IpAddr::V6(ip) => snapshot.key_for(ip).map(|k| k.address()),
             std::net::IpAddr::V4(_) => None,
         })
-        .filter(|ip| *ip != shared.own_ip)
+        .filter(|ip| *ip != path.own_ip)
         .collect();
     targets.sort_unstable();
     targets.dedup();

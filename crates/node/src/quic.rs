@@ -21,8 +21,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::core::Shared;
-use crate::dataplane::{self, SecretCache};
+use crate::peering::Peering;
+use crate::path::DataPath;
 use crate::link;
 use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerError, PeerKind};
 use crate::stats::NodeStats;
@@ -185,17 +185,17 @@ fn quic_kind(addr: &SocketAddr) -> LinkKind {
 const MAX_HANDSHAKES: usize = 10;
 
 /// Accepts inbound QUIC peers until shutdown.
-pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+pub(crate) async fn accept(peering: Arc<Peering>, endpoint: quinn::Endpoint) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let incoming = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = peering.shutdown.cancelled() => return,
             i = endpoint.accept() => match i {
                 Some(i) => i,
                 None => return,
             },
         };
-        if !shared.admit_connection() {
+        if !peering.admit_connection() {
             incoming.refuse();
             continue;
         }
@@ -204,7 +204,7 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             continue;
         };
         let remote = incoming.remote_address();
-        let entry = match shared.registry.insert(
+        let entry = match peering.registry.insert(
             Endpoint::quic(remote),
             PeerKind::Inbound,
             ConnectionState::Connecting,
@@ -212,15 +212,15 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             Ok(entry) => entry,
             Err(e) => {
                 if e == PeerError::TooMany {
-                    NodeStats::bump(&shared.stats.connections_over_limit);
+                    NodeStats::bump(&peering.stats().connections_over_limit);
                 }
                 tracing::debug!("refusing QUIC peer {remote}: {e}");
                 incoming.refuse();
                 continue;
             }
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
+        let (peering, tasks) = (peering.clone(), peering.tasks.clone());
+        tasks.spawn(async move {
             let setup = async {
                 let conn = incoming.await?;
                 let (send, recv) = conn.accept_bi().await?;
@@ -230,25 +230,25 @@ pub(crate) async fn accept(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             drop(permit);
             match result {
                 Ok(Ok((conn, send, recv))) => {
-                    shared.registry.set_state(&entry, ConnectionState::Alive);
-                    run(&shared, conn, send, recv, &entry, "inbound").await;
+                    peering.registry.set_state(&entry, ConnectionState::Alive);
+                    run(&peering, conn, send, recv, &entry, "inbound").await;
                 }
                 Ok(Err(e)) => tracing::debug!("QUIC peer {remote} failed to set up: {e}"),
                 Err(_) => tracing::debug!("QUIC peer {remote} did not open a stream in time"),
             }
-            shared.registry.forget(&entry);
+            peering.registry.forget(&entry);
         });
     }
 }
 
 /// Keeps a static QUIC peer connected until its registry entry is removed or the
 /// node shuts down.
-pub(crate) async fn dial(shared: Arc<Shared>, endpoint: quinn::Endpoint, entry: EntryHandle) {
+pub(crate) async fn dial(peering: Arc<Peering>, endpoint: quinn::Endpoint, entry: EntryHandle) {
     let Some(addr) = entry.endpoint.socket_addr() else {
         return;
     };
     loop {
-        shared
+        peering
             .registry
             .set_state(&entry, ConnectionState::Connecting);
         let attempt = async {
@@ -266,13 +266,13 @@ pub(crate) async fn dial(shared: Arc<Shared>, endpoint: quinn::Endpoint, entry: 
         };
         match attempt {
             Ok(Ok((conn, send, recv))) => {
-                shared.registry.set_state(&entry, ConnectionState::Alive);
-                run(&shared, conn, send, recv, &entry, "static").await;
+                peering.registry.set_state(&entry, ConnectionState::Alive);
+                run(&peering, conn, send, recv, &entry, "static").await;
             }
             Ok(Err(e)) => tracing::debug!("connecting to quic://{addr}: {e}"),
             Err(_) => tracing::debug!("connecting to quic://{addr}: timed out"),
         }
-        shared.registry.set_state(&entry, ConnectionState::Dead);
+        peering.registry.set_state(&entry, ConnectionState::Dead);
         tokio::select! {
             _ = entry.cancel.cancelled() => return,
             _ = tokio::time::sleep(REDIAL) => {}
@@ -281,7 +281,7 @@ pub(crate) async fn dial(shared: Arc<Shared>, endpoint: quinn::Endpoint, entry: 
 }
 
 async fn run(
-    shared: &Arc<Shared>,
+    peering: &Arc<Peering>,
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -295,27 +295,26 @@ async fn run(
         origin,
         entry: entry.clone(),
     };
-    let datagrams = tokio::spawn(read_datagrams(
-        shared.clone(),
+    let datagrams = peering.tasks.spawn(read_datagrams(
+        peering.links.path.clone(),
         conn.clone(),
         entry.counters.clone(),
     ));
-    link::run_with_datagrams(shared.clone(), recv, send, meta, Some(conn.clone())).await;
+    link::run_with_datagrams(&peering.links, recv, send, meta, Some(conn.clone())).await;
     datagrams.abort();
     conn.close(0u32.into(), b"");
 }
 
 /// Data packets arriving as datagrams: one whole packet each.
-async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, counters: Arc<LinkCounters>) {
-    let mut cache = SecretCache::default();
-    let mut out = dataplane::TunBatch::default();
+async fn read_datagrams(path: Arc<DataPath>, conn: quinn::Connection, counters: Arc<LinkCounters>) {
+    let mut local = path.local();
     while let Ok(datagram) = conn.read_datagram().await {
         counters.received(datagram.len());
         counters.received_packets(1);
         let packet_len = match wire::decode(&datagram) {
             Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
             _ => {
-                NodeStats::bump(&shared.stats.malformed);
+                NodeStats::bump(&path.stats.malformed);
                 continue;
             }
         };
@@ -325,9 +324,8 @@ async fn read_datagrams(shared: Arc<Shared>, conn: quinn::Connection, counters: 
         let packet = datagram
             .try_into_mut()
             .unwrap_or_else(|shared_bytes| BytesMut::from(&shared_bytes[..]));
-        let snapshot = shared.snapshot.load();
-        dataplane::handle_data(&shared, &mut cache, &snapshot, packet, &mut out).await;
-        out.flush(&shared).await;
-        cache.tally.merge(&shared.packets);
+        let snapshot = path.snapshot.load();
+        path.handle_data(&mut local, &snapshot, packet).await;
+        path.finish(&mut local).await;
     }
 }

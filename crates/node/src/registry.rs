@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use mycelium_proto::endpoint::{Endpoint, EndpointAddr};
 use tokio_util::sync::CancellationToken;
 
+/// Peers found by link-local discovery kept at once; beyond it, new beacons are
+/// ignored.
+pub(crate) const MAX_DISCOVERED: usize = 256;
+
 /// Static peers at once (API additions included).
 pub(crate) const MAX_STATIC: usize = 4_096;
 
@@ -222,7 +226,7 @@ impl Registry {
         let bound = match kind {
             PeerKind::Inbound => self.max_inbound,
             PeerKind::Static => MAX_STATIC,
-            PeerKind::LinkLocalDiscovery => crate::discovery::MAX_DISCOVERED,
+            PeerKind::LinkLocalDiscovery => MAX_DISCOVERED,
         };
         if entries.iter().filter(|e| e.kind == kind).count() >= bound {
             return Err(PeerError::TooMany);

@@ -329,7 +329,7 @@ fn scale_lookup() {
 #[test]
 #[ignore]
 fn scale_core_ingest() {
-    use crate::core::testing::*;
+    use crate::router::testing::*;
     const SUBNETS: u64 = 100_000;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -338,10 +338,7 @@ fn scale_core_ingest() {
         .unwrap();
     let (_, router_alone) = loaded_router(SUBNETS, 4);
     rt.block_on(async {
-        let cfg = crate::NodeConfig::router_only(mycelium_proto::SecretKey::generate(
-            &mut rand::thread_rng(),
-        ));
-        let (shared, _rx) = start_core(&cfg);
+        let shared = start_core(mycelium_proto::routing::RouterConfig::default());
         let mut links = Vec::new();
         for _ in 0..4 {
             links.push(link_up(&shared).await);

@@ -17,7 +17,7 @@ use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslMethod, SslVerifyMode,
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
-use crate::PrivateNetwork;
+use crate::config::PrivateNetwork;
 
 /// The TLS 1.3 suites that work with a SHA-256-bound PSK.
 const CIPHERSUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";

@@ -9,7 +9,7 @@ use mycelium_proto::endpoint::{Endpoint, EndpointAddr, VsockAddr};
 use mycelium_proto::routing::LinkKind;
 use tokio_vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 
-use crate::core::Shared;
+use crate::peering::Peering;
 use crate::link;
 use crate::registry::{ConnectionState, EntryHandle, PeerKind};
 
@@ -25,20 +25,26 @@ fn ours(addr: tokio_vsock::VsockAddr) -> VsockAddr {
     }
 }
 
-/// Accepts vsock peers on `port` (any CID) until shutdown. A port that cannot be
-/// bound leaves the node running without the listener.
-pub(crate) async fn listen(shared: Arc<Shared>, port: u32) {
-    let listener = match VsockListener::bind(tokio_vsock::VsockAddr::new(VMADDR_CID_ANY, port)) {
-        Ok(l) => l,
+/// The vsock listener on `port` (any CID); `None` (logged) if it cannot be bound,
+/// when the node runs without it.
+pub(crate) fn bind(port: u32) -> Option<VsockListener> {
+    match VsockListener::bind(tokio_vsock::VsockAddr::new(VMADDR_CID_ANY, port)) {
+        Ok(l) => {
+            tracing::info!("listening for vsock peers on port {port}");
+            Some(l)
+        }
         Err(e) => {
             tracing::error!("cannot listen on vsock port {port}: {e}; running without it");
-            return;
+            None
         }
-    };
-    tracing::info!("listening for vsock peers on port {port}");
+    }
+}
+
+/// Accepts inbound vsock peers on `listener` until shutdown.
+pub(crate) async fn serve(peering: Arc<Peering>, listener: VsockListener) {
     loop {
         let (stream, remote) = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = peering.shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -48,11 +54,11 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u32) {
                 }
             },
         };
-        if !shared.admit_connection() {
+        if !peering.admit_connection() {
             continue;
         }
         let remote = ours(remote);
-        let entry = match shared.registry.insert(
+        let entry = match peering.registry.insert(
             Endpoint::vsock(remote),
             PeerKind::Inbound,
             ConnectionState::Alive,
@@ -60,23 +66,23 @@ pub(crate) async fn listen(shared: Arc<Shared>, port: u32) {
             Ok(entry) => entry,
             Err(e) => {
                 if e == crate::registry::PeerError::TooMany {
-                    crate::stats::NodeStats::bump(&shared.stats.connections_over_limit);
+                    crate::stats::NodeStats::bump(&peering.stats().connections_over_limit);
                 }
                 tracing::debug!("refusing vsock peer {remote}: {e}");
                 continue;
             }
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            run_stream(&shared, stream, remote, &entry, "inbound").await;
-            shared.registry.forget(&entry);
+        let (peering, tasks) = (peering.clone(), peering.tasks.clone());
+        tasks.spawn(async move {
+            run_stream(&peering, stream, remote, &entry, "inbound").await;
+            peering.registry.forget(&entry);
         });
     }
 }
 
 /// Runs a link over a connected vsock stream until it ends.
 async fn run_stream(
-    shared: &Arc<Shared>,
+    peering: &Arc<Peering>,
     stream: VsockStream,
     remote: VsockAddr,
     entry: &EntryHandle,
@@ -92,7 +98,7 @@ async fn run_stream(
         origin,
         entry: entry.clone(),
     };
-    link::run(shared.clone(), r, w, meta).await;
+    link::run(&peering.links, r, w, meta).await;
 }
 
 async fn connect(addr: VsockAddr) -> std::io::Result<VsockStream> {
@@ -104,12 +110,12 @@ async fn connect(addr: VsockAddr) -> std::io::Result<VsockStream> {
 
 /// Dials a static vsock peer, redialling after each link ends, until its registry
 /// entry is removed or the node shuts down.
-pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle) {
+pub(crate) async fn dial(peering: Arc<Peering>, entry: EntryHandle) {
     let EndpointAddr::Vsock(addr) = entry.endpoint.addr() else {
         return;
     };
     loop {
-        shared
+        peering
             .registry
             .set_state(&entry, ConnectionState::Connecting);
         let attempt = tokio::select! {
@@ -118,12 +124,12 @@ pub(crate) async fn dial(shared: Arc<Shared>, entry: EntryHandle) {
         };
         match attempt {
             Ok(stream) => {
-                shared.registry.set_state(&entry, ConnectionState::Alive);
-                run_stream(&shared, stream, addr, &entry, "static").await;
+                peering.registry.set_state(&entry, ConnectionState::Alive);
+                run_stream(&peering, stream, addr, &entry, "static").await;
             }
             Err(e) => tracing::debug!("connecting to vsock://{addr}: {e}"),
         }
-        shared.registry.set_state(&entry, ConnectionState::Dead);
+        peering.registry.set_state(&entry, ConnectionState::Dead);
         tokio::select! {
             _ = entry.cancel.cancelled() => return,
             _ = tokio::time::sleep(REDIAL) => {}

@@ -13,6 +13,7 @@
 
 pub mod crypto;
 pub mod endpoint;
+pub mod forward;
 pub mod icmp;
 pub mod identity;
 pub mod messages;

@@ -255,30 +255,14 @@ fn open_device(
     ))
 }
 
-/// Whether a packet read from our own TUN, for `dst`, goes straight back into it.
+/// Whether a packet read from our own TUN for the node's own address goes straight
+/// back into it.
 ///
 /// macOS sends a packet for the interface's own address out of the utun instead of
 /// looping it back, so without this `ping` of one's own overlay address would go
 /// unanswered. Upstream writes such packets back for any destination in its /64
 /// and then also answers them with an unreachable error; we reflect only the
 /// node's own address, the one the kernel can answer, and report the rest of the
-/// /64 unreachable as on every other system.
-pub(crate) fn reflects(dst: Ipv6Addr, own: Ipv6Addr) -> bool {
-    REFLECTS_OWN_ADDRESS && dst == own
-}
-
-/// See [`reflects`].
-const REFLECTS_OWN_ADDRESS: bool = cfg!(target_os = "macos");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_macos_reflects_and_only_the_own_address() {
-        let own: Ipv6Addr = "4a1:2:3:4::1".parse().unwrap();
-        let neighbour: Ipv6Addr = "4a1:2:3:4::2".parse().unwrap();
-        assert_eq!(reflects(own, own), cfg!(target_os = "macos"));
-        assert!(!reflects(neighbour, own));
-    }
-}
+/// /64 unreachable as on every other system
+/// ([`mycelium_proto::forward::outbound`] decides).
+pub(crate) const REFLECTS_OWN_ADDRESS: bool = cfg!(target_os = "macos");

@@ -202,6 +202,61 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
+/// A TCP header, for the fields a receiver's segment coalescing compares: ports,
+/// header length and options, and the PSH flag (RFC 9293 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpHeader<T> {
+    buf: T,
+}
+
+impl TcpHeader<()> {
+    /// Bytes of a TCP header without options.
+    pub const MIN_LEN: usize = 20;
+}
+
+impl<T: AsRef<[u8]>> TcpHeader<T> {
+    /// The view, once `buf` is checked to hold a TCP header as long as its data
+    /// offset says.
+    pub fn new_checked(buf: T) -> Result<Self, ViewError> {
+        let bytes = buf.as_ref();
+        let need = match bytes.get(12) {
+            Some(offset) => usize::from(offset >> 4) * 4,
+            None => TcpHeader::MIN_LEN,
+        };
+        if bytes.len() < need.max(TcpHeader::MIN_LEN) {
+            return Err(ViewError::Truncated {
+                len: bytes.len(),
+                need: need.max(TcpHeader::MIN_LEN),
+            });
+        }
+        if need < TcpHeader::MIN_LEN {
+            return Err(ViewError::Kind(bytes[12]));
+        }
+        Ok(Self { buf })
+    }
+
+    /// Source and destination ports.
+    pub fn ports(&self) -> (u16, u16) {
+        let b = self.buf.as_ref();
+        (u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]]))
+    }
+
+    /// The header's length in bytes, options included.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[12] >> 4) * 4
+    }
+
+    /// The options (at most 40 bytes).
+    pub fn options(&self) -> &[u8] {
+        &self.buf.as_ref()[TcpHeader::MIN_LEN..self.header_len()]
+    }
+
+    /// Whether PSH is set.
+    pub fn psh(&self) -> bool {
+        self.buf.as_ref()[13] & 0x08 != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +354,21 @@ mod tests {
         ip[0] = 0x45;
         assert_eq!(Ipv6Packet::new_checked(&ip[..]), Err(ViewError::Kind(0x45)));
         assert!(Ipv6Packet::new_checked(&ip[..39]).is_err());
+    }
+
+    #[test]
+    fn a_tcp_header_is_as_long_as_its_data_offset() {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&[0x1f, 0x90, 0x00, 0x50]);
+        h[12] = 8 << 4;
+        h[13] = 0x18;
+        h[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        let tcp = TcpHeader::new_checked(&h[..]).unwrap();
+        assert_eq!(tcp.ports(), (8080, 80));
+        assert_eq!((tcp.header_len(), tcp.options().len(), tcp.psh()), (32, 12, true));
+        assert!(TcpHeader::new_checked(&h[..31]).is_err());
+        assert!(TcpHeader::new_checked(&h[..12]).is_err());
+        h[12] = 4 << 4;
+        assert!(TcpHeader::new_checked(&h[..]).is_err());
     }
 }

@@ -19,11 +19,12 @@ use mycelium_proto::messages::{
 };
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::message::MessageId;
-use mycelium_proto::PublicKey;
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::core::Shared;
-use crate::dataplane::{self, SecretCache};
+use crate::cmd::InboundFrame;
+use crate::path::DataPath;
 
 /// Inputs queued for the bus task.
 pub(crate) const BUS_QUEUE: usize = 4_096;
@@ -40,16 +41,9 @@ const FORWARD_READ_TIMEOUT: Duration = Duration::from_secs(300);
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type Job = Box<dyn FnOnce(&mut BusCtx) + Send>;
 
-/// Inputs of the bus task.
+/// Inputs of the bus task from the API and its own forward sockets (message
+/// frames from the data plane come on a queue of their own).
 pub(crate) enum BusCmd {
-    /// A message frame the data plane opened: from `src` (whose key is `key`) to
-    /// our address `dst`.
-    Frame {
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        key: PublicKey,
-        frame: Bytes,
-    },
     /// Something the API asked, run against the bus.
     Run(Job),
     /// A forward socket answered (`None`: it failed).
@@ -67,13 +61,35 @@ pub(crate) struct BusCtx {
     waiters: Map<MessageId, oneshot::Sender<Option<ReceivedMessage>>>,
 }
 
+/// What the bus task is given to run with.
+pub(crate) struct BusParts {
+    pub(crate) bus: MessageBus,
+    /// Where its frames go out.
+    pub(crate) path: Arc<DataPath>,
+    /// The API's jobs and the forward sockets' answers.
+    pub(crate) rx: mpsc::Receiver<BusCmd>,
+    /// A sender on `rx`, for the forward sockets.
+    pub(crate) tx: mpsc::Sender<BusCmd>,
+    /// Message frames the data plane opened.
+    pub(crate) frames: mpsc::Receiver<InboundFrame>,
+    pub(crate) arrivals: Arc<Notify>,
+    pub(crate) shutdown: CancellationToken,
+    /// Where forward-socket exchanges are spawned.
+    pub(crate) tasks: TaskTracker,
+}
+
 /// Runs the bus until shutdown.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<BusCmd>,
-    bus: MessageBus,
-    arrivals: Arc<Notify>,
-) {
+pub(crate) async fn run(parts: BusParts) {
+    let BusParts {
+        bus,
+        path,
+        mut rx,
+        tx,
+        mut frames,
+        arrivals,
+        shutdown,
+        tasks,
+    } = parts;
     let epoch = tokio::time::Instant::now();
     let now = || Instant::from_epoch(epoch.elapsed());
     let mut ctx = BusCtx {
@@ -81,7 +97,7 @@ pub(crate) async fn run(
         now: now(),
         waiters: Map::default(),
     };
-    let mut cache = SecretCache::default();
+    let mut local = path.local();
     let forwards = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS));
     loop {
         let deadline = ctx
@@ -91,7 +107,7 @@ pub(crate) async fn run(
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 ctx.now = now();
@@ -103,6 +119,17 @@ pub(crate) async fn run(
                     }
                 }
             }
+            frame = frames.recv() => {
+                let Some(f) = frame else { break };
+                ctx.now = now();
+                ctx.bus.handle_frame(ctx.now, f.src, f.dst, f.key, &f.frame);
+                for _ in 0..256 {
+                    match frames.try_recv() {
+                        Ok(f) => ctx.bus.handle_frame(ctx.now, f.src, f.dst, f.key, &f.frame),
+                        Err(_) => break,
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 ctx.now = now();
                 ctx.bus.handle_timeout(ctx.now);
@@ -110,12 +137,12 @@ pub(crate) async fn run(
         }
         // Frames out, sealed for their destinations (or held by the core until a
         // route is found).
-        let snapshot = shared.snapshot.load();
+        let snapshot = path.snapshot.load();
         while let Some(t) = ctx.bus.poll_transmit() {
-            let buf = dataplane::frame_buffer(&t.frame);
-            dataplane::send_frame(&shared, &mut cache, &snapshot, t.src, t.dst, buf);
+            let buf = crate::buffer::with_headroom(&t.frame);
+            path.send_frame(&mut local, &snapshot, t.src, t.dst, buf);
         }
-        cache.tally.merge(&shared.packets);
+        path.finish(&mut local).await;
         while let Some(event) = ctx.bus.poll_event() {
             match event {
                 Event::MessageReceived { .. } => arrivals.notify_waiters(),
@@ -140,9 +167,12 @@ pub(crate) async fn run(
                     message,
                 } => match forwards.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let tx = shared.bus_tx.clone();
-                        tokio::spawn(async move {
-                            let reply = forward(&socket, &message.payload).await;
+                        let (tx, stop) = (tx.clone(), shutdown.clone());
+                        tasks.spawn(async move {
+                            let reply = tokio::select! {
+                                _ = stop.cancelled() => return,
+                                r = forward(&socket, &message.payload) => r,
+                            };
                             drop(permit);
                             let _ = tx.send(BusCmd::Forwarded { ticket, reply }).await;
                         });
@@ -168,12 +198,6 @@ pub(crate) async fn run(
 
 fn handle(ctx: &mut BusCtx, cmd: BusCmd) {
     match cmd {
-        BusCmd::Frame {
-            src,
-            dst,
-            key,
-            frame,
-        } => ctx.bus.handle_frame(ctx.now, src, dst, key, &frame),
         BusCmd::Run(job) => job(ctx),
         BusCmd::Forwarded { ticket, reply } => {
             ctx.bus
@@ -258,7 +282,11 @@ pub enum BusError {
 /// The API's way into the message bus. Cheap to clone.
 #[derive(Clone)]
 pub struct Messages {
-    shared: Arc<Shared>,
+    /// The bus task's inputs.
+    tx: mpsc::Sender<BusCmd>,
+    /// Our address, the source of what we push.
+    own_ip: Ipv6Addr,
+    shutdown: CancellationToken,
     arrivals: Arc<Notify>,
 }
 
@@ -279,8 +307,18 @@ fn secs(d: Duration) -> i64 {
 }
 
 impl Messages {
-    pub(crate) fn new(shared: Arc<Shared>, arrivals: Arc<Notify>) -> Self {
-        Self { shared, arrivals }
+    pub(crate) fn new(
+        tx: mpsc::Sender<BusCmd>,
+        own_ip: Ipv6Addr,
+        shutdown: CancellationToken,
+        arrivals: Arc<Notify>,
+    ) -> Self {
+        Self {
+            tx,
+            own_ip,
+            shutdown,
+            arrivals,
+        }
     }
 
     /// Runs `f` against the bus and returns its answer.
@@ -292,8 +330,7 @@ impl Messages {
         let job: Job = Box::new(move |ctx| {
             let _ = tx.send(f(ctx));
         });
-        self.shared
-            .bus_tx
+        self.tx
             .send(BusCmd::Run(job))
             .await
             .map_err(|_| BusError::Stopped)?;
@@ -309,7 +346,7 @@ impl Messages {
         payload: Bytes,
         reply_timeout: Option<Duration>,
     ) -> Result<Pushed, BusError> {
-        let src = self.shared.own_ip;
+        let src = self.own_ip;
         let (id, waiter) = self
             .run(move |ctx| {
                 let msg = NewMessage {
@@ -349,7 +386,7 @@ impl Messages {
         dst: Ipv6Addr,
         payload: Bytes,
     ) -> Result<(), BusError> {
-        let src = self.shared.own_ip;
+        let src = self.own_ip;
         self.run(move |ctx| {
             let msg = NewMessage {
                 src,
@@ -388,7 +425,7 @@ impl Messages {
             tokio::select! {
                 _ = arrived => {}
                 _ = tokio::time::sleep_until(deadline) => return None,
-                _ = self.shared.shutdown.cancelled() => return None,
+                _ = self.shutdown.cancelled() => return None,
             }
         }
     }

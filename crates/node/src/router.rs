@@ -1,33 +1,27 @@
-//! The core task: owns the router, takes link events and control TLVs, runs the
-//! timers, holds packets that wait for a route, and publishes the forwarding
-//! snapshot.
+//! The router task (the *core*): owns the router, takes link events and control
+//! TLVs, runs the timers, holds packets that wait for a route, and publishes the
+//! forwarding snapshot. It never waits on packet I/O: packets it held go back to
+//! the data plane's worker ([`Work`]).
 
 use std::collections::VecDeque;
 use std::net::Ipv6Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, SubnetEntry};
+use mycelium_proto::routing::{Event, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
-use mycelium_proto::wire::view::{DataFrame, Ipv6Packet};
 use mycelium_proto::wire::{control, Tlv};
-use mycelium_proto::{PublicKey, RouterId, SecretKey, Subnet};
-use rand::Rng;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use mycelium_proto::Subnet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::dataplane::{self, SecretCache};
-use crate::limits::{Limits, ReplayFilter, TokenBucket};
-use crate::link::{ControlFull, ControlTx};
-use crate::registry::Registry;
+use crate::cmd::{CoreCmd, Query, Unrouted, Work};
+use crate::control_queue::{ControlFull, ControlTx};
 use crate::snapshot::{LinkTx, Snapshot, TableWriter};
-use crate::stats::{NodeStats, PacketStats};
-use crate::tun::Tun;
-use crate::NodeConfig;
-use crate::{RouteInfo, RouterView, RoutesView};
+use crate::stats::NodeStats;
+use crate::views::{RouteInfo, RouterView, RoutesView};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -38,13 +32,15 @@ const PENDING_TOTAL: usize = 10_000;
 /// Packets from a source we have no key for yet, per source `/64` and in all.
 const UNKNOWN_PER_SOURCE: usize = 100;
 const UNKNOWN_TOTAL: usize = 1_000;
-/// Packets queued for the TUN writer.
-const TUN_QUEUE: usize = 4_096;
 /// Inputs of the core queued at once (control TLVs come in batches, bounded apart).
-const CORE_QUEUE: usize = 16_384;
+pub(crate) const CORE_QUEUE: usize = 16_384;
 /// Control TLVs read from links and queued for the core at once, over all links,
 /// however they are batched (what one message per TLV allowed before).
-const CONTROL_IN_FLIGHT: usize = 16_384;
+pub(crate) const CONTROL_IN_FLIGHT: usize = 16_384;
+/// Packets queued for the data plane's worker: everything the core may hold at
+/// once, and room for ICMPv6 errors and reflected packets for the TUN. A queue
+/// slot costs nothing until used.
+pub(crate) const WORK_QUEUE: usize = PENDING_TOTAL + UNKNOWN_TOTAL + 4_096;
 /// Control TLVs handled between two flushes at most. A flush publishes what the
 /// router changed, so this bounds how late a route reaches the data plane while
 /// tables pour in (about a millisecond of router work), and keeps each batch's
@@ -53,128 +49,6 @@ const CONTROL_IN_FLIGHT: usize = 16_384;
 const FLUSH_TLVS: usize = 1_024;
 /// Commands handled between two flushes at most.
 const FLUSH_COMMANDS: usize = 257;
-
-/// What every task shares.
-pub(crate) struct Shared {
-    pub(crate) secret: SecretKey,
-    pub(crate) own_ip: Ipv6Addr,
-    pub(crate) own_subnet: Subnet,
-    pub(crate) snapshot: ArcSwap<Snapshot>,
-    pub(crate) core_tx: mpsc::Sender<CoreCmd>,
-    /// The TUN device, written in batches by the tasks that deliver.
-    pub(crate) tun: Option<Arc<Tun>>,
-    /// Where ICMPv6 errors for our TUN go (the TUN writer batches them).
-    pub(crate) tun_tx: Option<mpsc::Sender<BytesMut>>,
-    /// Where message frames for us go.
-    pub(crate) bus_tx: mpsc::Sender<crate::messages::BusCmd>,
-    pub(crate) stats: NodeStats,
-    /// Data packets per source and destination address (API.md §1.5).
-    pub(crate) packets: PacketStats,
-    /// Every peer the node knows.
-    pub(crate) registry: Registry,
-    /// The QUIC endpoint, once it is set up (QUIC peers are dialled from it).
-    pub(crate) quic: OnceLock<quinn::Endpoint>,
-    /// Linux `SO_MARK` for peer sockets.
-    pub(crate) mark: Option<u32>,
-    /// When the node started, for the API.
-    pub(crate) started: SystemTime,
-    pub(crate) shutdown: CancellationToken,
-    /// Bounds on peers and links.
-    pub(crate) limits: Limits,
-    /// The proxy client's settings.
-    pub(crate) proxy: crate::ProxySettings,
-    /// Inbound connection attempts, across listeners.
-    pub(crate) accepts: Mutex<TokenBucket>,
-    /// Data packets opened recently, to drop replays.
-    pub(crate) replays: ReplayFilter,
-    /// Control bytes one link may have queued (see `link::control_queue_bytes`).
-    pub(crate) control_queue_bytes: usize,
-    /// One permit per control TLV queued for the core ([`CONTROL_IN_FLIGHT`]): link
-    /// readers take them before sending, the core gives them back once handled.
-    pub(crate) control_permits: Arc<Semaphore>,
-    /// Times the whole forwarding table was compared with the router's because
-    /// the router could not list what changed.
-    #[cfg(test)]
-    pub(crate) full_publications: AtomicU64,
-    next_peer: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn new_peer_id(&self) -> PeerId {
-        PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Whether an inbound connection attempt may go ahead (counted if not).
-    pub(crate) fn admit_connection(&self) -> bool {
-        let admitted = self
-            .accepts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .try_take(1, std::time::Instant::now());
-        if !admitted {
-            NodeStats::bump(&self.stats.connections_rate_limited);
-        }
-        admitted
-    }
-}
-
-/// The receiving ends of the queues the core creates, for the tasks that drain them.
-pub(crate) struct Receivers {
-    /// ICMPv6 errors for the TUN writer, when there is a TUN.
-    pub(crate) tun: Option<mpsc::Receiver<BytesMut>>,
-    /// Inputs of the message bus.
-    pub(crate) bus: mpsc::Receiver<crate::messages::BusCmd>,
-}
-
-/// A packet the snapshot could not route.
-pub(crate) enum Unrouted {
-    /// From our TUN: an IPv6 packet of `len` bytes at `HEADROOM` in `buf`.
-    Local { buf: BytesMut, len: usize },
-    /// A whole data packet in transit.
-    Transit(BytesMut),
-    /// A message frame of ours at `HEADROOM` in `buf`.
-    Message {
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        buf: BytesMut,
-    },
-}
-
-/// Inputs of the core.
-pub(crate) enum CoreCmd {
-    LinkUp {
-        peer: PeerId,
-        kind: LinkKind,
-        conn_id: String,
-        data: LinkTx,
-        control: ControlTx,
-        close: CancellationToken,
-    },
-    LinkDown {
-        peer: PeerId,
-    },
-    /// Control TLVs read from one link, in order.
-    Control {
-        peer: PeerId,
-        tlvs: Vec<Tlv>,
-        /// One permit per TLV, given back when the command is dropped.
-        permit: OwnedSemaphorePermit,
-    },
-    Unrouted(Unrouted),
-    UnknownSource {
-        src: Ipv6Addr,
-        packet: BytesMut,
-    },
-    /// A question from the API.
-    Query(Query),
-}
-
-/// Questions the API asks the core; each carries where the answer goes.
-pub(crate) enum Query {
-    Routes(oneshot::Sender<RoutesView>),
-    KeyFor(Ipv6Addr, oneshot::Sender<Option<PublicKey>>),
-    Router(oneshot::Sender<RouterView>),
-}
 
 struct Link {
     control: ControlTx,
@@ -185,8 +59,21 @@ struct Link {
     out_packets: u64,
 }
 
+/// What the core is given to run with.
+pub(crate) struct CoreParts {
+    pub(crate) router: Router,
+    /// The forwarding table, kept in step with the router's selections.
+    pub(crate) forwarding: TableWriter,
+    /// Where the snapshot is published for the data plane.
+    pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(crate) rx: mpsc::Receiver<CoreCmd>,
+    /// Packets handed back to the data plane.
+    pub(crate) to_worker: mpsc::Sender<Work>,
+    pub(crate) stats: Arc<NodeStats>,
+    pub(crate) shutdown: CancellationToken,
+}
+
 pub(crate) struct Core {
-    shared: Arc<Shared>,
     rx: mpsc::Receiver<CoreCmd>,
     router: Router,
     epoch: tokio::time::Instant,
@@ -197,6 +84,10 @@ pub(crate) struct Core {
     /// The forwarding table the data plane reads, which the core keeps in step
     /// with the router's selections.
     forwarding: TableWriter,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    to_worker: mpsc::Sender<Work>,
+    stats: Arc<NodeStats>,
+    shutdown: CancellationToken,
     /// Scratch: subnets whose forwarding changed.
     changed: Vec<Subnet>,
     links_changed: bool,
@@ -204,74 +95,25 @@ pub(crate) struct Core {
     pending_total: usize,
     unknown: Map<Subnet, VecDeque<BytesMut>>,
     unknown_total: usize,
-    cache: SecretCache,
+    /// Times the whole forwarding table was compared with the router's because
+    /// the router could not list what changed.
+    #[cfg(test)]
+    pub(crate) full_publications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Core {
-    pub(crate) fn new(
-        cfg: &NodeConfig,
-        tun: Option<Arc<Tun>>,
-        shutdown: CancellationToken,
-    ) -> (Self, Arc<Shared>, RouterId, Receivers) {
-        let (bus_tx, bus_rx) = mpsc::channel(crate::messages::BUS_QUEUE);
-        let (core_tx, rx) = mpsc::channel(CORE_QUEUE);
-        let (tun_tx, tun_rx) = match &tun {
-            Some(_) => {
-                let (tx, rx) = mpsc::channel(TUN_QUEUE);
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
-        let public = cfg.secret.public_key();
-        let mut rng = rand::thread_rng();
-        let router_id = RouterId::new(public, rng.gen());
-        let mut router_cfg = cfg.router.clone();
-        router_cfg.hash_seed = rng.gen();
-        let max_subnets = router_cfg.limits.max_subnets;
-        let mut router = Router::new(router_cfg, router_id, Instant::ZERO);
-        router.track_selection_changes();
-        let forwarding = TableWriter::new(max_subnets, rng.gen());
-        tracing::info!(
-            "node {} at {} (router id {router_id})",
-            public,
-            public.address()
-        );
-        let shared = Arc::new(Shared {
-            secret: cfg.secret.clone(),
-            own_ip: public.address(),
-            own_subnet: public.subnet(),
-            snapshot: ArcSwap::from_pointee(Snapshot::new(
-                Map::default(),
-                forwarding.table().clone(),
-            )),
-            core_tx,
-            tun,
-            tun_tx,
-            bus_tx,
-            stats: NodeStats::default(),
-            packets: PacketStats::default(),
-            registry: Registry::new(shutdown.clone(), cfg.limits.max_inbound_peers),
-            quic: OnceLock::new(),
-            mark: cfg.firewall_mark,
-            started: SystemTime::now(),
+    pub(crate) fn new(parts: CoreParts) -> Self {
+        let CoreParts {
+            mut router,
+            forwarding,
+            snapshot,
+            rx,
+            to_worker,
+            stats,
             shutdown,
-            limits: cfg.limits,
-            proxy: cfg.proxy,
-            accepts: Mutex::new(TokenBucket::new(
-                cfg.limits.connections_per_second,
-                cfg.limits.connections_per_second.saturating_mul(2),
-                std::time::Instant::now(),
-            )),
-            replays: ReplayFilter::default(),
-            control_queue_bytes: crate::link::control_queue_bytes(max_subnets),
-            control_permits: Arc::new(Semaphore::new(CONTROL_IN_FLIGHT)),
-            #[cfg(test)]
-            full_publications: AtomicU64::new(0),
-            // From 1: the forwarding table stores "no next hop" as 0.
-            next_peer: AtomicU64::new(1),
-        });
-        let core = Self {
-            shared: shared.clone(),
+        } = parts;
+        router.track_selection_changes();
+        Self {
             rx,
             router,
             epoch: tokio::time::Instant::now(),
@@ -279,19 +121,19 @@ impl Core {
             link_txs: Map::default(),
             links_to_send: Vec::new(),
             forwarding,
+            snapshot,
+            to_worker,
+            stats,
+            shutdown,
             changed: Vec::new(),
             links_changed: true,
             pending: Map::default(),
             pending_total: 0,
             unknown: Map::default(),
             unknown_total: 0,
-            cache: SecretCache::default(),
-        };
-        let receivers = Receivers {
-            tun: tun_rx,
-            bus: bus_rx,
-        };
-        (core, shared, router_id, receivers)
+            #[cfg(test)]
+            full_publications: Arc::default(),
+        }
     }
 
     fn now(&self) -> Instant {
@@ -307,14 +149,14 @@ impl Core {
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 biased;
-                _ = self.shared.shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    let mut tlvs = self.handle(cmd).await;
+                    let mut tlvs = self.handle(cmd);
                     let mut commands = 1;
                     while commands < FLUSH_COMMANDS && tlvs < FLUSH_TLVS {
                         match self.rx.try_recv() {
-                            Ok(cmd) => tlvs += self.handle(cmd).await,
+                            Ok(cmd) => tlvs += self.handle(cmd),
                             Err(_) => break,
                         }
                         commands += 1;
@@ -325,7 +167,7 @@ impl Core {
                     self.router.handle_timeout(now);
                 }
             }
-            self.flush().await;
+            self.flush();
         }
         for link in self.links.values() {
             link.close.cancel();
@@ -333,7 +175,7 @@ impl Core {
     }
 
     /// Handles one input; returns the control TLVs it carried.
-    async fn handle(&mut self, cmd: CoreCmd) -> usize {
+    pub(crate) fn handle(&mut self, cmd: CoreCmd) -> usize {
         let now = self.now();
         match cmd {
             CoreCmd::LinkUp {
@@ -356,14 +198,14 @@ impl Core {
                     },
                 );
                 self.links_changed = true;
-                NodeStats::bump(&self.shared.stats.links_up);
+                NodeStats::bump(&self.stats.links_up);
                 self.router.handle_peer_up(now, peer, kind);
             }
             CoreCmd::LinkDown { peer } => {
                 self.links.remove(&peer);
                 self.link_txs.remove(&peer);
                 self.links_changed = true;
-                NodeStats::bump(&self.shared.stats.links_down);
+                NodeStats::bump(&self.stats.links_down);
                 self.router.handle_peer_down(now, peer);
             }
             CoreCmd::Control { peer, tlvs, permit } => {
@@ -379,9 +221,9 @@ impl Core {
                     kinds[kind] += 1;
                     self.router.handle_tlv(now, peer, *tlv);
                 }
-                for (counter, n) in self.shared.stats.tlvs.iter().zip(kinds) {
+                for (counter, n) in self.stats.tlvs.iter().zip(kinds) {
                     if n > 0 {
-                        counter.fetch_add(n, Ordering::Relaxed);
+                        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 drop(permit);
@@ -396,7 +238,7 @@ impl Core {
                     queue.push_back(packet);
                     self.unknown_total += 1;
                 } else {
-                    NodeStats::bump(&self.shared.stats.no_route);
+                    NodeStats::bump(&self.stats.no_route);
                 }
             }
             CoreCmd::Query(q) => self.answer(now, q),
@@ -460,40 +302,20 @@ impl Core {
     }
 
     fn route_or_queue(&mut self, now: Instant, packet: Unrouted) {
-        let dst = match &packet {
-            Unrouted::Local { buf, len } => {
-                Ipv6Packet::new_checked(&buf[dataplane::HEADROOM..dataplane::HEADROOM + len])
-                    .map(|ip| ip.dst())
-            }
-            Unrouted::Message { dst, .. } => Ok(*dst),
-            Unrouted::Transit(pkt) => DataFrame::new_checked(&pkt[..]).map(|f| f.dst()),
-        };
-        // The data plane checked both kinds before handing them over.
-        let Ok(dst) = dst else {
-            NodeStats::bump(&self.shared.stats.malformed);
-            return;
-        };
-        let local = !matches!(packet, Unrouted::Transit(_));
+        let dst = packet.dst();
+        let local = !matches!(packet, Unrouted::Transit { .. });
         match self.router.resolve(now, dst, local) {
             Resolution::Forward(_) => {
                 // The snapshot was behind; it is republished after this batch, and
-                // the packet goes out with the queue's flush.
+                // the packet goes back to the data plane with the queue's flush.
                 self.enqueue(Subnet::v6_64(dst), packet);
             }
             Resolution::Pending(subnet) => self.enqueue(subnet, packet),
             Resolution::Unreachable(_) => {
-                NodeStats::bump(&self.shared.stats.no_route);
+                NodeStats::bump(&self.stats.no_route);
                 // Only unselected routes: upstream reports "no route" to the source.
-                if let Unrouted::Transit(pkt) = &packet {
-                    let snapshot = self.shared.snapshot.load();
-                    dataplane::report_to_source(
-                        &self.shared,
-                        &mut self.cache,
-                        &snapshot,
-                        pkt,
-                        mycelium_proto::icmp::DESTINATION_UNREACHABLE,
-                        mycelium_proto::icmp::CODE_NO_ROUTE,
-                    );
+                if let Unrouted::Transit { pkt, .. } = packet {
+                    self.hand_back(Work::Unreachable(pkt));
                 }
             }
         }
@@ -502,23 +324,31 @@ impl Core {
     fn enqueue(&mut self, subnet: Subnet, packet: Unrouted) {
         let queue = self.pending.entry(subnet).or_default();
         if queue.len() >= PENDING_PER_SUBNET || self.pending_total >= PENDING_TOTAL {
-            NodeStats::bump(&self.shared.stats.no_route);
+            NodeStats::bump(&self.stats.no_route);
             return;
         }
         queue.push_back(packet);
         self.pending_total += 1;
     }
 
-    /// Sends what the router produced, acts on its events, republishes the snapshot,
-    /// and flushes queues whose routes appeared.
-    async fn flush(&mut self) {
+    /// Hands a packet back to the data plane's worker; drops it if the worker is
+    /// that far behind.
+    fn hand_back(&self, work: Work) {
+        if self.to_worker.try_send(work).is_err() {
+            NodeStats::bump(&self.stats.no_route);
+        }
+    }
+
+    /// Sends what the router produced, acts on its events, republishes the
+    /// snapshot, and hands back the packets whose routes or keys appeared.
+    pub(crate) fn flush(&mut self) {
         self.send_control();
         let mut usable = Vec::new();
         while let Some(e) = self.router.poll_event() {
             match e {
                 Event::PeerDead(peer) => {
                     tracing::info!("{peer} sent no IHU for too long; disconnecting");
-                    NodeStats::bump(&self.shared.stats.peers_died);
+                    NodeStats::bump(&self.stats.peers_died);
                     if let Some(link) = self.links.get(&peer) {
                         link.close.cancel();
                     }
@@ -532,31 +362,19 @@ impl Core {
                     if let Some(q) = self.pending.remove(&subnet) {
                         self.pending_total -= q.len();
                         for packet in q {
-                            NodeStats::bump(&self.shared.stats.no_route);
-                            // Local packets get "no route" on the TUN, from their own
-                            // source as upstream sends it; transit ones just go.
-                            if let Unrouted::Local { buf, len } = packet {
-                                let ip = &buf[dataplane::HEADROOM..dataplane::HEADROOM + len];
-                                if let Ok(view) = Ipv6Packet::new_checked(ip) {
-                                    dataplane::icmp_to_tun(
-                                        &self.shared,
-                                        view.src(),
-                                        view.src(),
-                                        view.hop_limit(),
-                                        mycelium_proto::icmp::DESTINATION_UNREACHABLE,
-                                        mycelium_proto::icmp::CODE_NO_ROUTE,
-                                        ip,
-                                    );
-                                }
+                            NodeStats::bump(&self.stats.no_route);
+                            // Local packets get "no route" on the TUN; transit ones
+                            // just go.
+                            if let Unrouted::Local { buf, len, .. } = packet {
+                                self.hand_back(Work::NoRoute { buf, len });
                             }
                         }
                     }
                 }
             }
         }
+        // Published before any packet goes back, so the worker finds the routes.
         self.publish();
-        let snapshot = self.shared.snapshot.load_full();
-        let mut out = dataplane::TunBatch::default();
         // Queued packets whose destination now has a route, also those queued while
         // the snapshot was behind.
         let ready: Vec<Subnet> = self
@@ -571,37 +389,13 @@ impl Core {
             };
             self.pending_total -= queue.len();
             for packet in queue {
-                match packet {
-                    Unrouted::Local { buf, len } => {
-                        dataplane::send_local(&self.shared, &mut self.cache, &snapshot, buf, len)
-                    }
-                    Unrouted::Message { src, dst, buf } => dataplane::send_frame(
-                        &self.shared,
-                        &mut self.cache,
-                        &snapshot,
-                        src,
-                        dst,
-                        buf,
-                    ),
-                    Unrouted::Transit(pkt) => {
-                        // Its hop limit was already taken at arrival: give it back
-                        // before the data plane takes it again.
-                        let mut pkt = pkt;
-                        if let Ok(mut frame) = DataFrame::new_checked(&mut pkt[..]) {
-                            frame.set_hop_limit(frame.hop_limit().saturating_add(1));
-                        }
-                        dataplane::handle_data(
-                            &self.shared,
-                            &mut self.cache,
-                            &snapshot,
-                            pkt,
-                            &mut out,
-                        )
-                        .await;
-                    }
-                }
+                self.hand_back(Work::Retry(packet));
             }
         }
+        if self.unknown.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot.load();
         let known: Vec<Subnet> = self
             .unknown
             .keys()
@@ -614,12 +408,9 @@ impl Core {
             };
             self.unknown_total -= queue.len();
             for packet in queue {
-                dataplane::deliver(&self.shared, &mut self.cache, &snapshot, packet, &mut out)
-                    .await;
+                self.hand_back(Work::Deliver(packet));
             }
         }
-        out.flush(&self.shared).await;
-        self.cache.tally.merge(&self.shared.packets);
     }
 }
 
@@ -661,8 +452,7 @@ impl Core {
     fn publish(&mut self) {
         if self.links_changed {
             let table = self.forwarding.table().clone();
-            self.shared
-                .snapshot
+            self.snapshot
                 .store(Arc::new(Snapshot::new(self.link_txs.clone(), table)));
             self.links_changed = false;
         }
@@ -678,9 +468,8 @@ impl Core {
             self.forwarding
                 .replace_all(self.router.forwarding_entries());
             #[cfg(test)]
-            self.shared
-                .full_publications
-                .fetch_add(1, Ordering::Relaxed);
+            self.full_publications
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // A burst's list is not kept at its largest.
         if self.changed.capacity() > 4 * FLUSH_TLVS {
@@ -699,8 +488,29 @@ fn s_addr(s: &Subnet) -> Ipv6Addr {
 /// Links without sockets, driven by hand, for tests of the core.
 #[cfg(test)]
 pub(crate) mod testing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use mycelium_proto::routing::LinkKind;
+    use mycelium_proto::{RouterId, SecretKey};
+    use rand::Rng;
+    use tokio::sync::{oneshot, Semaphore};
+
     use super::*;
-    use crate::link::{control_queue, ControlRx, CONTROL_BATCH};
+    use crate::control_queue::{control_queue, control_queue_bytes, ControlRx};
+    use crate::link::CONTROL_BATCH;
+
+    /// A running core and what a link task would hold to talk to it.
+    pub(crate) struct TestCore {
+        pub(crate) core_tx: mpsc::Sender<CoreCmd>,
+        pub(crate) control_permits: Arc<Semaphore>,
+        pub(crate) control_queue_bytes: usize,
+        pub(crate) snapshot: Arc<ArcSwap<Snapshot>>,
+        pub(crate) full_publications: Arc<AtomicU64>,
+        /// What the core hands back to the data plane.
+        #[allow(dead_code)]
+        pub(crate) work: mpsc::Receiver<Work>,
+        next_peer: AtomicU64,
+    }
 
     /// The far side of a link the core knows.
     pub(crate) struct FakeLink {
@@ -711,18 +521,49 @@ pub(crate) mod testing {
         pub(crate) data: mpsc::Receiver<bytes::Bytes>,
     }
 
-    /// A core with no TUN, running on the current runtime.
-    pub(crate) fn start_core(cfg: &NodeConfig) -> (Arc<Shared>, Receivers) {
-        let (core, shared, _, receivers) = Core::new(cfg, None, CancellationToken::new());
+    /// A core with these timers and bounds, on the current runtime.
+    pub(crate) fn start_core(router_cfg: mycelium_proto::routing::RouterConfig) -> Arc<TestCore> {
+        let mut rng = rand::thread_rng();
+        let key = SecretKey::generate(&mut rng).public_key();
+        let mut router_cfg = router_cfg;
+        router_cfg.hash_seed = rng.gen();
+        let max_subnets = router_cfg.limits.max_subnets;
+        let router = Router::new(router_cfg, RouterId::new(key, rng.gen()), Instant::ZERO);
+        let forwarding = TableWriter::new(max_subnets, rng.gen());
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(
+            Map::default(),
+            forwarding.table().clone(),
+        )));
+        let (core_tx, rx) = mpsc::channel(CORE_QUEUE);
+        let (to_worker, work) = mpsc::channel(WORK_QUEUE);
+        let core = Core::new(CoreParts {
+            router,
+            forwarding,
+            snapshot: snapshot.clone(),
+            rx,
+            to_worker,
+            stats: Arc::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let full_publications = core.full_publications.clone();
         tokio::spawn(core.run());
-        (shared, receivers)
+        Arc::new(TestCore {
+            core_tx,
+            control_permits: Arc::new(Semaphore::new(CONTROL_IN_FLIGHT)),
+            control_queue_bytes: control_queue_bytes(max_subnets),
+            snapshot,
+            full_publications,
+            work,
+            // From 1: the forwarding table stores "no next hop" as 0.
+            next_peer: AtomicU64::new(1),
+        })
     }
 
     /// Brings a link up, as a link task does.
-    pub(crate) async fn link_up(shared: &Shared) -> FakeLink {
-        let peer = shared.new_peer_id();
+    pub(crate) async fn link_up(core: &TestCore) -> FakeLink {
+        let peer = PeerId(core.next_peer.fetch_add(1, Ordering::Relaxed));
         let (data_tx, data) = mpsc::channel(64);
-        let (control_tx, control) = control_queue(shared.control_queue_bytes);
+        let (control_tx, control) = control_queue(core.control_queue_bytes);
         let close = CancellationToken::new();
         let up = CoreCmd::LinkUp {
             peer,
@@ -732,7 +573,7 @@ pub(crate) mod testing {
             control: control_tx,
             close: close.clone(),
         };
-        assert!(shared.core_tx.send(up).await.is_ok());
+        assert!(core.core_tx.send(up).await.is_ok());
         FakeLink {
             peer,
             control,
@@ -742,9 +583,9 @@ pub(crate) mod testing {
     }
 
     /// Hands TLVs from `peer` to the core, in batches as a link reader does.
-    pub(crate) async fn receive(shared: &Shared, peer: PeerId, tlvs: &[Tlv]) {
+    pub(crate) async fn receive(core: &TestCore, peer: PeerId, tlvs: &[Tlv]) {
         for chunk in tlvs.chunks(CONTROL_BATCH) {
-            let Ok(permit) = shared
+            let Ok(permit) = core
                 .control_permits
                 .clone()
                 .acquire_many_owned(chunk.len() as u32)
@@ -757,14 +598,14 @@ pub(crate) mod testing {
                 tlvs: chunk.to_vec(),
                 permit,
             };
-            assert!(shared.core_tx.send(cmd).await.is_ok());
+            assert!(core.core_tx.send(cmd).await.is_ok());
         }
     }
 
     /// The router's figures.
-    pub(crate) async fn router_view(shared: &Shared) -> RouterView {
+    pub(crate) async fn router_view(core: &TestCore) -> RouterView {
         let (tx, rx) = oneshot::channel();
-        assert!(shared
+        assert!(core
             .core_tx
             .send(CoreCmd::Query(Query::Router(tx)))
             .await
@@ -819,10 +660,9 @@ mod tests {
     use super::*;
     use crate::scale_tests::test_update;
 
-    fn config(max_subnets: usize) -> NodeConfig {
-        let mut cfg = NodeConfig::router_only(SecretKey::generate(&mut rand::thread_rng()));
-        cfg.router = mycelium_proto::routing::RouterConfig::upstream();
-        cfg.router.limits.max_subnets = max_subnets;
+    fn config(max_subnets: usize) -> mycelium_proto::routing::RouterConfig {
+        let mut cfg = mycelium_proto::routing::RouterConfig::upstream();
+        cfg.limits.max_subnets = max_subnets;
         cfg
     }
 
@@ -835,8 +675,8 @@ mod tests {
     async fn core_with_routes(
         routes: u64,
         max_subnets: usize,
-    ) -> (Arc<Shared>, Receivers, FakeLink) {
-        let (shared, rx) = start_core(&config(max_subnets));
+    ) -> (Arc<TestCore>, FakeLink) {
+        let shared = start_core(config(max_subnets));
         let a = link_up(&shared).await;
         let updates: Vec<Tlv> = (0..routes)
             .map(|i| Tlv::Update(test_update(i, 100)))
@@ -849,7 +689,7 @@ mod tests {
             .await,
             "the routes were not selected"
         );
-        (shared, rx, a)
+        (shared, a)
     }
 
     /// A neighbour that connects to a node holding 100,000 routes and asks for
@@ -858,7 +698,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_table_for_a_new_neighbour_does_not_close_its_link() {
         const ROUTES: u64 = 100_000;
-        let (shared, _rx, a) = core_with_routes(ROUTES, 250_000).await;
+        let (shared, a) = core_with_routes(ROUTES, 250_000).await;
         let mut b = link_up(&shared).await;
         receive(&shared, b.peer, &[WILDCARD]).await;
         // Every route, and ours, goes to b at once.
@@ -898,7 +738,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_link_that_does_not_read_is_closed_at_its_bound() {
         const ROUTES: u64 = 2_000;
-        let (shared, _rx, a) = core_with_routes(ROUTES, ROUTES as usize).await;
+        let (shared, a) = core_with_routes(ROUTES, ROUTES as usize).await;
         let bound = shared.control_queue_bytes;
         let b = link_up(&shared).await;
         // Each answer is about 136 kB; the bound is about 4.3 MB.

@@ -13,7 +13,7 @@ use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::routing::LinkKind;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::core::Shared;
+use crate::peering::Peering;
 use crate::link;
 use crate::registry::{ConnectionState, EntryHandle, PeerError, PeerKind};
 use crate::stats::NodeStats;
@@ -103,23 +103,30 @@ fn dual_stack_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts inbound TCP peers (TLS in a private network) on `[::]:port` until
-/// shutdown. If the port cannot be bound the node keeps running without a
-/// listener, as upstream does.
-pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mark: Option<u32>) {
+/// The TCP listener on `[::]:port`; `None` (logged) if the port cannot be bound,
+/// when the node runs without one, as upstream does.
+pub(crate) fn bind(port: u16) -> Option<TcpListener> {
     let addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    let listener = match dual_stack_listener(addr) {
-        Ok(l) => l,
+    match dual_stack_listener(addr) {
+        Ok(l) => Some(l),
         Err(e) => {
             tracing::error!("cannot listen on TCP {addr}: {e}; running without a TCP listener");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Accepts inbound TCP peers (TLS in a private network) on `listener` until
+/// shutdown.
+pub(crate) async fn serve(peering: Arc<Peering>, streams: Streams, listener: TcpListener) {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let what = if streams.is_private() { "TLS" } else { "TCP" };
     tracing::info!("listening for {what} peers on {addr}");
     loop {
         let (stream, remote) = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
+            _ = peering.shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -129,11 +136,11 @@ pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mar
                 }
             },
         };
-        if !shared.admit_connection() {
+        if !peering.admit_connection() {
             tracing::debug!("closing TCP peer {remote}: connection attempts over the rate");
             continue;
         }
-        set_mark(&stream, mark);
+        set_mark(&stream, peering.mark);
         let _ = stream.set_nodelay(true);
         #[cfg(feature = "private")]
         if let (Some(tls), Some(slots)) = (&streams.tls, &streams.handshakes) {
@@ -141,58 +148,58 @@ pub(crate) async fn listen(shared: Arc<Shared>, streams: Streams, port: u16, mar
                 tracing::debug!("refusing TLS peer {remote}: too many handshakes running");
                 continue;
             };
-            let (shared, tls) = (shared.clone(), tls.clone());
-            tokio::spawn(async move {
+            let (peering, tls, tasks) = (peering.clone(), tls.clone(), peering.tasks.clone());
+            tasks.spawn(async move {
                 let handshake = tokio::select! {
-                    _ = shared.shutdown.cancelled() => return,
-                    r = accept_tls(&shared, &tls, stream, remote) => r,
+                    _ = peering.shutdown.cancelled() => return,
+                    r = accept_tls(&peering, &tls, stream, remote) => r,
                 };
                 drop(slot);
                 if let Some((stream, local)) = handshake {
                     let stream = Secured::Tls(stream);
-                    inbound(&shared, Endpoint::tls(remote), stream, local, remote).await;
+                    inbound(&peering, Endpoint::tls(remote), stream, local, remote).await;
                 }
             });
             continue;
         }
         let local = stream.local_addr().ok();
-        let shared = shared.clone();
-        tokio::spawn(async move {
+        let (peering, tasks) = (peering.clone(), peering.tasks.clone());
+        tasks.spawn(async move {
             let stream = Secured::Plain(stream);
-            inbound(&shared, Endpoint::tcp(remote), stream, local, remote).await;
+            inbound(&peering, Endpoint::tcp(remote), stream, local, remote).await;
         });
     }
 }
 
 /// Records an inbound peer and runs its link until it ends.
 async fn inbound(
-    shared: &Arc<Shared>,
+    peering: &Arc<Peering>,
     endpoint: Endpoint,
     stream: Secured,
     local: Option<SocketAddr>,
     remote: SocketAddr,
 ) {
-    let entry = match shared
+    let entry = match peering
         .registry
         .insert(endpoint, PeerKind::Inbound, ConnectionState::Alive)
     {
         Ok(entry) => entry,
         Err(e) => {
             if e == PeerError::TooMany {
-                NodeStats::bump(&shared.stats.connections_over_limit);
+                NodeStats::bump(&peering.stats().connections_over_limit);
             }
             tracing::debug!("refusing peer {endpoint}: {e}");
             return;
         }
     };
-    run_stream(shared, stream, local, remote, &entry, "inbound").await;
-    shared.registry.forget(&entry);
+    run_stream(peering, stream, local, remote, &entry, "inbound").await;
+    peering.registry.forget(&entry);
 }
 
 /// The server side of a TLS handshake; a refusal is logged and counted.
 #[cfg(feature = "private")]
 async fn accept_tls(
-    shared: &Shared,
+    peering: &Peering,
     tls: &crate::tls::Tls,
     stream: TcpStream,
     remote: SocketAddr,
@@ -201,7 +208,7 @@ async fn accept_tls(
     match tls.accept(stream).await {
         Ok(s) => Some((s, local)),
         Err(e) => {
-            crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
+            crate::stats::NodeStats::bump(&peering.stats().tls_handshake_failures);
             tracing::warn!("TLS handshake with inbound peer {remote} refused: {e}");
             None
         }
@@ -211,7 +218,7 @@ async fn accept_tls(
 /// Runs a link over a connected TCP stream, or a TLS stream over one, until it
 /// ends.
 async fn run_stream(
-    shared: &Arc<Shared>,
+    peering: &Arc<Peering>,
     stream: Secured,
     local: Option<SocketAddr>,
     remote: SocketAddr,
@@ -230,13 +237,13 @@ async fn run_stream(
         Secured::Plain(stream) => {
             let (r, w) = stream.into_split();
             let conn_id = format!("TCP {local} <-> {remote}");
-            link::run(shared.clone(), r, w, meta(LinkKind::Tcp { ipv4 }, conn_id)).await;
+            link::run(&peering.links, r, w, meta(LinkKind::Tcp { ipv4 }, conn_id)).await;
         }
         #[cfg(feature = "private")]
         Secured::Tls(stream) => {
             let (r, w) = tokio::io::split(stream);
             let conn_id = format!("TLS {local} <-> {remote}");
-            link::run(shared.clone(), r, w, meta(LinkKind::Tls { ipv4 }, conn_id)).await;
+            link::run(&peering.links, r, w, meta(LinkKind::Tls { ipv4 }, conn_id)).await;
         }
     }
 }
@@ -259,7 +266,7 @@ async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStre
 /// `max_failures`) it has failed that many times in a row, when the entry is
 /// forgotten.
 pub(crate) async fn dial(
-    shared: Arc<Shared>,
+    peering: Arc<Peering>,
     streams: Streams,
     entry: EntryHandle,
     max_failures: Option<u32>,
@@ -274,22 +281,22 @@ pub(crate) async fn dial(
     };
     let mut failures = 0;
     loop {
-        shared
+        peering
             .registry
             .set_state(&entry, ConnectionState::Connecting);
         let attempt = tokio::select! {
             _ = entry.cancel.cancelled() => return,
-            r = connect(addr, shared.mark) => r,
+            r = connect(addr, peering.mark) => r,
         };
         let endpoint = entry.endpoint;
         match attempt {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
-                match secure(&shared, &streams, stream, &entry).await {
+                match secure(&peering, &streams, stream, &entry).await {
                     Some(stream) => {
                         failures = 0;
-                        shared.registry.set_state(&entry, ConnectionState::Alive);
-                        run_stream(&shared, stream, local, addr, &entry, origin).await;
+                        peering.registry.set_state(&entry, ConnectionState::Alive);
+                        run_stream(&peering, stream, local, addr, &entry, origin).await;
                     }
                     None => failures += 1,
                 }
@@ -299,10 +306,10 @@ pub(crate) async fn dial(
                 tracing::debug!("connecting to {endpoint}: {e}");
             }
         }
-        shared.registry.set_state(&entry, ConnectionState::Dead);
+        peering.registry.set_state(&entry, ConnectionState::Dead);
         if max_failures.is_some_and(|max| failures >= max) {
             tracing::info!("forgetting {origin} peer {endpoint} after {failures} failed attempts");
-            shared.registry.forget(&entry);
+            peering.registry.forget(&entry);
             return;
         }
         tokio::select! {
@@ -323,7 +330,7 @@ enum Secured {
 /// network; hands back the stream as it is otherwise. `None` (logged and counted)
 /// when the handshake fails or the entry is removed meanwhile.
 async fn secure(
-    shared: &Shared,
+    peering: &Peering,
     streams: &Streams,
     stream: TcpStream,
     entry: &EntryHandle,
@@ -337,12 +344,12 @@ async fn secure(
         return match handshake {
             Ok(s) => Some(Secured::Tls(s)),
             Err(e) => {
-                crate::stats::NodeStats::bump(&shared.stats.tls_handshake_failures);
+                crate::stats::NodeStats::bump(&peering.stats().tls_handshake_failures);
                 tracing::warn!("TLS handshake with {} failed: {e}", entry.endpoint);
                 None
             }
         };
     }
-    let _ = (shared, streams, entry);
+    let _ = (peering, streams, entry);
     Some(Secured::Plain(stream))
 }
