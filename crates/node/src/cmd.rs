@@ -65,7 +65,10 @@ pub(crate) enum CoreCmd {
     /// A packet to hold until its destination has a route.
     Unrouted(Unrouted),
     /// A data packet for us from a source whose key we do not know yet.
-    UnknownSource { src: Ipv6Addr, packet: BytesMut },
+    UnknownSource {
+        src: Ipv6Addr,
+        packet: BytesMut,
+    },
     /// A question from the API.
     Query(Query),
 }

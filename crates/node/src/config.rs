@@ -205,4 +205,3 @@ pub struct DiscoveryConfig {
     /// Interfaces to use; empty means every qualifying one.
     pub interfaces: Vec<String>,
 }
-

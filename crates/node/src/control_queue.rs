@@ -135,4 +135,3 @@ pub(crate) fn control_queue(limit: usize) -> (ControlTx, ControlRx) {
         ControlRx { rx, queued },
     )
 }
-

@@ -19,8 +19,8 @@ use mycelium_proto::endpoint::Endpoint;
 
 use crate::config::DiscoveryConfig;
 use crate::peering::Peering;
-use crate::tcp;
 use crate::registry::{ConnectionState, PeerKind};
+use crate::tcp;
 
 /// The multicast group beacons go to.
 const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xcafe);

@@ -18,10 +18,17 @@ use crate::buffer::{HEADROOM, PAYLOAD_AT};
 
 /// An ICMPv6 error about `offending`, at [`HEADROOM`] in a buffer, for our TUN.
 pub(crate) fn for_tun(e: IcmpError, offending: &[u8]) -> BytesMut {
-    let mut packet =
-        BytesMut::with_capacity(HEADROOM + 48 + offending.len().min(icmp::MAX_QUOTE));
+    let mut packet = BytesMut::with_capacity(HEADROOM + 48 + offending.len().min(icmp::MAX_QUOTE));
     packet.resize(HEADROOM, 0);
-    icmp::encode_error(e.src, e.dst, e.hop_limit, e.kind, e.code, offending, &mut packet);
+    icmp::encode_error(
+        e.src,
+        e.dst,
+        e.hop_limit,
+        e.kind,
+        e.code,
+        offending,
+        &mut packet,
+    );
     packet
 }
 

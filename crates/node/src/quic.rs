@@ -21,9 +21,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::peering::Peering;
-use crate::path::DataPath;
 use crate::link;
+use crate::path::DataPath;
+use crate::peering::Peering;
 use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerError, PeerKind};
 use crate::stats::NodeStats;
 

@@ -672,10 +672,7 @@ mod tests {
     });
 
     /// A core holding `routes` routes learned from one link, and that link.
-    async fn core_with_routes(
-        routes: u64,
-        max_subnets: usize,
-    ) -> (Arc<TestCore>, FakeLink) {
+    async fn core_with_routes(routes: u64, max_subnets: usize) -> (Arc<TestCore>, FakeLink) {
         let shared = start_core(config(max_subnets));
         let a = link_up(&shared).await;
         let updates: Vec<Tlv> = (0..routes)

@@ -13,8 +13,8 @@ use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::routing::LinkKind;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::peering::Peering;
 use crate::link;
+use crate::peering::Peering;
 use crate::registry::{ConnectionState, EntryHandle, PeerError, PeerKind};
 use crate::stats::NodeStats;
 

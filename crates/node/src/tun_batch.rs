@@ -88,7 +88,12 @@ impl TunBatch {
 
     /// Adds a packet (IPv6 at `HEADROOM`); writes the batch first if it is full.
     pub(crate) async fn push(&mut self, stats: &NodeStats, mut packet: BytesMut) {
-        let Some(tun) = &self.tun else { return };
+        let Some(tun) = &self.tun else {
+            // Tests read what would have been written.
+            #[cfg(test)]
+            self.packets.push(packet);
+            return;
+        };
         // Only a device with offload coalesces; elsewhere packets go one by one.
         let coalesces = tun.path() == TunPath::Offload;
         if self.packets.len() >= BATCH {
@@ -107,6 +112,12 @@ impl TunBatch {
         }
         self.last = key;
         self.packets.push(packet);
+    }
+
+    /// The packets gathered and not yet written.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> &[BytesMut] {
+        &self.packets
     }
 
     /// Writes what was gathered.
@@ -166,8 +177,12 @@ mod tests {
         assert!(first.is_some());
         let same = RunKey::of(&segment(1000, &ts1, 0x10)).unwrap();
         assert!(same.continues(&first));
-        assert!(!RunKey::of(&segment(1001, &ts1, 0x10)).unwrap().continues(&first));
-        assert!(!RunKey::of(&segment(1000, &ts2, 0x10)).unwrap().continues(&first));
+        assert!(!RunKey::of(&segment(1001, &ts1, 0x10))
+            .unwrap()
+            .continues(&first));
+        assert!(!RunKey::of(&segment(1000, &ts2, 0x10))
+            .unwrap()
+            .continues(&first));
         let pushed = RunKey::of(&segment(1000, &ts1, 0x18));
         assert!(!same.continues(&pushed));
         assert!(!same.continues(&None));

@@ -61,4 +61,3 @@ pub struct PacketStatistics {
     /// Packets whose addresses did not fit the bounded tables.
     pub untracked: u64,
 }
-

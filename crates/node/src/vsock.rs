@@ -9,8 +9,8 @@ use mycelium_proto::endpoint::{Endpoint, EndpointAddr, VsockAddr};
 use mycelium_proto::routing::LinkKind;
 use tokio_vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 
-use crate::peering::Peering;
 use crate::link;
+use crate::peering::Peering;
 use crate::registry::{ConnectionState, EntryHandle, PeerKind};
 
 /// Static peers are redialled every 5 s, as TCP ones are.

@@ -56,7 +56,10 @@ fn strip(text: &str) -> String {
             out.push_str("\"\"");
         } else if b[i] == b'\'' && i + 2 < b.len() && (b[i + 2] == b'\'' || b[i + 1] == b'\\') {
             // A char literal ('"', '\n'); lifetimes are left alone.
-            let end = b[i + 1..].iter().position(|&c| c == b'\'').map_or(b.len(), |p| i + 2 + p);
+            let end = b[i + 1..]
+                .iter()
+                .position(|&c| c == b'\'')
+                .map_or(b.len(), |p| i + 2 + p);
             i = end;
             out.push_str("' '");
         } else {
@@ -273,7 +276,11 @@ fn circles(graph: &Graph) -> Vec<Vec<String>> {
             if next == start {
                 // Report each circle once, from its smallest name.
                 let mut c = path.clone();
-                let min = c.iter().enumerate().min_by_key(|(_, n)| *n).map_or(0, |(i, _)| i);
+                let min = c
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| *n)
+                    .map_or(0, |(i, _)| i);
                 c.rotate_left(min);
                 found.insert(c);
             } else if !path.contains(next) && next.as_str() > start {
@@ -292,11 +299,16 @@ fn circles(graph: &Graph) -> Vec<Vec<String>> {
 }
 
 fn check(crate_dir: &str) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(crate_dir).join("src");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(crate_dir)
+        .join("src");
     let graph = graph(&src, "lib.rs");
     assert!(graph.len() > 3, "read no modules from {}", src.display());
     let found = circles(&graph);
-    let text: Vec<String> = found.iter().map(|c| format!("{} -> {}", c.join(" -> "), c[0])).collect();
+    let text: Vec<String> = found
+        .iter()
+        .map(|c| format!("{} -> {}", c.join(" -> "), c[0]))
+        .collect();
     assert!(
         found.is_empty(),
         "{crate_dir}: modules import each other in a circle:\n  {}",
@@ -320,9 +332,18 @@ fn the_checker_sees_circles() {
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("d")).unwrap();
     let write = |name: &str, text: &str| std::fs::write(src.join(name), text).unwrap();
-    write("lib.rs", "mod a;\nmod b;\nmod c;\nmod d;\n#[cfg(test)]\nmod t;\npub use a::A;\n");
-    write("a.rs", "use crate::{b::{B, Bb}, c};\n// crate::d in a comment\n");
-    write("b.rs", "use crate::d::D;\n#[cfg(test)]\nmod tests { use crate::a::A; }\n");
+    write(
+        "lib.rs",
+        "mod a;\nmod b;\nmod c;\nmod d;\n#[cfg(test)]\nmod t;\npub use a::A;\n",
+    );
+    write(
+        "a.rs",
+        "use crate::{b::{B, Bb}, c};\n// crate::d in a comment\n",
+    );
+    write(
+        "b.rs",
+        "use crate::d::D;\n#[cfg(test)]\nmod tests { use crate::a::A; }\n",
+    );
     write("c.rs", "pub(crate) fn f() -> crate::Root { todo!() }\n");
     write("d/mod.rs", "mod e;\n");
     write("d/e.rs", "use crate::a::A; use super::E;\n");

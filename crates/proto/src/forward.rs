@@ -247,7 +247,11 @@ mod tests {
             let mut buf = data(hop, A, C, 16);
             let mut frame = DataFrame::new_checked(&mut buf[..]).unwrap();
             assert_eq!(transit(&mut frame, own(B), |_| Some(7)), want, "hop {hop}");
-            let left = if want == Transit::Expired { hop } else { hop - 1 };
+            let left = if want == Transit::Expired {
+                hop
+            } else {
+                hop - 1
+            };
             assert_eq!(frame.hop_limit(), left, "hop {hop}");
         }
     }
@@ -256,7 +260,9 @@ mod tests {
     fn a_packet_for_our_subnet_is_delivered_whatever_the_routes() {
         let mut buf = data(2, A, B, 16);
         let mut frame = DataFrame::new_checked(&mut buf[..]).unwrap();
-        let verdict = transit(&mut frame, own(B), |_| -> Option<u8> { panic!("looked up") });
+        let verdict = transit(&mut frame, own(B), |_| -> Option<u8> {
+            panic!("looked up")
+        });
         assert_eq!(verdict, Transit::Deliver);
         assert_eq!(frame.hop_limit(), 1);
     }
@@ -266,7 +272,10 @@ mod tests {
         let mut buf = data(9, A, C, 16);
         let before = buf.clone();
         let mut frame = DataFrame::new_checked(&mut buf[..]).unwrap();
-        assert_eq!(transit(&mut frame, own(B), |_| None::<u8>), Transit::Unrouted);
+        assert_eq!(
+            transit(&mut frame, own(B), |_| None::<u8>),
+            Transit::Unrouted
+        );
         assert_eq!(buf, before);
     }
 
@@ -318,13 +327,16 @@ mod tests {
                     code: 0,
                 }),
             ),
-            (ipv6(0, A, C, 8), Outbound::Refused(IcmpError {
-                src: A,
-                dst: A,
-                hop_limit: 0,
-                kind: icmp::TIME_EXCEEDED,
-                code: 0,
-            })),
+            (
+                ipv6(0, A, C, 8),
+                Outbound::Refused(IcmpError {
+                    src: A,
+                    dst: A,
+                    hop_limit: 0,
+                    kind: icmp::TIME_EXCEEDED,
+                    code: 0,
+                }),
+            ),
             (ipv6(2, A, C, 8), Outbound::Send { hop_limit: 1 }),
             (ipv6(64, A, C, 8), Outbound::Send { hop_limit: 63 }),
         ];
@@ -339,14 +351,20 @@ mod tests {
         let p = ipv6(64, A, A, 8);
         let view = Ipv6Packet::new_checked(&p[..]).unwrap();
         assert_eq!(outbound(&view, A, own(A), true), Outbound::Reflect);
-        assert!(matches!(outbound(&view, A, own(A), false), Outbound::Refused(_)));
+        assert!(matches!(
+            outbound(&view, A, own(A), false),
+            Outbound::Refused(_)
+        ));
     }
 
     #[test]
     fn an_inner_packet_too_long_to_seal_is_dropped() {
         let fits = ipv6(64, A, C, MAX_INNER_PACKET - 40);
         let view = Ipv6Packet::new_checked(&fits[..]).unwrap();
-        assert_eq!(outbound(&view, A, own(A), false), Outbound::Send { hop_limit: 63 });
+        assert_eq!(
+            outbound(&view, A, own(A), false),
+            Outbound::Send { hop_limit: 63 }
+        );
         // The view does not read the length field: what the device said counts.
         let mut long = fits.clone();
         long.push(0);
@@ -385,8 +403,14 @@ mod tests {
 
     #[test]
     fn inbound_tells_messages_and_reports_and_refuses_the_rest() {
-        assert_eq!(inbound(A, B, 9, &mut plain(PayloadType::Message, b"x")), Inbound::Message);
-        assert_eq!(inbound(A, B, 9, &mut plain(PayloadType::OobIcmp, b"x")), Inbound::OobIcmp);
+        assert_eq!(
+            inbound(A, B, 9, &mut plain(PayloadType::Message, b"x")),
+            Inbound::Message
+        );
+        assert_eq!(
+            inbound(A, B, 9, &mut plain(PayloadType::OobIcmp, b"x")),
+            Inbound::OobIcmp
+        );
         assert_eq!(inbound(A, B, 9, &mut [0xff, 0, 0, 0]), Inbound::Malformed);
         assert_eq!(inbound(A, B, 9, &mut []), Inbound::Malformed);
         let short = ipv6(64, A, B, 8);

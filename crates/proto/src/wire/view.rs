@@ -238,7 +238,10 @@ impl<T: AsRef<[u8]>> TcpHeader<T> {
     /// Source and destination ports.
     pub fn ports(&self) -> (u16, u16) {
         let b = self.buf.as_ref();
-        (u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]]))
+        (
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        )
     }
 
     /// The header's length in bytes, options included.
@@ -365,7 +368,10 @@ mod tests {
         h[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
         let tcp = TcpHeader::new_checked(&h[..]).unwrap();
         assert_eq!(tcp.ports(), (8080, 80));
-        assert_eq!((tcp.header_len(), tcp.options().len(), tcp.psh()), (32, 12, true));
+        assert_eq!(
+            (tcp.header_len(), tcp.options().len(), tcp.psh()),
+            (32, 12, true)
+        );
         assert!(TcpHeader::new_checked(&h[..31]).is_err());
         assert!(TcpHeader::new_checked(&h[..12]).is_err());
         h[12] = 4 << 4;
