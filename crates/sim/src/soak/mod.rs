@@ -39,6 +39,7 @@
 //!   path); they must never arrive corrupted. Each message is judged
 //!   [`GRACE`] after its deadline.
 
+mod churn;
 mod config;
 mod loops;
 mod report;
@@ -57,7 +58,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::check;
-use crate::network::{CrashKind, LinkConfig, LinkIdx, NodeIdx, Sim, SimStats};
+use crate::network::{LinkConfig, NodeIdx, Sim, SimStats};
 use crate::topology;
 
 pub use config::SoakConfig;
@@ -65,6 +66,7 @@ pub use loops::LoopCheckStats;
 pub use report::{ChurnCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
 pub use world::DataStats;
 
+use churn::{exp, Churn, Repair};
 use loops::LoopWatch;
 use world::{Outcome, World};
 
@@ -73,22 +75,10 @@ use world::{Outcome, World};
 pub const GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkFailure {
-    Cut,
-    Silent,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Excuse {
     SenderDown,
     ReceiverDown,
     NoPath,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Repair {
-    Link(LinkIdx),
-    Node(NodeIdx),
 }
 
 #[derive(Debug)]
@@ -114,21 +104,12 @@ fn digest(b: &Bytes) -> u64 {
     h.finish()
 }
 
-/// An exponential wait of mean `mean`.
-fn exp(rng: &mut ChaCha8Rng, mean: f64) -> Duration {
-    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
-    Duration::from_secs_f64(-u.ln() * mean)
-}
-
 struct Driver {
     cfg: SoakConfig,
     w: World,
     watch: LoopWatch,
     rng: ChaCha8Rng,
-    link_down: Vec<Option<LinkFailure>>,
-    repairs: BTreeMap<(Instant, u64), Repair>,
-    seq: u64,
-    churn: ChurnCounts,
+    churn: Churn,
     msgs: Vec<Msg>,
     /// (sender, id) → message, while it is being judged or could still arrive.
     by_id: HashMap<(NodeIdx, MessageId), usize>,
@@ -186,10 +167,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         w,
         watch,
         rng,
-        link_down: vec![None; links],
-        repairs: BTreeMap::new(),
-        seq: 0,
-        churn: ChurnCounts::default(),
+        churn: Churn::new(cfg.nodes, links),
         msgs: Vec::new(),
         by_id: HashMap::new(),
         pending: BTreeMap::new(),
@@ -224,7 +202,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         d.failures.push(e);
     }
     report.simulated = d.w.sim.now() - Instant::ZERO;
-    report.churn = d.churn;
+    report.churn = d.churn.counts;
     report.loop_checks = d.watch.stats;
     d.loops.open_at_end = d.open_loops.len() as u64;
     report.loops = d.loops;
@@ -421,7 +399,7 @@ impl Driver {
         let churn_start = self.now();
         let mut churn_end = churn_start + self.cfg.churn;
         let mut end = churn_end + self.cfg.settle;
-        let links = self.link_down.len() as f64;
+        let links = self.churn.links() as f64;
         let nodes = self.cfg.nodes as f64;
         let link_rate = links / self.cfg.link_mtbf.as_secs_f64();
         let node_rate = nodes / self.cfg.node_mtbf.as_secs_f64();
@@ -457,7 +435,7 @@ impl Driver {
             let next = [
                 Some(end),
                 self.w.next_due(),
-                self.repairs.keys().next().map(|&(t, _)| t),
+                self.churn.next_repair(),
                 self.pending.keys().next().map(|&(t, _)| t),
                 Some(next_full),
                 Some(next_sample),
@@ -490,11 +468,7 @@ impl Driver {
             if now >= end {
                 break;
             }
-            while let Some(entry) = self.repairs.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let r = entry.remove();
+            while let Some(r) = self.churn.take_due(now) {
                 self.repair(r)?;
             }
             if churning && now >= next_link_fail {
@@ -532,7 +506,7 @@ impl Driver {
                         (now - Instant::ZERO).as_secs_f64(),
                         wall.elapsed().as_secs_f64(),
                         self.w.sim.stats().steps,
-                        self.link_down.iter().flatten().count(),
+                        self.churn.links_down(),
                         (0..self.cfg.nodes).filter(|&n| !self.w.sim.is_up(n)).count(),
                         self.counts.sent,
                         self.counts.delivered,
@@ -574,89 +548,30 @@ impl Driver {
         exp(&mut self.rng, 1.0 / rate).max(Duration::from_micros(1))
     }
 
-    fn schedule_repair(&mut self, after: Duration, r: Repair) {
-        self.seq += 1;
-        let at = self.now() + after;
-        self.repairs.insert((at, self.seq), r);
-    }
-
     fn fail_link(&mut self) -> Result<(), String> {
-        let links = self.link_down.len();
-        // A random link that is not already down.
-        let Some(l) = (0..16)
-            .map(|_| self.rng.gen_range(0..links))
-            .find(|&l| self.link_down[l].is_none())
-        else {
-            return Ok(());
-        };
-        if self.rng.gen_bool(0.5) {
-            self.w.sim.cut_link(l);
-            self.link_down[l] = Some(LinkFailure::Cut);
-            self.churn.cuts += 1;
-        } else {
-            self.w.sim.silence_link(l);
-            self.link_down[l] = Some(LinkFailure::Silent);
-            self.churn.silences += 1;
+        if self.churn.fail_link(&mut self.w, &mut self.rng, &self.cfg) {
+            self.after_churn()?;
         }
-        let down = if self.rng.gen_bool(self.cfg.flap_share) {
-            Duration::from_secs_f64(self.rng.gen_range(0.2..3.0))
-        } else {
-            let mean = self.cfg.link_repair.as_secs_f64();
-            exp(&mut self.rng, mean).min(Duration::from_secs_f64(mean * 10.0))
-        };
-        self.schedule_repair(down, Repair::Link(l));
-        self.after_churn()
+        Ok(())
     }
 
     fn crash_node(&mut self) -> Result<(), String> {
-        let n = self.cfg.nodes;
-        let Some(node) = (0..16)
-            .map(|_| self.rng.gen_range(0..n))
-            .find(|&i| self.w.sim.is_up(i))
-        else {
-            return Ok(());
-        };
-        if self.rng.gen_bool(0.5) {
-            self.w.sim.crash(node, CrashKind::ProcessExit);
-            self.churn.exits += 1;
-        } else {
-            self.w.sim.crash(node, CrashKind::PowerLoss);
-            self.churn.power_losses += 1;
+        if self.churn.crash_node(&mut self.w, &mut self.rng, &self.cfg) {
+            self.after_churn()?;
         }
-        self.w.sync_bus(node);
-        let mean = self.cfg.node_repair.as_secs_f64();
-        let down = Duration::from_secs(1)
-            + exp(&mut self.rng, mean).min(Duration::from_secs_f64(mean * 10.0));
-        self.schedule_repair(down, Repair::Node(node));
-        self.after_churn()
+        Ok(())
     }
 
     fn repair(&mut self, r: Repair) -> Result<(), String> {
-        match r {
-            Repair::Link(l) => {
-                match self.link_down[l].take() {
-                    Some(LinkFailure::Cut) => self.churn.cut_restores += 1,
-                    Some(LinkFailure::Silent) => self.churn.silence_restores += 1,
-                    None => return Ok(()),
-                }
-                self.w.sim.restore_link(l);
-            }
-            Repair::Node(n) => {
-                if self.w.sim.is_up(n) {
-                    return Ok(());
-                }
-                self.w.sim.restart(n);
-                self.w.sync_bus(n);
-                self.churn.restarts += 1;
-            }
+        if self.churn.repair(&mut self.w, r) {
+            self.after_churn()?;
         }
-        self.after_churn()
+        Ok(())
     }
 
     /// The end of the churn: every link restored, every node restarted.
     fn repair_everything(&mut self) -> Result<(), String> {
-        let repairs: Vec<Repair> = std::mem::take(&mut self.repairs).into_values().collect();
-        for r in repairs {
+        for r in self.churn.take_all() {
             self.repair(r)?;
         }
         Ok(())
@@ -666,37 +581,9 @@ impl Driver {
     /// pair it separated.
     fn after_churn(&mut self) -> Result<(), String> {
         self.check()?;
-        let links_down = self.link_down.iter().flatten().count();
-        let nodes_down = (0..self.cfg.nodes)
-            .filter(|&n| !self.w.sim.is_up(n))
-            .count();
-        self.churn.note_down(links_down, nodes_down);
+        self.churn.note_down(&self.w.sim);
         self.excuse_separated();
         Ok(())
-    }
-
-    /// Components of the graph of working links between running nodes.
-    fn components(&self) -> Vec<usize> {
-        let n = self.cfg.nodes;
-        let mut parent: Vec<usize> = (0..n).collect();
-        fn root(p: &mut [usize], mut x: usize) -> usize {
-            while p[x] != x {
-                p[x] = p[p[x]];
-                x = p[x];
-            }
-            x
-        }
-        for (l, down) in self.link_down.iter().enumerate() {
-            if down.is_some() {
-                continue;
-            }
-            let [a, b] = self.w.sim.link_ends(l);
-            if self.w.sim.is_up(a) && self.w.sim.is_up(b) {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                parent[ra] = rb;
-            }
-        }
-        (0..n).map(|x| root(&mut parent, x)).collect()
     }
 
     fn excuse_separated(&mut self) {
@@ -704,7 +591,7 @@ impl Driver {
         if self.pending.is_empty() {
             return;
         }
-        let comp = self.components();
+        let comp = self.churn.components(&self.w.sim);
         let open: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
         for i in open {
             let m = &mut self.msgs[i];
@@ -756,7 +643,7 @@ impl Driver {
         let now = self.now();
         let i = self.msgs.len();
         // The components are as of the last churn event: still true now.
-        let comp = self.components();
+        let comp = self.churn.components(&self.w.sim);
         let excuse = (comp[from] != comp[to]).then_some((Excuse::NoPath, now));
         self.msgs.push(Msg {
             from,
