@@ -41,19 +41,16 @@
 
 mod churn;
 mod config;
+mod judge;
 mod loops;
 mod report;
 mod world;
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
-use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mycelium_proto::messages::BusConfig;
 use mycelium_proto::time::Instant;
-use mycelium_proto::wire::message::MessageId;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -62,47 +59,15 @@ use crate::network::{LinkConfig, NodeIdx, Sim, SimStats};
 use crate::topology;
 
 pub use config::SoakConfig;
+pub use judge::{GRACE, LOOPS_DESCRIBED};
 pub use loops::LoopCheckStats;
 pub use report::{ChurnCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
 pub use world::DataStats;
 
 use churn::{exp, Churn, Repair};
+use judge::{LoopJudge, MessageJudge, Msg};
 use loops::LoopWatch;
-use world::{Outcome, World};
-
-/// How long after its deadline a message is judged: its sender has reported it
-/// delivered or failed by then.
-pub const GRACE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Excuse {
-    SenderDown,
-    ReceiverDown,
-    NoPath,
-}
-
-#[derive(Debug)]
-struct Msg {
-    from: NodeIdx,
-    to: NodeIdx,
-    id: MessageId,
-    len: usize,
-    digest: u64,
-    pushed: Instant,
-    deadline: Instant,
-    excuse: Option<(Excuse, Instant)>,
-    received: u32,
-    corrupt: bool,
-    confirmed: bool,
-    failed: bool,
-    judged: bool,
-}
-
-fn digest(b: &Bytes) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
-}
+use world::World;
 
 struct Driver {
     cfg: SoakConfig,
@@ -110,30 +75,11 @@ struct Driver {
     watch: LoopWatch,
     rng: ChaCha8Rng,
     churn: Churn,
-    msgs: Vec<Msg>,
-    /// (sender, id) → message, while it is being judged or could still arrive.
-    by_id: HashMap<(NodeIdx, MessageId), usize>,
-    /// Messages not judged yet, by when they are judged.
-    pending: BTreeMap<(Instant, usize), ()>,
-    addr_node: HashMap<Ipv6Addr, NodeIdx>,
-    counts: MessageCounts,
+    messages: MessageJudge,
+    loops: LoopJudge,
     failures: Vec<String>,
     tables_peak: Option<TableSizes>,
-    open_loops: Vec<OpenLoop>,
-    loops: LoopCounts,
 }
-
-/// A loop found and not yet gone.
-struct OpenLoop {
-    l: check::Loop,
-    since: Instant,
-    step: u64,
-    /// Its entry in the failures, if described there.
-    failure: Option<usize>,
-}
-
-/// Loops described in full among the failures (all are counted).
-pub const LOOPS_DESCRIBED: u64 = 10;
 
 /// Runs one soak.
 pub fn run(cfg: SoakConfig) -> SoakReport {
@@ -168,15 +114,10 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         watch,
         rng,
         churn: Churn::new(cfg.nodes, links),
-        msgs: Vec::new(),
-        by_id: HashMap::new(),
-        pending: BTreeMap::new(),
-        addr_node,
-        counts: MessageCounts::default(),
+        messages: MessageJudge::new(cfg.seed, addr_node),
+        loops: LoopJudge::new(cfg.seed, cfg.trace),
         failures: Vec::new(),
         tables_peak: None,
-        open_loops: Vec::new(),
-        loops: LoopCounts::default(),
         cfg: cfg.clone(),
     };
     let mut report = SoakReport {
@@ -204,9 +145,8 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     report.simulated = d.w.sim.now() - Instant::ZERO;
     report.churn = d.churn.counts;
     report.loop_checks = d.watch.stats;
-    d.loops.open_at_end = d.open_loops.len() as u64;
-    report.loops = d.loops;
-    report.messages = d.counts;
+    report.loops = d.loops.counts();
+    report.messages = d.messages.counts;
     report.data = d.w.stats;
     report.sim = d.w.sim.stats();
     report.tables_end = TableSizes::measure(&d.w.sim);
@@ -228,7 +168,7 @@ impl Driver {
     fn check(&mut self) -> Result<(), String> {
         let mut found = Vec::new();
         self.watch.check(&mut self.w.sim, &mut found);
-        self.track_loops(found)?;
+        self.loops.track(&self.w.sim, found, &mut self.failures);
         if self.cfg.verify_incremental {
             self.watch
                 .verify(&self.w.sim)
@@ -236,105 +176,6 @@ impl Driver {
             self.full_check()?;
         }
         Ok(())
-    }
-
-    fn track_loops(&mut self, found: Vec<check::Loop>) -> Result<(), String> {
-        let now = self.now();
-        let step = self.w.sim.stats().steps;
-        let sim = &self.w.sim;
-        let failures = &mut self.failures;
-        let loops = &mut self.loops;
-        self.open_loops.retain(|o| {
-            if loops::still_loops(sim, &o.l) {
-                return true;
-            }
-            let lasted = now - o.since;
-            loops.longest = loops.longest.max(lasted);
-            loops.longest_steps = loops.longest_steps.max(step - o.step);
-            loops.total_time += lasted;
-            if lasted.is_zero() {
-                loops.instantaneous += 1;
-            }
-            if let Some(f) = o.failure {
-                failures[f] += &format!(
-                    "  -> the loop lasted {:.3} s ({} steps), until {now:?}",
-                    lasted.as_secs_f64(),
-                    step - o.step
-                );
-            }
-            false
-        });
-        for mut l in found {
-            if let Some(min) = l.nodes.iter().position(|n| Some(n) == l.nodes.iter().min()) {
-                l.nodes.rotate_left(min);
-            }
-            if self.open_loops.iter().any(|o| o.l == l) {
-                continue;
-            }
-            self.loops.found += 1;
-            let failure = if self.loops.found <= LOOPS_DESCRIBED {
-                self.failures.push(self.loop_failure(&l));
-                Some(self.failures.len() - 1)
-            } else {
-                None
-            };
-            self.open_loops.push(OpenLoop {
-                l,
-                since: now,
-                step,
-                failure,
-            });
-        }
-        Ok(())
-    }
-
-    fn loop_failure(&self, l: &check::Loop) -> String {
-        let mut trace = String::new();
-        if self.cfg.trace {
-            let subnet = mycelium_proto::Subnet::v6_64(self.w.sim.address(l.destination));
-            let lines: Vec<String> = self
-                .w
-                .sim
-                .trace()
-                .iter()
-                .filter(|d| l.nodes.contains(&d.from) || l.nodes.contains(&d.to))
-                .filter_map(|d| match d.tlv {
-                    mycelium_proto::wire::Tlv::Update(u) if u.subnet == subnet => Some(format!(
-                        "    {:?} {} -> {}: update seqno {} metric {} router ..{}\n",
-                        d.at,
-                        d.from,
-                        d.to,
-                        u.seqno,
-                        u.metric,
-                        &u.router_id.to_string()[65..]
-                    )),
-                    mycelium_proto::wire::Tlv::SeqnoRequest(r) if r.prefix == subnet => {
-                        Some(format!(
-                            "    {:?} {} -> {}: seqno request {} router ..{}\n",
-                            d.at,
-                            d.from,
-                            d.to,
-                            r.seqno,
-                            &r.router_id.to_string()[65..]
-                        ))
-                    }
-                    _ => None,
-                })
-                .collect();
-            trace = lines[lines.len().saturating_sub(60)..].concat();
-        }
-        format!(
-            "LOOP (seed {}, step {}, {} at {:?}): {}{trace}",
-            self.cfg.seed,
-            self.w.sim.stats().steps,
-            if self.w.sim.is_up(l.destination) {
-                "destination up"
-            } else {
-                "destination down"
-            },
-            self.now(),
-            l.describe(&self.w.sim)
-        )
     }
 
     /// Runs the routers to `until`, checking for loops after every event.
@@ -351,22 +192,7 @@ impl Driver {
     fn full_check(&mut self) -> Result<(), String> {
         match self.watch.full_check(&self.w.sim) {
             Ok(()) => Ok(()),
-            Err(mut l) => {
-                if let Some(min) = l.nodes.iter().position(|n| Some(n) == l.nodes.iter().min()) {
-                    l.nodes.rotate_left(min);
-                }
-                if self
-                    .open_loops
-                    .iter()
-                    .any(|o| o.l.destination == l.destination)
-                {
-                    return Ok(());
-                }
-                Err(format!(
-                    "the full check found a loop the incremental one missed: {}",
-                    self.loop_failure(&l)
-                ))
-            }
+            Err(l) => self.loops.missed(&self.w.sim, l).map_or(Ok(()), Err),
         }
     }
 
@@ -436,7 +262,7 @@ impl Driver {
                 Some(end),
                 self.w.next_due(),
                 self.churn.next_repair(),
-                self.pending.keys().next().map(|&(t, _)| t),
+                self.messages.next_verdict(),
                 Some(next_full),
                 Some(next_sample),
                 churning.then_some(churn_end),
@@ -483,14 +309,7 @@ impl Driver {
                 self.send_message();
                 next_msg = now + self.wait(self.cfg.messages_per_sec);
             }
-            while let Some(entry) = self.pending.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let (_, i) = *entry.key();
-                entry.remove();
-                self.judge(i);
-            }
+            self.messages.judge_due(now, &mut self.failures);
             if now >= next_full {
                 self.full_check()?;
                 next_full = now + self.cfg.full_check_every;
@@ -508,10 +327,10 @@ impl Driver {
                         self.w.sim.stats().steps,
                         self.churn.links_down(),
                         (0..self.cfg.nodes).filter(|&n| !self.w.sim.is_up(n)).count(),
-                        self.counts.sent,
-                        self.counts.delivered,
-                        self.counts.excused(),
-                        self.counts.lost,
+                        self.messages.counts.sent,
+                        self.messages.counts.delivered,
+                        self.messages.counts.excused(),
+                        self.messages.counts.lost,
                         self.w.in_flight(),
                     );
                 }
@@ -527,12 +346,7 @@ impl Driver {
                 &bad[..bad.len().min(5)]
             ));
         }
-        let left: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
-        self.pending.clear();
-        for i in left {
-            self.counts.unjudged += 1;
-            self.msgs[i].judged = true;
-        }
+        self.messages.close();
         Ok(())
     }
 
@@ -582,33 +396,12 @@ impl Driver {
     fn after_churn(&mut self) -> Result<(), String> {
         self.check()?;
         self.churn.note_down(&self.w.sim);
-        self.excuse_separated();
+        if self.messages.waiting() {
+            let comp = self.churn.components(&self.w.sim);
+            self.messages
+                .excuse_separated(self.now(), &self.w.sim, &comp);
+        }
         Ok(())
-    }
-
-    fn excuse_separated(&mut self) {
-        let now = self.now();
-        if self.pending.is_empty() {
-            return;
-        }
-        let comp = self.churn.components(&self.w.sim);
-        let open: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
-        for i in open {
-            let m = &mut self.msgs[i];
-            if m.excuse.is_some() || now > m.deadline {
-                continue;
-            }
-            let excuse = if !self.w.sim.is_up(m.from) {
-                Some(Excuse::SenderDown)
-            } else if !self.w.sim.is_up(m.to) {
-                Some(Excuse::ReceiverDown)
-            } else if comp[m.from] != comp[m.to] {
-                Some(Excuse::NoPath)
-            } else {
-                None
-            };
-            m.excuse = excuse.map(|e| (e, now));
-        }
     }
 
     fn send_message(&mut self) {
@@ -633,129 +426,22 @@ impl Driver {
         let mut v = vec![0u8; len];
         self.rng.fill_bytes(&mut v);
         let data = Bytes::from(v);
-        let digest = digest(&data);
         let try_for = self.cfg.try_for;
-        let Some(id) = self.w.push(from, to, data, try_for, &mut self.rng) else {
+        let Some(id) = self.w.push(from, to, data.clone(), try_for, &mut self.rng) else {
             self.failures
                 .push(format!("message from {from} to {to} refused by the bus"));
             return;
         };
         let now = self.now();
-        let i = self.msgs.len();
         // The components are as of the last churn event: still true now.
         let comp = self.churn.components(&self.w.sim);
-        let excuse = (comp[from] != comp[to]).then_some((Excuse::NoPath, now));
-        self.msgs.push(Msg {
-            from,
-            to,
-            id,
-            len,
-            digest,
-            pushed: now,
-            deadline: now + try_for,
-            excuse,
-            received: 0,
-            corrupt: false,
-            confirmed: false,
-            failed: false,
-            judged: false,
-        });
-        self.by_id.insert((from, id), i);
-        self.pending.insert((now + try_for + GRACE, i), ());
-        self.counts.sent += 1;
+        let msg = Msg::new(from, to, id, &data, now, try_for);
+        self.messages.sent(msg, comp[from] != comp[to]);
         self.take_outcomes();
     }
 
     fn take_outcomes(&mut self) {
-        for (o, payload) in std::mem::take(&mut self.w.outcomes) {
-            match o {
-                Outcome::Received { to, src, id } => {
-                    let Some(&from) = self.addr_node.get(&src) else {
-                        continue;
-                    };
-                    let Some(&i) = self.by_id.get(&(from, id)) else {
-                        self.failures.push(format!(
-                            "an unknown message {id} arrived at {to} from {from}"
-                        ));
-                        continue;
-                    };
-                    let m = &mut self.msgs[i];
-                    m.received += 1;
-                    if m.to != to || payload.as_ref().map(digest) != Some(m.digest) {
-                        m.corrupt = true;
-                    }
-                    if m.judged && (m.received > 1 || m.corrupt) {
-                        let why = self.judge_failure(i);
-                        if let Some(why) = why {
-                            self.counts.lost += 1;
-                            self.fail(why);
-                        }
-                    }
-                }
-                Outcome::Delivered { from, id } => {
-                    if let Some(&i) = self.by_id.get(&(from, id)) {
-                        self.msgs[i].confirmed = true;
-                    }
-                }
-                Outcome::Failed { from, id } => {
-                    if let Some(&i) = self.by_id.get(&(from, id)) {
-                        self.msgs[i].failed = true;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Lists a failure, up to a point (they are counted apart).
-    fn fail(&mut self, why: String) {
-        if self.failures.len() < 40 {
-            self.failures.push(why);
-        }
-    }
-
-    /// Why a message counts as a failure, if it does.
-    fn judge_failure(&self, i: usize) -> Option<String> {
-        let m = &self.msgs[i];
-        let what = if m.corrupt {
-            "arrived corrupted or at the wrong node"
-        } else if m.excuse.is_some() {
-            return None;
-        } else if m.received == 0 {
-            "LOST: had time to arrive and did not"
-        } else if m.received > 1 {
-            "arrived more than once"
-        } else if !m.confirmed {
-            "arrived but its sender was not told"
-        } else {
-            return None;
-        };
-        Some(format!(
-            "message {} ({} bytes) from node {} to node {}, pushed at {:?}, deadline {:?}: \
-             {what} (received {} times, sender reported failed: {}); seed {}",
-            m.id, m.len, m.from, m.to, m.pushed, m.deadline, m.received, m.failed, self.cfg.seed
-        ))
-    }
-
-    fn judge(&mut self, i: usize) {
-        self.msgs[i].judged = true;
-        if let Some(why) = self.judge_failure(i) {
-            self.counts.lost += 1;
-            self.fail(why);
-            return;
-        }
-        let m = &self.msgs[i];
-        if m.received == 1 {
-            self.counts.delivered += 1;
-            self.counts.confirmed += u64::from(m.confirmed);
-            self.counts.excused_but_delivered += u64::from(m.excuse.is_some());
-            return;
-        }
-        match m.excuse.map(|(e, _)| e) {
-            Some(Excuse::SenderDown) => self.counts.excused_sender_down += 1,
-            Some(Excuse::ReceiverDown) => self.counts.excused_receiver_down += 1,
-            Some(Excuse::NoPath) => self.counts.excused_no_path += 1,
-            // judge_failure has counted it.
-            None => {}
-        }
+        let outcomes = std::mem::take(&mut self.w.outcomes);
+        self.messages.record(outcomes, &mut self.failures);
     }
 }
