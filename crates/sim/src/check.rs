@@ -1,5 +1,11 @@
 //! Invariants and convergence, checked over the whole simulated network.
 
+use mycelium_proto::forward::{transit, Transit};
+use mycelium_proto::wire::data::DataHeader;
+use mycelium_proto::wire::packet;
+use mycelium_proto::wire::view::DataFrame;
+use mycelium_proto::Subnet;
+
 use crate::network::{NodeIdx, Sim};
 
 /// A routing loop: following next hops towards `destination` cycles through `nodes`.
@@ -71,28 +77,45 @@ pub fn find_loop(sim: &Sim) -> Option<Loop> {
     None
 }
 
-/// The pairs (from, to) of running nodes where `from` has no selected route to
-/// `to`'s subnet, or following next hops from `from` does not reach `to`.
+/// The pairs (from, to) of running nodes between which a data packet does not
+/// arrive: one sent from `from` with hop limit 64 is carried hop by hop as a node
+/// carries it ([`mycelium_proto::forward::transit`]: one hop taken per node, the
+/// next hop from the node's selected route), and is lost where a node has no
+/// route or the hops run out.
 pub fn unreachable_pairs(sim: &Sim) -> Vec<(NodeIdx, NodeIdx)> {
     let n = sim.node_count();
     let up: Vec<NodeIdx> = (0..n).filter(|&i| sim.is_up(i)).collect();
     let mut bad = Vec::new();
+    // A data header and no payload: what the routing of a packet looks at.
+    let mut frame = Vec::with_capacity(DataFrame::HEADER_LEN);
     for &dst in &up {
         let addr = sim.address(dst);
         for &src in &up {
             if src == dst {
                 continue;
             }
-            let mut at = src;
-            let mut hops = 0;
-            while at != dst && hops <= n {
-                match sim.next_hop_node(at, addr) {
-                    Some(next) => at = next,
-                    None => break,
-                }
-                hops += 1;
+            frame.clear();
+            packet::encode_header(packet::TYPE_DATA, &mut frame);
+            DataHeader {
+                hop_limit: 64,
+                src: sim.address(src),
+                dst: addr,
             }
-            if at != dst {
+            .encode(0, &mut frame);
+            let Ok(mut view) = DataFrame::new_checked(&mut frame[..]) else {
+                bad.push((src, dst));
+                continue;
+            };
+            let mut at = src;
+            let arrived = loop {
+                let own = Subnet::v6_64(sim.address(at));
+                match transit(&mut view, own, |d| sim.next_hop_node(at, d)) {
+                    Transit::Deliver => break at == dst,
+                    Transit::Forward(next) => at = next,
+                    Transit::Expired | Transit::Unrouted => break false,
+                }
+            };
+            if !arrived {
                 bad.push((src, dst));
             }
         }
