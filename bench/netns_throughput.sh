@@ -3,7 +3,8 @@
 # in one run for raw veth, for our node and for Yggdrasil (Debian package
 # `yggdrasil`) on the same link (ours both with TUN offload and on the portable
 # one-packet path that macOS and Windows use): iperf3 single-flow throughput, daemon CPU seconds per
-# GB carried, ping RTT, daemon RSS.
+# GB carried, ping RTT, daemon RSS; then one idle node's RSS (no TUN, no peers) and
+# the binary's size without its debug information.
 #
 #   sudo ./bench/netns_throughput.sh [SECONDS]     (default 10 s per iperf3 run)
 #   sudo BASELINE_BIN=old/mycelium ./bench/netns_throughput.sh   (adds a row for it)
@@ -66,6 +67,8 @@ measure() {
   rtt=$(ip netns exec "$A" ping -6 -c 20 -i 0.05 -q "$dst" | awk -F/ '/rtt/ {print $5}')
   printf '%-10s %10.0f %14s %10s %12s\n' "$name" "$(python3 -c "print($bps/1e6)")" "$cpu_per_gb" "$rtt" "$rss"
   echo "$bps" > "$work/$name.bps"
+  echo "$cpu_per_gb" > "$work/$name.cpu"
+  echo "$rss" > "$work/$name.rss"
 }
 
 wait_ping() {
@@ -125,12 +128,34 @@ addr_yb=$(yggdrasil -useconffile "$work/ygg-b.json" -address)
 wait_ping "$addr_yb"
 measure yggdrasil "$addr_yb" "$ya" "$yb"
 
+kill "$ya" "$yb"; wait "$ya" "$yb" 2>/dev/null || true; sleep 0.5
+
+# idle_rss BIN: the RSS of one node of BIN with no TUN and no peers, 5 s after start.
+idle_rss() {
+  ip netns exec "$A" "$1" -k "$work/a.key" --silent --no-tun --disable-peer-discovery >"$work/idle.log" 2>&1 &
+  local p=$!; pids+=("$p")
+  sleep 5
+  rss_kib "$p"
+  kill "$p"; wait "$p" 2>/dev/null || true; sleep 0.3
+}
+echo "idle_rss_KiB mycelium $(idle_rss "$bin")"
+[ -n "$baseline" ] && echo "idle_rss_KiB baseline $(idle_rss "$baseline")"
+# The binary as installed (scripts/setup.sh moves debug information beside it).
+objcopy --strip-debug "$bin" "$work/stripped"
+echo "binary_bytes mycelium $(stat -c %s "$work/stripped") (debug information apart)"
+if [ -n "$baseline" ]; then
+  objcopy --strip-debug "$baseline" "$work/stripped-baseline"
+  echo "binary_bytes baseline $(stat -c %s "$baseline") as built, $(stat -c %s "$work/stripped-baseline") without debug information"
+fi
+
 python3 - "$work" <<'PY'
 import sys
 w = sys.argv[1]
-raw, ours, portable, ygg = (
-    float(open(f"{w}/{n}.bps").read()) for n in ("raw", "mycelium", "portable", "yggdrasil")
-)
+def read(name, kind):
+    return float(open(f"{w}/{name}.{kind}").read())
+raw, ours, portable, ygg = (read(n, "bps") for n in ("raw", "mycelium", "portable", "yggdrasil"))
 print(f"mycelium/yggdrasil throughput: {ours / ygg:.2f}x; mycelium/raw veth: {100 * ours / raw:.1f}%")
 print(f"portable path/yggdrasil throughput: {portable / ygg:.2f}x")
+print(f"mycelium/yggdrasil CPU per GB: {read('mycelium', 'cpu') / read('yggdrasil', 'cpu'):.2f}x; "
+      f"RSS under the flow: {read('mycelium', 'rss') / read('yggdrasil', 'rss'):.2f}x")
 PY

@@ -6,11 +6,13 @@
 #   dist/mycelium-aarch64-unknown-linux-gnu
 #   dist/mycelium-x86_64-pc-windows-gnu.exe
 #   dist/SHA256SUMS
+#   dist/*.debug         (each binary's debug information)
 #
 #   ./scripts/release.sh
 #
-# The cross builds are scripts/cross.sh's (reused when already built); the copies in
-# dist/ have their debug information stripped (target/ keeps it). dist/ is
+# The cross builds are scripts/cross.sh's (reused when already built); each binary in
+# dist/ has its debug information beside it in NAME.debug (scripts/split-debug.sh),
+# for profiling and symbolising crash reports; target/ keeps the originals. dist/ is
 # git-ignored and replaced on every run. macOS binaries cannot be linked here (no
 # Apple SDK); build them on a Mac with `cargo build --release -p mycelium-cli`.
 set -euo pipefail
@@ -23,14 +25,15 @@ cargo build --locked --release -p mycelium-cli
 target_dir="${CARGO_TARGET_DIR:-target}"
 rm -rf dist
 mkdir dist
-# ship SOURCE NAME STRIP: a stripped copy of a built binary in dist/.
+# ship SOURCE NAME OBJCOPY: a copy of a built binary in dist/, its debug information
+# moved to dist/NAME.debug.
 ship() {
   cp "$target_dir/$1" "dist/$2"
-  "$3" --strip-debug "dist/$2"
+  ./scripts/split-debug.sh "dist/$2" "$3"
 }
-ship release/mycelium mycelium-x86_64-unknown-linux-gnu strip
-ship aarch64-unknown-linux-gnu/release/mycelium mycelium-aarch64-unknown-linux-gnu aarch64-linux-gnu-strip
-ship x86_64-pc-windows-gnu/release/mycelium.exe mycelium-x86_64-pc-windows-gnu.exe x86_64-w64-mingw32-strip
+ship release/mycelium mycelium-x86_64-unknown-linux-gnu objcopy
+ship aarch64-unknown-linux-gnu/release/mycelium mycelium-aarch64-unknown-linux-gnu aarch64-linux-gnu-objcopy
+ship x86_64-pc-windows-gnu/release/mycelium.exe mycelium-x86_64-pc-windows-gnu.exe x86_64-w64-mingw32-objcopy
 (cd dist && sha256sum mycelium-* >SHA256SUMS)
 
 ls -l dist

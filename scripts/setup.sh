@@ -72,5 +72,7 @@ fi
 
 if [ "$mode" = all ]; then
   cargo build --release --locked
-  echo "setup: done; the binary is target/release/mycelium"
+  # The line tables go beside the binary (mycelium.debug), not in it.
+  ./scripts/split-debug.sh target/release/mycelium
+  echo "setup: done; the binary is target/release/mycelium ($(du -h target/release/mycelium | cut -f1))"
 fi

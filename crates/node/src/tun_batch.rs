@@ -9,7 +9,7 @@ use mycelium_proto::wire::view::{Ipv6Packet, TcpHeader};
 
 use crate::buffer::HEADROOM;
 use crate::stats::NodeStats;
-use crate::tun::{Coalescer, Tun, TunPath, BATCH};
+use crate::tun::{Tun, TunPath, BATCH};
 
 /// Room for a coalesced super-packet behind the headroom.
 const SUPER_BUFFER: usize = HEADROOM + 65_535;
@@ -32,7 +32,6 @@ const TCP: u8 = 6;
 pub(crate) struct TunBatch {
     tun: Option<Arc<Tun>>,
     packets: Vec<BytesMut>,
-    coalescer: Coalescer,
     /// Large buffers to reuse, at most [`SPARE_SUPER_BUFFERS`].
     spare: Vec<BytesMut>,
     /// What GRO compares of the last packet added, to see where a run starts.
@@ -49,13 +48,18 @@ struct RunKey {
 }
 
 impl RunKey {
-    /// For a TCP packet over IPv6 without extension headers; `None` otherwise.
+    /// For a TCP segment with data over IPv6 without extension headers; `None`
+    /// otherwise (GRO leaves segments without data, pure ACKs, alone, so they are
+    /// not worth a large buffer).
     fn of(ip: &[u8]) -> Option<Self> {
         let ip = Ipv6Packet::new_checked(ip).ok()?;
         if ip.next_header() != TCP {
             return None;
         }
         let tcp = TcpHeader::new_checked(ip.payload()).ok()?;
+        if ip.payload().len() <= tcp.header_len() {
+            return None;
+        }
         let (sport, dport) = tcp.ports();
         let opts = tcp.options();
         let mut options = [0u8; 41];
@@ -80,7 +84,6 @@ impl TunBatch {
         Self {
             tun,
             packets: Vec::new(),
-            coalescer: Coalescer::default(),
             spare: Vec::new(),
             last: None,
         }
@@ -127,10 +130,7 @@ impl TunBatch {
         }
         if let Some(tun) = &self.tun {
             let count = self.packets.len() as u64;
-            match tun
-                .send_batch(&mut self.coalescer, &mut self.packets, HEADROOM)
-                .await
-            {
+            match tun.send_batch(&mut self.packets, HEADROOM).await {
                 Ok(_) => {
                     stats.tun_tx.fetch_add(count, Ordering::Relaxed);
                 }
@@ -153,10 +153,11 @@ mod tests {
 
     use super::*;
 
-    /// An IPv6 TCP segment with these ports, options and flags.
+    /// An IPv6 TCP segment with these ports, options and flags, and 100 bytes of
+    /// data.
     fn segment(sport: u16, options: &[u8], flags: u8) -> Vec<u8> {
         let tcp_len = 20 + options.len();
-        let mut p = vec![0u8; 40 + tcp_len];
+        let mut p = vec![0u8; 40 + tcp_len + 100];
         p[0] = 0x60;
         p[6] = TCP;
         p[8] = 4;
@@ -165,7 +166,7 @@ mod tests {
         p[42..44].copy_from_slice(&80u16.to_be_bytes());
         p[52] = ((tcp_len / 4) as u8) << 4;
         p[53] = flags;
-        p[60..].copy_from_slice(options);
+        p[60..60 + options.len()].copy_from_slice(options);
         p
     }
 
@@ -194,5 +195,8 @@ mod tests {
         udp[6] = 17;
         assert!(RunKey::of(&udp).is_none());
         assert!(RunKey::of(&segment(1000, &[], 0)[..59]).is_none());
+        // A pure ACK: headers only.
+        assert!(RunKey::of(&segment(1000, &[], 0x10)[..60]).is_none());
+        assert!(RunKey::of(&segment(1000, &[], 0x10)[..61]).is_some());
     }
 }

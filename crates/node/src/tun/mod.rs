@@ -60,15 +60,16 @@ pub(crate) enum TunPath {
 pub(crate) struct Tun {
     dev: tun_rs::AsyncDevice,
     path: TunPath,
+    /// On Linux with offload, the tables that coalesce the segments of one flow
+    /// into one write (about 1.8 MB each), lent to one batch write at a time: as
+    /// many exist as writes ever ran at once, not one per task that delivers.
+    #[cfg(target_os = "linux")]
+    coalescers: std::sync::Mutex<Vec<tun_rs::GROTable>>,
 }
 
-/// What a writer keeps between batches: on Linux with offload, the table that
-/// coalesces the segments of one flow into one write.
-#[derive(Default)]
-pub(crate) struct Coalescer {
-    #[cfg(target_os = "linux")]
-    gro: tun_rs::GROTable,
-}
+/// Coalescing tables kept for reuse at most.
+#[cfg(target_os = "linux")]
+const SPARE_COALESCERS: usize = 4;
 
 impl Tun {
     /// Creates and configures the device named `name` (macOS may pick another; the
@@ -79,7 +80,12 @@ impl Tun {
         let (dev, path) = open_device(name, addr, offload)?;
         let name = dev.name().unwrap_or_else(|_| name.to_owned());
         tracing::info!(tun = %name, ?path, "TUN device up; node overlay address {addr}");
-        Ok(Self { dev, path })
+        Ok(Self {
+            dev,
+            path,
+            #[cfg(target_os = "linux")]
+            coalescers: std::sync::Mutex::default(),
+        })
     }
 
     /// How packets cross this device.
@@ -127,19 +133,25 @@ impl Tun {
     /// returns the first error.
     pub(crate) async fn send_batch(
         &self,
-        coalescer: &mut Coalescer,
         packets: &mut [BytesMut],
         offset: usize,
     ) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         if self.path == TunPath::Offload {
-            return self
-                .dev
-                .send_multiple(&mut coalescer.gro, packets, offset)
-                .await
-                .map(drop);
+            let lock = || {
+                self.coalescers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            let taken = lock().pop();
+            let mut gro = taken.unwrap_or_default();
+            let result = self.dev.send_multiple(&mut gro, packets, offset).await;
+            let mut spare = lock();
+            if spare.len() < SPARE_COALESCERS {
+                spare.push(gro);
+            }
+            return result.map(drop);
         }
-        let _ = coalescer;
         let mut first_error = None;
         for p in packets.iter() {
             if let Err(e) = self.dev.send(&p[offset..]).await {
