@@ -337,6 +337,64 @@ enum Outgoing {
     Data(Bytes),
 }
 
+/// Items a writer takes into one write at most.
+const WRITE_BATCH: usize = 512;
+/// The write buffer of a link whose stream cannot write from many buffers at once
+/// (TLS, the QUIC stream): what it gathers is copied into one buffer of this size.
+/// TCP and vsock links write the queued packets where they lie, without one.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// The packets of one write, written from where they lie: a [`Buf`] over many
+/// `Bytes`, so a stream that writes vectored sends them in one system call.
+#[derive(Default)]
+struct Gather {
+    parts: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Gather {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.parts.push_back(b);
+        }
+    }
+}
+
+impl bytes::Buf for Gather {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map_or(&[], |b| &b[..])
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(&self.parts) {
+            *slot = std::io::IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        self.len -= cnt.min(self.len);
+        while cnt > 0 {
+            let Some(front) = self.parts.front_mut() else {
+                return;
+            };
+            if cnt < front.len() {
+                front.advance(cnt);
+                return;
+            }
+            cnt -= front.len();
+            self.parts.pop_front();
+        }
+    }
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut control: ControlRx,
@@ -345,8 +403,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     datagrams: Option<quinn::Connection>,
     counters: Arc<LinkCounters>,
 ) {
-    let mut out = BufWriter::with_capacity(256 * 1024, writer);
+    // A buffer of capacity 0 passes vectored writes straight through.
+    let capacity = if writer.is_write_vectored() {
+        0
+    } else {
+        WRITE_BUFFER
+    };
+    let mut out = BufWriter::with_capacity(capacity, writer);
     let mut sent = Sent::default();
+    let mut gather = Gather::default();
+    // Control chunks in `gather`, uncharged once written.
+    let mut chunks: Vec<ControlChunk> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -355,12 +422,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Some(b) = data.recv() => try_datagram(&datagrams, b, &mut sent).map(Outgoing::Data),
             else => break,
         };
-        // Batch whatever else is ready into the same flush: control first. A control
+        // Batch whatever else is ready into the same write: control first. A control
         // chunk holds every control packet the core had for this link at once, so
         // one chunk may be a whole routing table.
-        let mut failed = false;
         let mut next = first;
-        for _ in 0..512 {
+        for _ in 0..WRITE_BATCH {
             let item = match next.take() {
                 Some(item) => item,
                 None => match control.try_recv() {
@@ -374,32 +440,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     },
                 },
             };
-            let written = match &item {
+            match item {
                 Outgoing::Control(c) => {
-                    let ok = out.write_all(&c.bytes).await.is_ok();
-                    control.done(c);
-                    if ok {
-                        sent.add_packets(c.bytes.len(), c.packets);
-                    }
-                    ok
+                    sent.add_packets(c.bytes.len(), c.packets);
+                    gather.push(c.bytes.clone());
+                    chunks.push(c);
                 }
                 Outgoing::Data(b) => {
-                    let ok = out.write_all(b).await.is_ok();
-                    if ok {
-                        sent.add(b.len());
-                    }
-                    ok
+                    sent.add(b.len());
+                    gather.push(b);
                 }
-            };
-            if !written {
-                failed = true;
-                break;
             }
         }
-        sent.report(&counters);
-        if failed || out.flush().await.is_err() {
+        let written = out.write_all_buf(&mut gather).await.is_ok() && out.flush().await.is_ok();
+        for c in chunks.drain(..) {
+            control.done(&c);
+        }
+        if !written {
             break;
         }
+        sent.report(&counters);
     }
     close.cancel();
     let _ = out.shutdown().await;
