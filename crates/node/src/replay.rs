@@ -6,14 +6,11 @@ use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-/// Slots of the filter: 512 KiB, so that it stays in a core's second-level cache:
-/// 65,536 packets, a fifth of a second at full speed on one flow and a minute at
-/// 1,000 packets a second. (At 4 MiB the check of every delivered packet missed
-/// the cache, and took a tenth of the receiving node's CPU.)
-const SLOTS: usize = 1 << 16;
-/// Slots per chunk (64 KiB). Chunks are made on first use, so an idle node does
-/// not hold the table.
-const CHUNK: usize = 1 << 13;
+/// Slots of the filter: 64 KiB, so that the check of every delivered packet finds
+/// its slot in the cache (at 4 MiB, and still at 512 KiB, the random slot missed
+/// the cache and the check took a tenth of a receiving node's CPU): 8,192 packets,
+/// a few seconds at ordinary rates, a fortieth of a second at full speed.
+const SLOTS: usize = 1 << 13;
 
 /// Recently opened data packets, by source and nonce.
 ///
@@ -24,21 +21,23 @@ const CHUNK: usize = 1 << 13;
 /// replay. Honest senders never repeat a nonce, and two different packets share
 /// a fingerprint with probability 2^-64, so nothing genuine is dropped. A replay
 /// is caught as long as its slot has not been reused since, which makes the
-/// window a number of packets, not a time. Only packets that decrypted are
-/// entered, so nobody without a key can push genuine entries out any faster
-/// than its own traffic does. Lock-free and without a locked instruction: a load
-/// and a store per packet (two tasks opening copies of one packet at the same
-/// instant could both pass; a replay that races its original is rare and
-/// harmless to TCP, and the next copy is caught).
+/// window a number of packets, not a time: the filter stops copies sent on at
+/// once (a relay that duplicates what it forwards), not a patient attacker, whom
+/// no window of upstream's format can stop. Only packets that decrypted are
+/// entered, so nobody without a key can push genuine entries out any faster than
+/// its own traffic does. Lock-free and without a locked instruction: a load and a
+/// store per packet (two tasks opening copies of one packet at the same instant
+/// could both pass; the next copy is caught). The table is made on first use, so
+/// an idle node does not hold it.
 pub(crate) struct ReplayFilter {
-    chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
+    slots: OnceLock<Box<[AtomicU64]>>,
     key: foldhash::fast::RandomState,
 }
 
 impl Default for ReplayFilter {
     fn default() -> Self {
         Self {
-            chunks: (0..SLOTS / CHUNK).map(|_| OnceLock::new()).collect(),
+            slots: OnceLock::new(),
             key: foldhash::fast::RandomState::default(),
         }
     }
@@ -48,11 +47,11 @@ impl ReplayFilter {
     /// Records a packet; true if the same one was recorded before.
     pub(crate) fn seen(&self, src: Ipv6Addr, nonce: &[u8]) -> bool {
         let print = self.key.hash_one((src, nonce)).max(1);
+        let slots = self
+            .slots
+            .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
         // The slot index uses the low bits and the whole hash is compared.
-        let slot = (print as usize) & (SLOTS - 1);
-        let chunk = self.chunks[slot / CHUNK]
-            .get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect());
-        let slot = &chunk[slot % CHUNK];
+        let slot = &slots[(print as usize) & (SLOTS - 1)];
         if slot.load(Ordering::Relaxed) == print {
             return true;
         }
@@ -63,7 +62,7 @@ impl ReplayFilter {
     /// Bytes of slots made so far.
     #[cfg(test)]
     fn resident_bytes(&self) -> usize {
-        self.chunks.iter().filter(|c| c.get().is_some()).count() * CHUNK * 8
+        self.slots.get().map_or(0, |s| s.len() * 8)
     }
 }
 
@@ -101,6 +100,6 @@ mod tests {
         let f = ReplayFilter::default();
         assert_eq!(f.resident_bytes(), 0);
         f.seen(Ipv6Addr::LOCALHOST, &[7; 12]);
-        assert_eq!(f.resident_bytes(), CHUNK * 8);
+        assert_eq!(f.resident_bytes(), SLOTS * 8);
     }
 }
