@@ -16,17 +16,17 @@ mod paths {
     }
 }
 
-/// The CLI's `settings` items `config.rs` uses: the update-worker bound (a copy; a
+/// The CLI's `options` items `config.rs` uses: the update-worker bound (a copy; a
 /// drift makes a value fail to parse here, never a crash) and the limit ranges, the
 /// CLI's own file.
-mod settings {
+mod options {
     pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
     pub(crate) use super::cli_limits as limits;
 }
 
 // At the top level: a `#[path]` inside an inline module resolves through a
 // directory named after it, which does not exist.
-#[path = "../../crates/cli/src/settings/limits.rs"]
+#[path = "../../crates/cli/src/options/limits.rs"]
 mod cli_limits;
 
 #[allow(dead_code)]
@@ -34,7 +34,7 @@ mod cli_limits;
 mod config;
 
 use config::ConfigFile;
-use settings::limits;
+use options::limits;
 
 fn within(v: Option<u64>, (min, max, _): (u64, u64, u64)) -> bool {
     v.is_none_or(|v| (min..=max).contains(&v))
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(values
         .update_workers
-        .is_none_or(|n| (1..=settings::MAX_UPDATE_WORKERS).contains(&n)));
+        .is_none_or(|n| (1..=options::MAX_UPDATE_WORKERS).contains(&n)));
     assert!(within(values.max_inbound_peers, limits::INBOUND_PEERS));
     assert!(within(
         values.max_connections_per_second,

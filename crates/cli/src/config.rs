@@ -2,7 +2,7 @@
 //! "config key" column of CLI.md §2 and §3.
 //!
 //! This module finds and reads the file and checks every value; it does not decide
-//! which of the command line and the file wins (that is [`crate::settings`]).
+//! which of the command line and the file wins (that is the `settings` module's).
 //! Values are checked while deserialising, so a bad one is reported with its line
 //! and column; unknown keys are kept by name so the caller can warn about them once
 //! logging is up, as upstream ignores them.
@@ -19,8 +19,8 @@ use mycelium_proto::endpoint::Endpoint;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::options::{limits, MAX_UPDATE_WORKERS};
 use crate::paths;
-use crate::settings::{limits, MAX_UPDATE_WORKERS};
 
 /// Every key the file may hold. Kept in step with [`ConfigFile`]'s fields by the
 /// `every_known_key_is_a_field` test.

@@ -24,6 +24,7 @@ mod inspect;
 mod key_file;
 mod logging;
 mod metrics;
+mod options;
 mod paths;
 #[cfg(windows)]
 mod service;

@@ -1,7 +1,6 @@
 //! The resource limits (README "Resource limits"): for each, the range the flag and
 //! the config key accept and the default, as `(min, max, default)`. The defaults are
-//! [`mycelium_node::Limits`]' and the router's. A file of its own, so the config
-//! file's fuzz target can compile it in too.
+//! [`mycelium_node::Limits`]' and the router's.
 
 /// `--max-inbound-peers`: inbound peers kept at once.
 pub(crate) const INBOUND_PEERS: (u64, u64, u64) = (0, 65_536, 1_024);
