@@ -3,7 +3,7 @@
 //! Values are checked here, so a bad one is clap's usage error naming it (exit 2).
 //! What the options mean once merged with the config file is the `settings`
 //! module's business; their defaults and bounds are in [`crate::options`]. The API
-//! client subcommands' own arguments live in [`crate::client`].
+//! client subcommands' own arguments live in the `client` module.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ fn ranged((min, max, _default): (u64, u64, u64)) -> RangedU64ValueParser<u64> {
 /// A Mycelium-compatible overlay network node.
 #[derive(Debug, Parser)]
 #[command(name = "mycelium", version, about, long_about = None)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Private key file (32 raw bytes). Default: $XDG_DATA_HOME/mycelium/priv_key.bin.
     #[arg(short = 'k', long = "key-file", global = true, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
