@@ -1,40 +1,14 @@
-//! The `mycelium` config file (CLI.md): the TOML text parsed into the CLI's own
+//! The `mycelium` config file (CLI.md): the TOML text parsed into the CLI library's
 //! `ConfigFile`, with its custom readers (peer endpoint URIs, socket addresses, the
-//! bounded integers). The CLI is a binary crate, so its `config.rs` is compiled in
-//! here as a module; the two crate items it uses are stood in for below.
+//! bounded integers).
 //!
 //! What parses must hold values within the bounds the readers promise; parsing must
 //! never panic, whatever the text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-/// Stand-ins for the CLI crate items `config.rs` uses.
-mod paths {
-    pub(crate) fn default_config_file() -> anyhow::Result<std::path::PathBuf> {
-        anyhow::bail!("no default config file while fuzzing")
-    }
-}
-
-/// The CLI's `settings` items `config.rs` uses: the update-worker bound (a copy; a
-/// drift makes a value fail to parse here, never a crash) and the limit ranges, the
-/// CLI's own file.
-mod settings {
-    pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
-    pub(crate) use super::cli_limits as limits;
-}
-
-// At the top level: a `#[path]` inside an inline module resolves through a
-// directory named after it, which does not exist.
-#[path = "../../crates/cli/src/settings/limits.rs"]
-mod cli_limits;
-
-#[allow(dead_code)]
-#[path = "../../crates/cli/src/config.rs"]
-mod config;
-
-use config::ConfigFile;
-use settings::limits;
+use mycelium::config::ConfigFile;
+use mycelium::options::{self, limits};
 
 fn within(v: Option<u64>, (min, max, _): (u64, u64, u64)) -> bool {
     v.is_none_or(|v| (min..=max).contains(&v))
@@ -55,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(values
         .update_workers
-        .is_none_or(|n| (1..=settings::MAX_UPDATE_WORKERS).contains(&n)));
+        .is_none_or(|n| (1..=options::MAX_UPDATE_WORKERS).contains(&n)));
     assert!(within(values.max_inbound_peers, limits::INBOUND_PEERS));
     assert!(within(
         values.max_connections_per_second,

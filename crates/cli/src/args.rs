@@ -1,9 +1,9 @@
 //! The command line (CLI.md §1–§4): global options, node options, subcommands.
 //!
 //! Values are checked here, so a bad one is clap's usage error naming it (exit 2).
-//! What the options mean once merged with the config file is [`crate::settings`]'s
-//! business. The API client subcommands' own arguments live in
-//! [`crate::client`].
+//! What the options mean once merged with the config file is the `settings`
+//! module's business; their defaults and bounds are in [`crate::options`]. The API
+//! client subcommands' own arguments live in the `client` module.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::PublicKey;
 
-use crate::settings::{
+use crate::options::{
     limits, DEFAULT_API_ADDR, DEFAULT_JSONRPC_ADDR, DEFAULT_PEER_DISCOVERY_PORT,
     DEFAULT_QUIC_LISTEN_PORT, DEFAULT_TCP_LISTEN_PORT, DEFAULT_UPDATE_WORKERS, MAX_UPDATE_WORKERS,
 };
@@ -26,7 +26,7 @@ fn ranged((min, max, _default): (u64, u64, u64)) -> RangedU64ValueParser<u64> {
 /// A Mycelium-compatible overlay network node.
 #[derive(Debug, Parser)]
 #[command(name = "mycelium", version, about, long_about = None)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Private key file (32 raw bytes). Default: $XDG_DATA_HOME/mycelium/priv_key.bin.
     #[arg(short = 'k', long = "key-file", global = true, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
@@ -73,7 +73,7 @@ pub(crate) enum LogFormat {
 /// The options of daemon mode (CLI.md §2, §3), as given on the command line.
 ///
 /// Options with a built-in default carry it here, because upstream's precedence
-/// rules compare the value with that default (see [`crate::settings::resolve`]);
+/// rules compare the value with that default (see the `settings` module);
 /// the others are `None` or empty when not given.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NodeArgs {
@@ -216,7 +216,7 @@ pub(crate) struct PrivateArgs {
         long,
         value_name = "NAME",
         requires = "network_key_file",
-        value_parser = crate::settings::parse_network_name,
+        value_parser = crate::options::parse_network_name,
     )]
     pub(crate) network_name: Option<String>,
 

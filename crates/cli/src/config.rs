@@ -2,7 +2,7 @@
 //! "config key" column of CLI.md §2 and §3.
 //!
 //! This module finds and reads the file and checks every value; it does not decide
-//! which of the command line and the file wins (that is [`crate::settings`]).
+//! which of the command line and the file wins (that is the `settings` module's).
 //! Values are checked while deserialising, so a bad one is reported with its line
 //! and column; unknown keys are kept by name so the caller can warn about them once
 //! logging is up, as upstream ignores them.
@@ -19,8 +19,8 @@ use mycelium_proto::endpoint::Endpoint;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::options::{limits, MAX_UPDATE_WORKERS};
 use crate::paths;
-use crate::settings::{limits, MAX_UPDATE_WORKERS};
 
 /// Every key the file may hold. Kept in step with [`ConfigFile`]'s fields by the
 /// `every_known_key_is_a_field` test.
@@ -56,53 +56,54 @@ const KNOWN_KEYS: &[&str] = &[
     "max_routes_per_peer",
 ];
 
-/// The values of a config file; `None` where the key is absent.
+/// The values of a config file; `None` where the key is absent. Each field holds the
+/// key of its name (CLI.md §2, §3), checked against its bounds while read.
 ///
 /// `network_name` and `network_key_file` are read in every build, so that a public
 /// build can say it ignores them instead of calling them unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub(crate) struct ConfigFile {
+pub struct ConfigFile {
     /// Static peers: an array of endpoint URIs, or a single one.
     #[serde(default, deserialize_with = "endpoints")]
-    pub(crate) peers: Option<Vec<Endpoint>>,
-    pub(crate) tcp_listen_port: Option<u16>,
-    pub(crate) quic_listen_port: Option<u16>,
-    pub(crate) disable_quic: Option<bool>,
-    pub(crate) peer_discovery_port: Option<u16>,
-    pub(crate) disable_peer_discovery: Option<bool>,
-    pub(crate) peer_discovery_interfaces: Option<Vec<String>>,
+    pub peers: Option<Vec<Endpoint>>,
+    pub tcp_listen_port: Option<u16>,
+    pub quic_listen_port: Option<u16>,
+    pub disable_quic: Option<bool>,
+    pub peer_discovery_port: Option<u16>,
+    pub disable_peer_discovery: Option<bool>,
+    pub peer_discovery_interfaces: Option<Vec<String>>,
     #[serde(default, deserialize_with = "parsed")]
-    pub(crate) api_addr: Option<SocketAddr>,
+    pub api_addr: Option<SocketAddr>,
     #[serde(default, deserialize_with = "parsed")]
-    pub(crate) jsonrpc_addr: Option<SocketAddr>,
-    pub(crate) no_tun: Option<bool>,
-    pub(crate) no_tun_offload: Option<bool>,
-    pub(crate) tun_name: Option<String>,
+    pub jsonrpc_addr: Option<SocketAddr>,
+    pub no_tun: Option<bool>,
+    pub no_tun_offload: Option<bool>,
+    pub tun_name: Option<String>,
     #[serde(default, deserialize_with = "parsed")]
-    pub(crate) metrics_api_address: Option<SocketAddr>,
-    pub(crate) api_token_file: Option<PathBuf>,
-    pub(crate) firewall_mark: Option<u32>,
+    pub metrics_api_address: Option<SocketAddr>,
+    pub api_token_file: Option<PathBuf>,
+    pub firewall_mark: Option<u32>,
     #[serde(default, deserialize_with = "update_workers")]
-    pub(crate) update_workers: Option<usize>,
-    pub(crate) topic_config: Option<PathBuf>,
-    pub(crate) cdn_cache: Option<PathBuf>,
-    pub(crate) vsock_listen_port: Option<u32>,
-    pub(crate) enable_dns: Option<bool>,
-    pub(crate) network_name: Option<String>,
-    pub(crate) network_key_file: Option<PathBuf>,
-    pub(crate) proxy_allow_remote: Option<bool>,
+    pub update_workers: Option<usize>,
+    pub topic_config: Option<PathBuf>,
+    pub cdn_cache: Option<PathBuf>,
+    pub vsock_listen_port: Option<u32>,
+    pub enable_dns: Option<bool>,
+    pub network_name: Option<String>,
+    pub network_key_file: Option<PathBuf>,
+    pub proxy_allow_remote: Option<bool>,
     #[serde(default, deserialize_with = "inbound_peers")]
-    pub(crate) max_inbound_peers: Option<u64>,
+    pub max_inbound_peers: Option<u64>,
     #[serde(default, deserialize_with = "connections_per_second")]
-    pub(crate) max_connections_per_second: Option<u64>,
+    pub max_connections_per_second: Option<u64>,
     #[serde(default, deserialize_with = "link_data_queue")]
-    pub(crate) link_data_queue: Option<u64>,
+    pub link_data_queue: Option<u64>,
     #[serde(default, deserialize_with = "link_control_rate")]
-    pub(crate) link_control_rate: Option<u64>,
+    pub link_control_rate: Option<u64>,
     #[serde(default, deserialize_with = "routes")]
-    pub(crate) max_routes: Option<u64>,
+    pub max_routes: Option<u64>,
     #[serde(default, deserialize_with = "routes_per_peer")]
-    pub(crate) max_routes_per_peer: Option<u64>,
+    pub max_routes_per_peer: Option<u64>,
 }
 
 /// A config file that was found and read.

@@ -51,7 +51,7 @@ mod entry {
 /// Runs `body` (the whole program) as a service if the service manager started
 /// this process, and returns its exit code; `None` when started any other way, so
 /// the caller runs `body` itself.
-pub(crate) fn run_if_service(body: fn() -> ExitCode) -> Option<ExitCode> {
+pub fn run_if_service(body: fn() -> ExitCode) -> Option<ExitCode> {
     // A program started at a console has a terminal; the service manager gives
     // none. Asking the dispatcher costs nothing on Windows but a long wait under
     // Wine, so the obvious case is settled first.

@@ -13,7 +13,7 @@
 //!
 //! [`NodeSettings`] is what the node is started with; nothing here starts anything.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use mycelium_proto::endpoint::Endpoint;
@@ -21,36 +21,12 @@ use serde::{Serialize, Serializer};
 
 use crate::args::Cli;
 use crate::config::ConfigFile;
-
-/// Default TCP (or TLS) listen port (PROTOCOL.md §2.1).
-pub(crate) const DEFAULT_TCP_LISTEN_PORT: u16 = 9651;
-/// Default QUIC port (PROTOCOL.md §2.1).
-pub(crate) const DEFAULT_QUIC_LISTEN_PORT: u16 = 9651;
-/// Default link-local discovery port (PROTOCOL.md §2.1).
-pub(crate) const DEFAULT_PEER_DISCOVERY_PORT: u16 = 9650;
-/// Default HTTP API listen address.
-pub(crate) const DEFAULT_API_ADDR: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8989);
-/// Default JSON-RPC listen address.
-pub(crate) const DEFAULT_JSONRPC_ADDR: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8990);
-/// Default number of route update processors.
-pub(crate) const DEFAULT_UPDATE_WORKERS: usize = 1;
-/// The most update processors upstream can run; it panics from 255 on.
-pub(crate) const MAX_UPDATE_WORKERS: usize = 254;
-/// Default TUN device name.
-#[cfg(target_os = "macos")]
-pub(crate) const DEFAULT_TUN_NAME: &str = "utun0";
-/// Default TUN device name.
-#[cfg(not(target_os = "macos"))]
-pub(crate) const DEFAULT_TUN_NAME: &str = "mycelium";
-
-/// The resource limits: ranges and defaults.
-pub(crate) mod limits;
-
-/// Shortest and longest private network name in bytes (CLI.md §3).
 #[cfg(feature = "private")]
-const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
+use crate::options::parse_network_name;
+use crate::options::{
+    limits, DEFAULT_API_ADDR, DEFAULT_JSONRPC_ADDR, DEFAULT_PEER_DISCOVERY_PORT,
+    DEFAULT_QUIC_LISTEN_PORT, DEFAULT_TCP_LISTEN_PORT, DEFAULT_TUN_NAME, DEFAULT_UPDATE_WORKERS,
+};
 
 /// Everything a node needs to know to start, fully resolved.
 ///
@@ -89,7 +65,7 @@ pub(crate) struct NodeSettings {
     pub(crate) api_token_file: Option<PathBuf>,
     /// Linux `SO_MARK` for every peer socket.
     pub(crate) firewall_mark: Option<u32>,
-    /// Parallel route update processors, 1 to [`MAX_UPDATE_WORKERS`].
+    /// Parallel route update processors, 1 to [`crate::options::MAX_UPDATE_WORKERS`].
     pub(crate) update_workers: usize,
     /// Topic ACL file (MESSAGES.md §7.4).
     pub(crate) topic_config: Option<PathBuf>,
@@ -268,32 +244,6 @@ fn unless_default<T: PartialEq>(cli: T, default: T, config: Option<T>) -> T {
 fn flag(config: Option<bool>) -> bool {
     config.unwrap_or(false)
 }
-
-/// Checks a private network name: 2 to 64 bytes (CLI.md §3). The error text is
-/// upstream's.
-#[cfg(feature = "private")]
-pub(crate) fn parse_network_name(name: &str) -> Result<String, NetworkNameError> {
-    if NETWORK_NAME_LEN.contains(&name.len()) {
-        Ok(name.to_owned())
-    } else {
-        Err(NetworkNameError)
-    }
-}
-
-/// A private network name outside 2..=64 bytes.
-#[cfg(feature = "private")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NetworkNameError;
-
-#[cfg(feature = "private")]
-impl std::fmt::Display for NetworkNameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("network name must be between 2 and 64 characters")
-    }
-}
-
-#[cfg(feature = "private")]
-impl std::error::Error for NetworkNameError {}
 
 #[cfg(test)]
 mod tests;

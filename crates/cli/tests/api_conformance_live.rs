@@ -14,12 +14,13 @@
 #[path = "../../api/tests/common/schema.rs"]
 mod schema;
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
+use common::node::{pair, Node};
 use mycelium_api::rpc::METHODS;
 use schema::{
     check, documented_rpc_errors, operation_ids, our_openapi, our_openrpc, result_schema,
@@ -27,68 +28,8 @@ use schema::{
 };
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mycelium");
-
-/// A free TCP port that is also free for UDP (QUIC listens on both numbers).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("[::]:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("::", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One node process, killed on drop.
-struct Node {
-    child: Child,
-    api: String,
-    rpc: String,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
+/// Requests with this test's HTTP client ([`send`]), which keeps the whole answer.
 impl Node {
-    fn start(peers: &[String]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (api, rpc, port) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            free_port(),
-        );
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--no-tun", "--disable-peer-discovery", "--key-file"])
-            .arg(dir.path().join("key"))
-            .args(["--api-addr", &api, "--jsonrpc-addr", &rpc])
-            .args(["--tcp-listen-port", &port.to_string()])
-            .args(["--quic-listen-port", &port.to_string()]);
-        if !peers.is_empty() {
-            cmd.arg("--peers").args(peers);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Self {
-            child,
-            api,
-            rpc,
-            port,
-            _dir: dir,
-        };
-        node.wait_for(
-            |n| try_send("GET", &n.url("/api/v1/admin"), None, &[]).is_ok_and(|a| a.status == 200),
-            "its API",
-        );
-        node
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
-    }
-
     fn get(&self, path: &str) -> Answer {
         send("GET", &self.url(path), None, &[])
     }
@@ -100,38 +41,6 @@ impl Node {
             Some(("application/json", body.to_string())),
             &[],
         )
-    }
-
-    fn info(&self) -> Value {
-        self.get("/api/v1/admin").json()
-    }
-
-    fn ip(&self) -> String {
-        self.info()["nodeIp"].as_str().unwrap().to_owned()
-    }
-
-    fn subnet(&self) -> String {
-        self.info()["nodeSubnet"].as_str().unwrap().to_owned()
-    }
-
-    fn wait_for(&self, ok: impl Fn(&Self) -> bool, what: &str) {
-        let start = Instant::now();
-        while !ok(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "node never showed {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn has_route_to(&self, subnet: &str) -> bool {
-        let routes = self.get("/api/v1/admin/routes/selected");
-        routes.status == 200
-            && routes
-                .json()
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["subnet"] == subnet))
     }
 
     /// A JSON-RPC call on this node's RPC port; the whole answer object.
@@ -146,23 +55,6 @@ impl Node {
         assert_eq!(answer.status, 200, "{method}: {}", answer.text());
         answer.json()
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Two nodes, B peered to A over TCP, each with a route to the other.
-fn pair() -> (Node, Node) {
-    let a = Node::start(&[]);
-    let b = Node::start(&[format!("tcp://127.0.0.1:{}", a.port)]);
-    let (sa, sb) = (a.subnet(), b.subnet());
-    b.wait_for(|n| n.has_route_to(&sa), "a route to A");
-    a.wait_for(|n| n.has_route_to(&sb), "a route to B");
-    (a, b)
 }
 
 /// An HTTP answer.
@@ -331,7 +223,7 @@ impl Rest<'_> {
 
 #[test]
 fn a_live_node_answers_every_operation_as_documented() {
-    let (a, b) = pair();
+    let (a, b) = pair(Node::start);
     let ours = our_openapi();
     let upstream = upstream_with_exceptions();
     let mut r = Rest {
@@ -1013,7 +905,7 @@ fn a_live_node_answers_every_operation_as_documented() {
 
 #[test]
 fn a_live_node_answers_every_rpc_method_as_documented() {
-    let (a, b) = pair();
+    let (a, b) = pair(Node::start);
     let doc = our_openrpc();
     let upstream: Value = serde_json::from_str(&upstream_file("openrpc.json")).unwrap();
     let (a_ip, b_ip) = (a.ip(), b.ip());

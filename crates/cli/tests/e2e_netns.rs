@@ -12,7 +12,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::netns::{require, run, run_ok, Net};
+use common::netns::Net;
+use common::{require, run_ok, runs, BIN};
 
 fn ttl_of(ping_output: &str) -> Option<u32> {
     let at = ping_output.find("ttl=")?;
@@ -125,7 +126,7 @@ fn received_mbits(net: &Net, out: &std::process::Output) -> f64 {
 /// directions cross a portable device and a mixed pair.
 #[test]
 fn portable_tun_path_carries_ping_and_streams() {
-    require(run(&["iperf3", "--version"]).status.success(), "iperf3");
+    require(runs(&["iperf3", "--version"]), "iperf3");
     let mut net = Net::new("p");
     let (a, b, c) = (net.ns("a"), net.ns("b"), net.ns("c"));
     let (_, b_left) = net.link(&a, &b);
@@ -161,17 +162,10 @@ fn portable_tun_path_carries_ping_and_streams() {
             );
         }
     }
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &c, "iperf3", "-s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    net.server(&c, "iperf3", &["iperf3", "-s"]);
     std::thread::sleep(Duration::from_millis(500));
     let up = iperf3_mbits(&net, &a, &addr_c, 3, false);
     let down = iperf3_mbits(&net, &a, &addr_c, 3, true);
-    let _ = server.kill();
-    let _ = server.wait();
     println!("portable TUN path: {up:.0} Mbit/s from it, {down:.0} Mbit/s to it");
     // Far below what this machine carries either way: a stall or a broken batch
     // shows as a collapse, not as a few percent.
@@ -315,16 +309,11 @@ fn silently_dropping_relay_is_routed_around() {
 
 #[test]
 fn iperf3_stream_survives_the_loss_of_its_relay() {
-    require(run(&["iperf3", "--version"]).status.success(), "iperf3");
-    let (net, ns, addr_d) = diamond("i");
+    require(runs(&["iperf3", "--version"]), "iperf3");
+    let (mut net, ns, addr_d) = diamond("i");
     let relay = relay_in_use(&net, &ns, &addr_d);
     let relay_ns = ns[relay].clone();
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &ns[3], "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    net.server(&ns[3], "iperf3", &["iperf3", "-s", "-1"]);
     std::thread::sleep(Duration::from_millis(500));
     let client = Command::new("ip")
         .args([
@@ -337,26 +326,9 @@ fn iperf3_stream_survives_the_loss_of_its_relay() {
     std::thread::sleep(Duration::from_secs(3));
     run_ok(&["kill", "-9", &net.pid_of(&relay_ns).to_string()]);
     let out = client.wait_with_output().unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
     let mbits = received_mbits(&net, &out);
     assert!(mbits > 0.0);
     println!("iperf3 across a relay loss: {mbits:.0} Mbit/s average");
-}
-
-/// Runs a client subcommand against the node in `ns` (its API is on the default
-/// loopback address inside the namespace).
-fn client(net: &Net, ns: &str, args: &[&str]) -> String {
-    let mut cmd = vec![env!("CARGO_BIN_EXE_mycelium")];
-    cmd.extend_from_slice(args);
-    let out = net.exec(ns, &cmd);
-    assert!(
-        out.status.success(),
-        "{args:?} in {ns}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        net.logs()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -371,18 +343,15 @@ fn messages_cross_a_relay_with_topics_and_a_reply() {
     net.wait_reachable(&a, &addr_c, Duration::from_secs(20));
 
     // Two topics; C's filtered receive takes only the one it asks for.
-    client(
-        &net,
+    net.cli_ok(
         &a,
         &["message", "send", "--topic", "weather", &addr_c, "rain"],
     );
-    client(
-        &net,
+    net.cli_ok(
         &a,
         &["message", "send", "--topic", "news", &addr_c, "hello C"],
     );
-    let got: serde_json::Value = serde_json::from_str(&client(
-        &net,
+    let got: serde_json::Value = serde_json::from_str(&net.cli_ok(
         &c,
         &["message", "receive", "--topic", "news", "--timeout", "10"],
     ))
@@ -392,7 +361,7 @@ fn messages_cross_a_relay_with_topics_and_a_reply() {
 
     // A waits for a reply while C answers.
     let mut waiting = Command::new("ip")
-        .args(["netns", "exec", &a, env!("CARGO_BIN_EXE_mycelium")])
+        .args(["netns", "exec", &a, BIN])
         .args([
             "message",
             "send",
@@ -406,12 +375,9 @@ fn messages_cross_a_relay_with_topics_and_a_reply() {
         .spawn()
         .unwrap();
     let request = loop {
-        let got: serde_json::Value = serde_json::from_str(&client(
-            &net,
-            &c,
-            &["message", "receive", "--timeout", "10"],
-        ))
-        .unwrap();
+        let got: serde_json::Value =
+            serde_json::from_str(&net.cli_ok(&c, &["message", "receive", "--timeout", "10"]))
+                .unwrap();
         // The "weather" message is still queued ahead of the request.
         if got["payload"] == "ping?" {
             break got;
@@ -419,11 +385,7 @@ fn messages_cross_a_relay_with_topics_and_a_reply() {
         assert_eq!(got["payload"], "rain");
     };
     let id = request["id"].as_str().unwrap();
-    client(
-        &net,
-        &c,
-        &["message", "send", "--reply-to", id, &addr_a, "pong!"],
-    );
+    net.cli_ok(&c, &["message", "send", "--reply-to", id, &addr_a, "pong!"]);
     let status = waiting.wait().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(waiting.stdout.as_mut().unwrap(), &mut out).unwrap();

@@ -15,10 +15,15 @@
 //! test makes is removed when it ends, even when it fails.
 #![allow(clippy::unwrap_used)] // test set-up failures should fail loudly
 
+mod common;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::netns::Net;
+use common::{describe, require, runs};
 
 /// The size of the file fetched through the proxy.
 const FILE_SIZE: u64 = 256 * 1024;
@@ -54,233 +59,19 @@ handler = functools.partial(Quiet, directory=sys.argv[1])
 Server((sys.argv[2], int(sys.argv[3])), handler).serve_forever()
 ";
 
-/// Namespaces and processes, torn down on drop.
-struct Net {
-    tag: String,
-    namespaces: Vec<String>,
-    /// Node processes, by namespace.
-    nodes: Vec<(String, Child)>,
-    /// Other servers the test started.
-    servers: Vec<Child>,
-    dir: tempfile::TempDir,
-}
-
-fn require(cond: bool, what: &str) {
-    assert!(
-        cond,
-        "the proxy end-to-end test needs {what}; run ./scripts/setup.sh as root"
+/// A new set of namespaces, after checking for the tools this test needs beyond
+/// what every namespace test needs.
+fn net(tag: &str) -> Net {
+    require(runs(&["ss", "-V"]), "ss (iproute2)");
+    require(runs(&["curl", "--version"]), "curl");
+    require(runs(&["python3", "--version"]), "python3");
+    // microsocks has no version option; `-h` prints its usage to stderr, exit status 1.
+    let microsocks = Command::new("microsocks").arg("-h").output();
+    require(
+        microsocks.is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("SOCKS5")),
+        "microsocks",
     );
-}
-
-fn run(cmd: &[&str]) -> Output {
-    Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn runs(cmd: &[&str]) -> bool {
-    Command::new(cmd[0])
-        .args(&cmd[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run_ok(cmd: &[&str]) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-impl Net {
-    fn new(tag: &str) -> Self {
-        require(run_ok(&["id", "-u"]).trim() == "0", "root");
-        require(Path::new("/dev/net/tun").exists(), "/dev/net/tun");
-        require(runs(&["ip", "-V"]), "iproute2 (ip)");
-        require(runs(&["ss", "-V"]), "ss (iproute2)");
-        require(runs(&["ping", "-V"]), "ping (iputils-ping)");
-        require(runs(&["curl", "--version"]), "curl");
-        require(runs(&["python3", "--version"]), "python3");
-        // microsocks has no version option; `-h` prints its usage to stderr, exit status 1.
-        let microsocks = Command::new("microsocks").arg("-h").output();
-        require(
-            microsocks.is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("SOCKS5")),
-            "microsocks",
-        );
-        Self {
-            tag: format!("m{}{tag}", std::process::id() % 100_000),
-            namespaces: Vec::new(),
-            nodes: Vec::new(),
-            servers: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn ns(&mut self, name: &str) -> String {
-        let ns = format!("{}-{name}", self.tag);
-        run_ok(&["ip", "netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        for scope in ["all", "default"] {
-            let key = format!("net.ipv6.conf.{scope}.accept_dad=0");
-            run_ok(&["ip", "netns", "exec", &ns, "sysctl", "-qw", &key]);
-        }
-        ns
-    }
-
-    /// Joins two namespaces with a veth pair; returns the underlay address of each end.
-    fn link(&mut self, a: &str, b: &str) -> (String, String) {
-        let (va, vb) = (format!("{}a1", self.tag), format!("{}b1", self.tag));
-        run_ok(&[
-            "ip", "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b,
-        ]);
-        let (aa, ab) = ("fd00:1::1".to_owned(), "fd00:1::2".to_owned());
-        for (ns, dev, addr) in [(a, &va, &aa), (b, &vb, &ab)] {
-            let cidr = format!("{addr}/64");
-            run_ok(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev, "nodad"]);
-            run_ok(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        (aa, ab)
-    }
-
-    fn key(&self, name: &str) -> (PathBuf, String) {
-        let path = self.dir.path().join(format!("{name}.key"));
-        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
-            .args(["generate-keys", "-k"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
-            .args(["inspect", "--json", "-k"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (path, v["address"].as_str().unwrap().to_owned())
-    }
-
-    /// Starts a node in `ns` (TCP only, API on the namespace's 127.0.0.1:8989);
-    /// returns its overlay address.
-    fn node(&mut self, ns: &str, peers: &[String]) -> String {
-        let (key, addr) = self.key(ns);
-        let log = std::fs::File::create(self.dir.path().join(format!("{ns}.log"))).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_mycelium")])
-            .arg("--key-file")
-            .arg(&key)
-            .args(["--tcp-listen-port", "9651", "--tun-name", "myc0", "--debug"])
-            .args(["--disable-peer-discovery", "--disable-quic"]);
-        if !peers.is_empty() {
-            cmd.arg("--peers").args(peers);
-        }
-        let child = cmd
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.nodes.push((ns.to_owned(), child));
-        addr
-    }
-
-    /// Starts a long-running server in `ns`, output to `<name>.log`.
-    fn server(&mut self, ns: &str, name: &str, cmd: &[&str]) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(cmd)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        self.servers.push(child);
-    }
-
-    fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", ns];
-        full.extend_from_slice(cmd);
-        run(&full)
-    }
-
-    /// The `mycelium` client against the node in `ns`.
-    fn cli(&self, ns: &str, args: &[&str]) -> Output {
-        let mut full = vec![env!("CARGO_BIN_EXE_mycelium")];
-        full.extend_from_slice(args);
-        self.exec(ns, &full)
-    }
-
-    fn cli_ok(&self, ns: &str, args: &[&str]) -> String {
-        let out = self.cli(ns, args);
-        assert!(
-            out.status.success(),
-            "mycelium {args:?} failed: {}\n{}",
-            text(&out),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `probe` every 100 ms until it holds, or panics after `limit`.
-    fn wait_for(&self, what: &str, limit: Duration, mut probe: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if probe() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{what}: not within {limit:?}\n{}", self.logs());
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        let mut names: Vec<String> = self.nodes.iter().map(|(n, _)| n.clone()).collect();
-        names.extend(["socks", "http"].map(String::from));
-        for name in names {
-            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            out += &format!("--- {name} (last lines)\n");
-            for l in tail.iter().rev() {
-                out += l;
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for child in self
-            .servers
-            .iter_mut()
-            .chain(self.nodes.iter_mut().map(|(_, c)| c))
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+    Net::new(tag)
 }
 
 /// Established TCP connections from or to port 1080 in `ns` (both ends of every
@@ -306,21 +97,21 @@ fn established_1080(net: &Net, ns: &str) -> usize {
             ")",
         ],
     );
-    assert!(out.status.success(), "ss: {}", text(&out));
+    assert!(out.status.success(), "ss: {}", describe(&out));
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 /// Whether anything listens on TCP port 1080 in `ns`.
 fn listening_on_1080(net: &Net, ns: &str) -> bool {
     let out = net.exec(ns, &["ss", "-H", "-t", "-l", "-n", "sport", "=", ":1080"]);
-    assert!(out.status.success(), "ss: {}", text(&out));
+    assert!(out.status.success(), "ss: {}", describe(&out));
     !out.stdout.is_empty()
 }
 
 #[test]
 fn socks_proxy_on_another_node_carries_http_fetches() {
     let started = Instant::now();
-    let mut net = Net::new("p");
+    let mut net = net("p");
     let (a, b) = (net.ns("a"), net.ns("b"));
     let (a_under, _) = net.link(&a, &b);
     let addr_a = net.node(&a, &[]);
@@ -328,11 +119,7 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
     net.wait_for(
         "B reaches A over the overlay",
         Duration::from_secs(20),
-        || {
-            net.exec(&b, &["ping", "-6", "-c", "1", "-W", "1", &addr_a])
-                .status
-                .success()
-        },
+        || net.ping(&b, &addr_a),
     );
 
     // A: the file, the HTTP server and the SOCKS5 server, both on A's overlay address.
@@ -415,7 +202,7 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
     assert!(
         out.status.success(),
         "fetch: {}\n{}",
-        text(&out),
+        describe(&out),
         net.logs()
     );
     assert!(
@@ -446,13 +233,17 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
             out.status.success(),
             served,
             "fetch via {via} from {ns}: {}",
-            text(&out)
+            describe(&out)
         );
         // Refused by B itself: the connection was made, then closed unserved (not
         // curl's 7, cannot connect, nor 28, timed out).
         if !served {
             let code = out.status.code();
-            assert!(!matches!(code, Some(7 | 28)), "{code:?}: {}", text(&out));
+            assert!(
+                !matches!(code, Some(7 | 28)),
+                "{code:?}: {}",
+                describe(&out)
+            );
         }
     }
 
@@ -486,7 +277,7 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
     assert!(
         out.status.success(),
         "parallel fetches: {}\n{}",
-        text(&out),
+        describe(&out),
         net.logs()
     );
     for (i, path) in outs.iter().enumerate() {
@@ -568,7 +359,7 @@ fn socks_proxy_on_another_node_carries_http_fetches() {
         out.status.code(),
         Some(7),
         "a fetch after disconnect did not find the port closed: {}",
-        text(&out)
+        describe(&out)
     );
     // Still known after disconnect; connecting by name works and a bad name is
     // refused by the client.

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::Net;
+use common::wait_for;
 use mycelium_proto::crypto::{SharedSecret, OVERHEAD};
 use mycelium_proto::wire::control::{BABEL_VERSION, MAGIC};
 use mycelium_proto::wire::data::{DataHeader, DataPacket};
@@ -98,14 +99,6 @@ fn selected_routes(ns: &str) -> Vec<serde_json::Value> {
 
 fn has_route(ns: &str, subnet: &str) -> bool {
     selected_routes(ns).iter().any(|r| r["subnet"] == subnet)
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "no {what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A's memory figures from /proc, in KiB: (resident now, peak).

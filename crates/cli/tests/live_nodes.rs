@@ -3,148 +3,18 @@
 //! client subcommands: messages with topics and replies, peers, routes, statuses.
 #![allow(clippy::unwrap_used)] // test set-up failures should fail loudly
 
-use std::net::{Ipv6Addr, TcpListener, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mycelium");
+use common::node::{pair, Node};
+use common::BIN;
 
-/// A free TCP port that is also free for UDP (QUIC listens on both numbers).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("[::]:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("::", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One node process, killed on drop.
-struct Node {
-    child: Child,
-    api: String,
-    rpc: String,
-    metrics: String,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(peers: &[String]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (api, rpc, metrics, port) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            free_port(),
-        );
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--no-tun", "--disable-peer-discovery", "--key-file"])
-            .arg(dir.path().join("key"))
-            .args(["--api-addr", &api, "--jsonrpc-addr", &rpc])
-            .args(["--metrics-api-address", &metrics])
-            .args(["--tcp-listen-port", &port.to_string()])
-            .args(["--quic-listen-port", &port.to_string()]);
-        if !peers.is_empty() {
-            cmd.arg("--peers").args(peers);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Self {
-            child,
-            api,
-            rpc,
-            metrics,
-            port,
-            _dir: dir,
-        };
-        node.wait_for(|n| n.get("/api/v1/admin").is_some(), "its API");
-        node
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
-    }
-
-    /// GET a JSON answer; `None` if the API cannot be reached or the status is not 200.
-    fn get(&self, path: &str) -> Option<Value> {
-        let mut resp = ureq::get(&self.url(path)).call().ok()?;
-        if resp.status() != 200 {
-            return None;
-        }
-        serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()
-    }
-
-    fn info(&self) -> Value {
-        self.get("/api/v1/admin").unwrap()
-    }
-
-    fn ip(&self) -> Ipv6Addr {
-        self.info()["nodeIp"].as_str().unwrap().parse().unwrap()
-    }
-
-    fn subnet(&self) -> String {
-        self.info()["nodeSubnet"].as_str().unwrap().to_owned()
-    }
-
-    fn wait_for(&self, ok: impl Fn(&Self) -> bool, what: &str) {
-        let start = Instant::now();
-        while !ok(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "node never showed {what}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn has_route_to(&self, subnet: &str) -> bool {
-        self.get("/api/v1/admin/routes/selected")
-            .and_then(|v| v.as_array().cloned())
-            .is_some_and(|routes| routes.iter().any(|r| r["subnet"] == subnet))
-    }
-
-    /// Runs a client subcommand against this node.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(["--api-addr", &self.api])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Two nodes, B peered to A over TCP, each with a route to the other.
-fn pair() -> (Node, Node) {
-    let a = Node::start(&[]);
-    let b = Node::start(&[format!("tcp://127.0.0.1:{}", a.port)]);
-    let (sa, sb) = (a.subnet(), b.subnet());
-    b.wait_for(|n| n.has_route_to(&sa), "a route to A");
-    a.wait_for(|n| n.has_route_to(&sb), "a route to B");
-    (a, b)
+/// Two nodes with metrics, B peered to A (see [`pair`]).
+fn pair_with_metrics() -> (Node, Node) {
+    pair(Node::start_with_metrics)
 }
 
 fn json_line(s: &str) -> Value {
@@ -153,9 +23,9 @@ fn json_line(s: &str) -> Value {
 
 #[test]
 fn messages_with_topics_and_a_reply_round_trip() {
-    let (a, b) = pair();
-    let a_ip = a.ip().to_string();
-    let b_ip = b.ip().to_string();
+    let (a, b) = pair_with_metrics();
+    let a_ip = a.ip();
+    let b_ip = b.ip();
 
     // Two messages on different topics; a filtered receive takes only its own.
     b.cli_ok(&["message", "send", "--topic", "news", &a_ip, "first"]);
@@ -197,7 +67,7 @@ fn messages_with_topics_and_a_reply_round_trip() {
     // The sender sees its message read.
     b.wait_for(
         |n| {
-            n.get(&format!("/api/v1/messages/status/{id}"))
+            n.get_json(&format!("/api/v1/messages/status/{id}"))
                 .is_some_and(|s| s["state"] == "read")
         },
         "the message as read",
@@ -206,7 +76,7 @@ fn messages_with_topics_and_a_reply_round_trip() {
 
 #[test]
 fn a_megabyte_message_arrives_intact_and_statuses_follow_it() {
-    let (a, b) = pair();
+    let (a, b) = pair_with_metrics();
     let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big");
@@ -216,7 +86,7 @@ fn a_megabyte_message_arrives_intact_and_statuses_follow_it() {
         "send",
         "--msg-path",
         file.to_str().unwrap(),
-        &a.ip().to_string(),
+        &a.ip(),
     ]));
     let id = sent["id"].as_str().unwrap().to_owned();
     let out = dir.path().join("out");
@@ -229,7 +99,9 @@ fn a_megabyte_message_arrives_intact_and_statuses_follow_it() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(std::fs::read(&out).unwrap(), payload);
-    let status = b.get(&format!("/api/v1/messages/status/{id}")).unwrap();
+    let status = b
+        .get_json(&format!("/api/v1/messages/status/{id}"))
+        .unwrap();
     assert_eq!(status["msgLen"], 1_000_000);
     assert_eq!(
         status["deadline"].as_i64().unwrap() - status["created"].as_i64().unwrap(),
@@ -239,7 +111,7 @@ fn a_megabyte_message_arrives_intact_and_statuses_follow_it() {
 
 #[test]
 fn peers_routes_and_keys_through_the_cli_and_both_apis() {
-    let (a, b) = pair();
+    let (a, b) = pair_with_metrics();
     // B's static peer is alive and has moved bytes.
     let peers: Value = serde_json::from_str(&b.cli_ok(&["peers", "list", "--json"])).unwrap();
     let peer = &peers[0];
@@ -247,7 +119,7 @@ fn peers_routes_and_keys_through_the_cli_and_both_apis() {
     assert_eq!(peer["connectionState"], "alive");
     assert!(peer["txBytes"].as_u64().unwrap() > 0 && peer["rxBytes"].as_u64().unwrap() > 0);
     // A sees B as inbound.
-    let peers = a.get("/api/v1/admin/peers").unwrap();
+    let peers = a.get_json("/api/v1/admin/peers").unwrap();
     assert_eq!(peers[0]["type"], "inbound");
 
     // Adding a known peer is a conflict; a new one is recorded, then removed.
@@ -257,7 +129,7 @@ fn peers_routes_and_keys_through_the_cli_and_both_apis() {
     b.cli_ok(&["peers", "add", &extra]);
     b.wait_for(
         |n| {
-            n.get("/api/v1/admin/peers").is_some_and(|p| {
+            n.get_json("/api/v1/admin/peers").is_some_and(|p| {
                 p.as_array()
                     .unwrap()
                     .iter()
@@ -268,7 +140,7 @@ fn peers_routes_and_keys_through_the_cli_and_both_apis() {
     );
     b.cli_ok(&["peers", "remove", &extra]);
     assert_eq!(
-        b.get("/api/v1/admin/peers")
+        b.get_json("/api/v1/admin/peers")
             .unwrap()
             .as_array()
             .unwrap()
@@ -286,7 +158,7 @@ fn peers_routes_and_keys_through_the_cli_and_both_apis() {
     let key = a.info()["nodePubkey"].as_str().unwrap().to_owned();
     let sub = a.subnet();
     let some_ip = sub.replace("::/64", "::1234");
-    let answer = b.get(&format!("/api/v1/pubkey/{some_ip}")).unwrap();
+    let answer = b.get_json(&format!("/api/v1/pubkey/{some_ip}")).unwrap();
     assert_eq!(answer["publicKey"], key.as_str());
     let request = serde_json::json!({
         "jsonrpc": "2.0", "id": 1, "method": "getPublicKeyFromIp", "params": [some_ip]
@@ -305,11 +177,11 @@ fn peers_routes_and_keys_through_the_cli_and_both_apis() {
     assert!(matches!(v4, Err(ureq::Error::StatusCode(404))));
 
     // Packet statistics and metrics count the traffic of a message.
-    b.cli_ok(&["message", "send", &a.ip().to_string(), "x"]);
+    b.cli_ok(&["message", "send", &a.ip(), "x"]);
     a.cli_ok(&["message", "receive", "--timeout", "10"]);
     let stats = json_line(&b.cli_ok(&["stats", "packets", "--json"]));
     assert!(!stats["byDestination"].as_array().unwrap().is_empty());
-    let metrics = ureq::get(&format!("http://{}/metrics", b.metrics))
+    let metrics = ureq::get(&format!("http://{}/metrics", b.metrics.as_deref().unwrap()))
         .call()
         .unwrap()
         .body_mut()

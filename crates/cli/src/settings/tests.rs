@@ -321,7 +321,7 @@ fn limits_come_from_the_command_line_then_the_file_then_the_defaults() {
 
 #[test]
 fn limit_defaults_are_the_node_and_router_defaults() {
-    use crate::settings::limits;
+    use crate::options::limits;
     let node = mycelium_node::Limits::default();
     let router = mycelium_proto::routing::Limits::default();
     let size = |v: usize| v as u64;

@@ -3,68 +3,55 @@
 //! (this crate's `mycelium` binary, each with a real TUN device), and everything is
 //! removed when the [`Net`] is dropped, even when the test fails.
 //!
+//! Other servers a test runs in the namespaces ([`Net::server`]) are ended with
+//! the nodes.
+//!
 //! Needs root, `ip` (iproute2), `ping` and `/dev/net/tun`; `scripts/setup.sh`
 //! installs the tools. Without them a test fails, saying what is missing: these
-//! tests are never skipped.
-#![allow(dead_code)] // each test binary uses its own part
+//! tests are never skipped. A test that needs more tools checks them with
+//! [`super::require`] first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A set of namespaces and node processes, torn down on drop.
+use super::{describe, poll, require, run, run_ok, runs, BIN};
+
+/// A set of namespaces, node processes and other servers, torn down on drop.
 pub(crate) struct Net {
+    /// Prefix of every namespace and interface name: `m`, this process's id and the
+    /// test's tag.
     pub(crate) tag: String,
+    /// The namespaces made, deleted on drop.
     pub(crate) namespaces: Vec<String>,
+    /// Node processes by namespace, killed on drop.
     pub(crate) nodes: Vec<(String, Child)>,
+    /// Other servers by log name, killed on drop.
+    pub(crate) servers: Vec<(String, Child)>,
+    /// Keys, logs and whatever files a test writes.
     pub(crate) dir: tempfile::TempDir,
+    /// veth pairs made so far (they number the links and their addresses).
     pub(crate) links: usize,
 }
 
-pub(crate) fn require(cond: bool, what: &str) {
-    assert!(
-        cond,
-        "end-to-end tests need {what}; run ./scripts/setup.sh as root"
-    );
-}
-
-pub(crate) fn run(cmd: &[&str]) -> Output {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    out
-}
-
-pub(crate) fn run_ok(cmd: &[&str]) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl Net {
+    /// A new, empty set; checks for root and the tools every namespace test needs.
     pub(crate) fn new(tag: &str) -> Self {
-        // SAFETY-free check for root: `id -u`.
         require(run_ok(&["id", "-u"]).trim() == "0", "root");
-        require(run(&["ip", "-V"]).status.success(), "iproute2 (ip)");
-        require(run(&["ping", "-V"]).status.success(), "ping (iputils-ping)");
-        require(
-            std::path::Path::new("/dev/net/tun").exists(),
-            "/dev/net/tun",
-        );
+        require(runs(&["ip", "-V"]), "iproute2 (ip)");
+        require(runs(&["ping", "-V"]), "ping (iputils-ping)");
+        require(Path::new("/dev/net/tun").exists(), "/dev/net/tun");
         Self {
             tag: format!("m{}{tag}", std::process::id() % 100_000),
             namespaces: Vec::new(),
             nodes: Vec::new(),
+            servers: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
             links: 0,
         }
     }
 
+    /// Makes the namespace `<tag>-<name>` with loopback up; returns its name.
     pub(crate) fn ns(&mut self, name: &str) -> String {
         let ns = format!("{}-{name}", self.tag);
         run_ok(&["ip", "netns", "add", &ns]);
@@ -104,15 +91,23 @@ impl Net {
         (aa, ab)
     }
 
+    /// A file in the test's directory holding `bytes`.
+    pub(crate) fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// A new node key `<name>.key`; returns its path and the overlay address it gives.
     pub(crate) fn key(&self, name: &str) -> (PathBuf, String) {
         let path = self.dir.path().join(format!("{name}.key"));
-        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+        let out = Command::new(BIN)
             .args(["generate-keys", "-k"])
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success());
-        let out = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+        assert!(out.status.success(), "{}", describe(&out));
+        let out = Command::new(BIN)
             .args(["inspect", "--json", "-k"])
             .arg(&path)
             .output()
@@ -142,7 +137,8 @@ impl Net {
         self.node_args(ns, peers, quic, discovery, &[])
     }
 
-    /// Starts a node in `ns` with further command-line arguments.
+    /// Starts a node in `ns` with further command-line arguments: TCP on port 9651,
+    /// TUN device `myc0`, debug logs in `<ns>.log`; returns its overlay address.
     pub(crate) fn node_args(
         &mut self,
         ns: &str,
@@ -152,18 +148,12 @@ impl Net {
         extra: &[&str],
     ) -> String {
         let (key, addr) = self.key(ns);
-        let log = std::fs::File::create(self.dir.path().join(format!("{ns}.log"))).unwrap();
+        let log = std::fs::File::create(self.log_path(ns)).unwrap();
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_mycelium"),
-            "--key-file",
-        ])
-        .arg(&key)
-        .args(["--tcp-listen-port", "9651"])
-        .args(["--tun-name", "myc0", "--debug"]);
+        cmd.args(["netns", "exec", ns, BIN, "--key-file"])
+            .arg(&key)
+            .args(["--tcp-listen-port", "9651"])
+            .args(["--tun-name", "myc0", "--debug"]);
         if !discovery {
             cmd.arg("--disable-peer-discovery");
         }
@@ -189,24 +179,61 @@ impl Net {
         self.nodes.iter().find(|(n, _)| n == ns).unwrap().1.id()
     }
 
+    /// Starts a long-running server (`cmd`) in `ns`, its output in `<name>.log`;
+    /// it is killed with the nodes.
+    pub(crate) fn server(&mut self, ns: &str, name: &str, cmd: &[&str]) {
+        let log = std::fs::File::create(self.log_path(name)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        self.servers.push((name.to_owned(), child));
+    }
+
+    /// Runs `cmd` in `ns` and returns its output.
     pub(crate) fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
         let mut full = vec!["ip", "netns", "exec", ns];
         full.extend_from_slice(cmd);
         run(&full)
     }
 
-    /// Pings until one answer comes back, or `limit` passes.
+    /// Runs the `mycelium` client in `ns`, against the node there (its API is on
+    /// the default loopback address).
+    pub(crate) fn cli(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec![BIN];
+        full.extend_from_slice(args);
+        self.exec(ns, &full)
+    }
+
+    /// Like [`Net::cli`]; returns its stdout, and fails the test if it fails.
+    pub(crate) fn cli_ok(&self, ns: &str, args: &[&str]) -> String {
+        let out = self.cli(ns, args);
+        assert!(
+            out.status.success(),
+            "mycelium {args:?} in {ns} failed: {}\n{}",
+            describe(&out),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether one ping from `ns` to `addr` is answered within a second.
+    pub(crate) fn ping(&self, ns: &str, addr: &str) -> bool {
+        self.exec(ns, &["ping", "-6", "-c", "1", "-W", "1", addr])
+            .status
+            .success()
+    }
+
+    /// Pings until one answer comes back, or `limit` passes (which fails the test);
+    /// returns how long it took.
     pub(crate) fn wait_reachable(&self, ns: &str, addr: &str, limit: Duration) -> Duration {
         let start = Instant::now();
-        while start.elapsed() < limit {
-            if self
-                .exec(ns, &["ping", "-6", "-c", "1", "-W", "1", addr])
-                .status
-                .success()
-            {
-                return start.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if poll(limit, || self.ping(ns, addr)) {
+            return start.elapsed();
         }
         panic!(
             "{addr} not reachable from {ns} within {limit:?}\n{}",
@@ -214,13 +241,32 @@ impl Net {
         );
     }
 
+    /// Waits until `probe` holds; fails the test, naming `what` and showing the
+    /// logs, once `limit` passes.
+    pub(crate) fn wait_for(&self, what: &str, limit: Duration, probe: impl FnMut() -> bool) {
+        if !poll(limit, probe) {
+            panic!("{what}: not within {limit:?}\n{}", self.logs());
+        }
+    }
+
+    /// Where the output of the node in `ns` (or of the server `name`) goes.
+    pub(crate) fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// The whole output so far of the node in `ns` (or of the server `name`).
+    pub(crate) fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// The last lines of every node's and server's output, for a failure message.
     pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
-        for (ns, _) in &self.nodes {
-            let log = std::fs::read_to_string(self.dir.path().join(format!("{ns}.log")))
-                .unwrap_or_default();
+        let names = self.nodes.iter().chain(&self.servers).map(|(n, _)| n);
+        for name in names {
+            let log = self.log(name);
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            out += &format!("--- {ns} (last lines)\n");
+            out += &format!("--- {name} (last lines)\n");
             for l in tail.iter().rev() {
                 out += l;
                 out.push('\n');
@@ -230,9 +276,10 @@ impl Net {
     }
 }
 
+/// Kills the servers and the nodes, then deletes the namespaces.
 impl Drop for Net {
     fn drop(&mut self) {
-        for (_, child) in &mut self.nodes {
+        for (_, child) in self.servers.iter_mut().chain(&mut self.nodes) {
             let _ = child.kill();
             let _ = child.wait();
         }
