@@ -11,7 +11,7 @@ use mycelium_proto::icmp;
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::packet::{self, TYPE_DATA};
 use mycelium_proto::wire::payload::{self, PayloadType};
-use mycelium_proto::wire::view::{DataFrame, Ipv6Packet};
+use mycelium_proto::wire::view::{DataFrame, OobReport};
 use rand::RngCore;
 
 use crate::buffer::{HEADROOM, PAYLOAD_AT};
@@ -71,36 +71,19 @@ pub(crate) fn report<T: AsRef<[u8]>>(
     Some(buf)
 }
 
-/// The original destination an out-of-band report `body` (its plaintext past the
-/// payload header) is about, if the body is long enough to hold one.
-pub(crate) fn reported_destination(body: &[u8]) -> Option<Ipv6Addr> {
-    let octets: [u8; 16] = body.get(..16)?.try_into().ok()?;
-    Some(Ipv6Addr::from(octets))
-}
-
 /// Turns an out-of-band report about a packet we sent into an ICMPv6 packet for our
 /// TUN: the report quotes our own sealed payload, which `secret` (the one we share
-/// with [`reported_destination`]) opens. `None` for a report that does not parse or
-/// open.
+/// with the report's [`OobReport::original_dst`]) opens. `None` for a report that
+/// does not open.
 pub(crate) fn report_for_tun(
     secret: &SharedSecret,
-    body: &[u8],
+    report: &OobReport<&[u8]>,
     reporter: Ipv6Addr,
     outer_dst: Ipv6Addr,
     hop: u8,
 ) -> Option<BytesMut> {
-    if !(16 + 40 + 8 + 16..=1280 + 16).contains(&body.len()) {
-        return None;
-    }
-    // The original destination, then the ICMPv6 packet: its 8-byte header, then
-    // our sealed payload as quoted.
-    let ip = Ipv6Packet::new_checked(&body[16..]).ok()?;
-    if ip.next_header() != icmp::NEXT_HEADER_ICMPV6 {
-        return None;
-    }
-    let message = ip.payload();
-    let (kind, code) = (*message.first()?, *message.get(1)?);
-    let mut quoted = BytesMut::from(message.get(8..)?);
+    let (kind, code) = report.kind();
+    let mut quoted = BytesMut::from(report.quoted());
     let n = secret.open_in_place(&mut quoted).ok()?;
     let original_ip = quoted.get(payload::HEADER_LEN..n)?;
     let mut out = BytesMut::with_capacity(HEADROOM + 48 + original_ip.len());

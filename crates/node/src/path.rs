@@ -19,7 +19,7 @@ use mycelium_proto::icmp;
 use mycelium_proto::wire::data::DataHeader;
 use mycelium_proto::wire::packet::{self, TYPE_DATA};
 use mycelium_proto::wire::payload::{self, PayloadType};
-use mycelium_proto::wire::view::{DataFrame, Ipv6Packet};
+use mycelium_proto::wire::view::{DataFrame, Ipv6Packet, OobReport};
 use mycelium_proto::{PublicKey, SecretKey, Subnet};
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -364,12 +364,12 @@ impl DataPath {
                 }
             }
             Inbound::OobIcmp => {
-                let body = &pkt[HEADROOM..];
-                let report = icmp_build::reported_destination(body)
-                    .and_then(|orig_dst| snapshot.key_for(orig_dst))
-                    .and_then(|key| {
+                let report = OobReport::new_checked(&pkt[HEADROOM..])
+                    .ok()
+                    .and_then(|r| Some((snapshot.key_for(r.original_dst())?, r)))
+                    .and_then(|(key, r)| {
                         let secret = local.secrets.get(&self.secret, key);
-                        icmp_build::report_for_tun(secret, body, src, dst, hop)
+                        icmp_build::report_for_tun(secret, &r, src, dst, hop)
                     });
                 match report {
                     Some(icmp_packet) => local.out.push(&self.stats, icmp_packet).await,
@@ -816,5 +816,40 @@ mod tests {
         b.path.work(&mut local, &snapshot, Work::Retry(held)).await;
         let out = to_a.try_recv().unwrap();
         assert_eq!(DataFrame::new_checked(&out[..]).unwrap().hop_limit(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_report_about_our_packet_becomes_an_icmp_error_on_our_tun() {
+        let mut b = bench();
+        let mut local = b.path.local();
+        // We send c a packet; a, on the way, reports that it ran out of hops.
+        let inner = ipv6(2, addr(&b.me), addr(&b.c), 20);
+        from_tun(&b, &mut local, &inner);
+        let sent = b.to_c.try_recv().unwrap();
+        let sent = DataFrame::new_checked(&sent[..]).unwrap();
+        let std::net::IpAddr::V6(reporter) = b.a.public_key().subnet().address() else {
+            panic!("an IPv6 subnet")
+        };
+        let secret = SharedSecret::new(&b.a, &b.me.public_key());
+        let report =
+            icmp_build::report(&secret, reporter, &sent, icmp::TIME_EXCEEDED, 0).unwrap();
+        b.path.handle_data(&mut local, &b.snapshot, report).await;
+        // Our TUN gets the error from the reporter, quoting what we sent.
+        let out = local.out.queued();
+        assert_eq!(out.len(), 1);
+        let ip = Ipv6Packet::new_checked(&out[0][HEADROOM..]).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (reporter, addr(&b.me)));
+        assert_eq!(ip.payload()[0], icmp::TIME_EXCEEDED);
+        assert_eq!(ip.payload()[8..], inner[..]);
+        // A report that does not open for us is dropped and counted.
+        let forged = SharedSecret::new(&b.d, &b.me.public_key());
+        let sent_again = sealed(&b.me, b.c.public_key(), 9, PayloadType::Ipv6, &inner);
+        let sent_again = DataFrame::new_checked(&sent_again[..]).unwrap();
+        // From a's subnet, so opened with a's key, which opens nothing d sealed.
+        let bogus =
+            icmp_build::report(&forged, reporter, &sent_again, icmp::TIME_EXCEEDED, 0).unwrap();
+        b.path.handle_data(&mut local, &b.snapshot, bogus).await;
+        assert_eq!(local.out.queued().len(), 1);
+        assert_eq!(count(&b.path.stats.decrypt_failures), 1);
     }
 }

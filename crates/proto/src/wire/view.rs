@@ -202,6 +202,74 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
+/// The body of an out-of-band ICMP report (PROTOCOL.md §7.7), the plaintext past
+/// its payload header: the destination of the packet it is about, then an ICMPv6
+/// error whose message quotes that packet's sealed payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OobReport<T> {
+    buf: T,
+}
+
+impl OobReport<()> {
+    /// The shortest report: a destination, an IPv6 header, an ICMPv6 header and a
+    /// quote as long as a seal's tag.
+    pub const MIN_LEN: usize = 16 + Ipv6Packet::HEADER_LEN + 8 + 16;
+    /// The longest report: a destination and a minimum-MTU IPv6 packet.
+    pub const MAX_LEN: usize = 16 + 1280;
+}
+
+/// The ICMPv6 next-header value.
+const ICMPV6: u8 = 58;
+
+impl<T: AsRef<[u8]>> OobReport<T> {
+    /// The view, once `buf` is checked to be as long as a report may be and to
+    /// carry an ICMPv6 packet after the destination.
+    pub fn new_checked(buf: T) -> Result<Self, ViewError> {
+        let bytes = buf.as_ref();
+        let len = bytes.len();
+        if len < OobReport::MIN_LEN {
+            return Err(ViewError::Truncated {
+                len,
+                need: OobReport::MIN_LEN,
+            });
+        }
+        if len > OobReport::MAX_LEN {
+            return Err(ViewError::Length {
+                declared: OobReport::MAX_LEN,
+                held: len,
+            });
+        }
+        let ip = Ipv6Packet::new_checked(&bytes[16..])?;
+        if ip.next_header() != ICMPV6 {
+            return Err(ViewError::Kind(ip.next_header()));
+        }
+        Ok(Self { buf })
+    }
+
+    /// The destination of the packet the report is about.
+    pub fn original_dst(&self) -> Ipv6Addr {
+        addr(self.buf.as_ref(), 0)
+    }
+
+    /// The ICMPv6 packet.
+    pub fn icmp(&self) -> Ipv6Packet<&[u8]> {
+        Ipv6Packet {
+            buf: &self.buf.as_ref()[16..],
+        }
+    }
+
+    /// The ICMPv6 type and code.
+    pub fn kind(&self) -> (u8, u8) {
+        let m = &self.buf.as_ref()[16 + Ipv6Packet::HEADER_LEN..];
+        (m[0], m[1])
+    }
+
+    /// What the ICMPv6 message quotes: the sealed payload of the packet reported.
+    pub fn quoted(&self) -> &[u8] {
+        &self.buf.as_ref()[16 + Ipv6Packet::HEADER_LEN + 8..]
+    }
+}
+
 /// A TCP header, for the fields a receiver's segment coalescing compares: ports,
 /// header length and options, and the PSH flag (RFC 9293 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,5 +444,28 @@ mod tests {
         assert!(TcpHeader::new_checked(&h[..12]).is_err());
         h[12] = 4 << 4;
         assert!(TcpHeader::new_checked(&h[..]).is_err());
+    }
+
+    #[test]
+    fn an_oob_report_names_its_parts() {
+        let dst: Ipv6Addr = "400::9".parse().unwrap();
+        let mut body = dst.octets().to_vec();
+        let mut ip = vec![0u8; 40];
+        ip[0] = 0x60;
+        ip[6] = 58;
+        body.extend_from_slice(&ip);
+        body.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[0xab; 16]);
+        let report = OobReport::new_checked(&body[..]).unwrap();
+        assert_eq!(report.original_dst(), dst);
+        assert_eq!(report.kind(), (3, 0));
+        assert_eq!(report.quoted(), &[0xab; 16]);
+        assert_eq!(report.icmp().next_header(), 58);
+        assert!(OobReport::new_checked(&body[..body.len() - 1]).is_err());
+        let mut long = body.clone();
+        long.resize(OobReport::MAX_LEN + 1, 0);
+        assert!(OobReport::new_checked(&long[..]).is_err());
+        body[16 + 6] = 17;
+        assert!(OobReport::new_checked(&body[..]).is_err());
     }
 }
