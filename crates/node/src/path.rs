@@ -831,8 +831,7 @@ mod tests {
             panic!("an IPv6 subnet")
         };
         let secret = SharedSecret::new(&b.a, &b.me.public_key());
-        let report =
-            icmp_build::report(&secret, reporter, &sent, icmp::TIME_EXCEEDED, 0).unwrap();
+        let report = icmp_build::report(&secret, reporter, &sent, icmp::TIME_EXCEEDED, 0).unwrap();
         b.path.handle_data(&mut local, &b.snapshot, report).await;
         // Our TUN gets the error from the reporter, quoting what we sent.
         let out = local.out.queued();
