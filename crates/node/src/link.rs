@@ -395,6 +395,30 @@ impl bytes::Buf for Gather {
     }
 }
 
+/// Buffers one vectored write passes at most (Linux takes 1,024).
+const MAX_IOV: usize = 512;
+
+/// Writes everything in `gather`, as many buffers per system call as the stream
+/// takes (tokio's own `write_all_buf` passes 64 at most).
+async fn write_gathered<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    gather: &mut Gather,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    while gather.has_remaining() {
+        let n = {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_IOV];
+            let count = gather.chunks_vectored(&mut slices);
+            out.write_vectored(&slices[..count]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        gather.advance(n);
+    }
+    Ok(())
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     writer: W,
     mut control: ControlRx,
@@ -452,7 +476,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        let written = out.write_all_buf(&mut gather).await.is_ok() && out.flush().await.is_ok();
+        let written =
+            write_gathered(&mut out, &mut gather).await.is_ok() && out.flush().await.is_ok();
         for c in chunks.drain(..) {
             control.done(&c);
         }
