@@ -6,7 +6,7 @@
 message_bus seeds are operation scripts (see fuzz_targets/message_bus.rs): whole
 exchanges driven by playing the bus's own frames back to it, and the recorded
 upstream message frames (corpus/message_frame) fed in as they are. topic_config
-seeds are the files of MESSAGES.md §7.4; api_json seeds are API.md's bodies and
+seeds are upstream's example frames; api_json seeds are the API's example bodies and
 the recorded upstream answers (the repository's interop fixtures).
 """
 import hashlib
@@ -186,7 +186,7 @@ if received:
         text(4, m["id"])
         text(3, m["srcPk"])
 
-# ----- cli_config: config files (CLI.md) ------------------------------------------
+# ----- cli_config: config files ------------------------------------------
 for path in [UPSTREAM_CONFIG]:
     if os.path.exists(path):
         with open(path, "rb") as f:

@@ -1,4 +1,4 @@
-//! Whole API requests (API.md) through the REST and JSON-RPC routers as the daemon
+//! Whole API requests through the REST and JSON-RPC routers as the daemon
 //! serves them, over the fake backend: a REST operation with fuzzed path parameters,
 //! query and body, or a JSON-RPC call (a known method with fuzzed params, or a raw
 //! body). The routers are built once (see `routers`). The clock is tokio's paused clock, so long-polls and reply waits end at

@@ -1,4 +1,4 @@
-//! The JSON bodies the APIs read and the answers they write (API.md §1), decoded
+//! The JSON bodies the APIs read and the answers they write, decoded
 //! with serde_json: the first byte picks the type, the rest is the JSON. What
 //! decodes must encode and decode back to the same value.
 #![no_main]

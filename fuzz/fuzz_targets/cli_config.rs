@@ -1,4 +1,4 @@
-//! The `mycelium` config file (CLI.md): the TOML text parsed into the CLI library's
+//! The `mycelium` config file: the TOML text parsed into the CLI library's
 //! `ConfigFile`, with its custom readers (peer endpoint URIs, socket addresses, the
 //! bounded integers).
 //!

@@ -1,5 +1,5 @@
 //! The short strings a node takes from its command line, config file and API paths:
-//! peer endpoint URIs (PROTOCOL.md §2.1), vsock addresses, subnets, public keys and
+//! peer endpoint URIs, vsock addresses, subnets, public keys and
 //! message ids. The first byte picks the parser, the rest is the text. What parses
 //! must print in a form that parses back to the same value.
 #![no_main]

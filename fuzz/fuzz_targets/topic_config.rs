@@ -1,4 +1,4 @@
-//! A `--topic-config` file (MESSAGES.md §7.4). What parses must keep the limits the
+//! A `--topic-config` file. What parses must keep the limits the
 //! bus relies on, and an error must name a line of the file.
 #![no_main]
 

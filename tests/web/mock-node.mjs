@@ -1,5 +1,5 @@
 // Two pretend nodes, A and B, peered to each other, each answering the HTTP API
-// (API.md §1–§2) with canned data and serving crates/api/web/index.html at `/`.
+// with canned data and serving crates/api/web/index.html at `/`.
 // A message POSTed to one lands in the other's inbox. Used when no real node is
 // given, and for the bearer-token check, which a real node may not support.
 //
@@ -52,7 +52,7 @@ function makeNode(name, other, tcpPort) {
     },
     inbox: [],
     waiters: [],
-    /** Outbound message states by id (MessageInfo, API.md §1.6). */
+    /** Outbound message states by id (MessageInfo). */
     statuses: new Map(),
   };
 }

@@ -1,6 +1,6 @@
 //! The optional bearer-token check in front of both servers.
 //!
-//! Upstream has no authentication (API.md: anyone who can reach the socket can send
+//! Upstream has no authentication (anyone who can reach the socket can send
 //! messages as the node). With [`ApiConfig::token`](crate::ApiConfig) set, every
 //! request must carry `Authorization: Bearer <token>`; the only exception is
 //! `GET /`, the web view page, which holds no data and asks the user for the token.

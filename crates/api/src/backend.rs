@@ -8,7 +8,7 @@
 //! Methods take already-validated values (parsed endpoints, decoded topics, message
 //! ids), so a backend never sees malformed input. None of them may hold a lock that
 //! other calls need while it waits: `pop_message` and `push_message` can wait for
-//! many seconds and must not block the rest of the API (unlike upstream, API.md §2.2).
+//! many seconds and must not block the rest of the API (unlike upstream).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;

@@ -44,7 +44,7 @@ const MAX_TOPICS: usize = 256;
 const MAX_SOURCES: usize = 64;
 /// Most peers.
 const MAX_PEERS: usize = 256;
-/// How long an outbound message is tried (MESSAGES.md §8).
+/// How long an outbound message is tried.
 const SEND_WINDOW_SECS: i64 = 300;
 
 #[derive(Default)]

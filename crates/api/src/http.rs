@@ -1,4 +1,4 @@
-//! The HTTP REST API under `/api/v1` (API.md §2), on axum.
+//! The HTTP REST API under `/api/v1`, on axum.
 //!
 //! Every route is one row of [`OPERATIONS`]: the router is built from that table and
 //! the tests check it against `openapi.yaml`, so the document and the server cannot

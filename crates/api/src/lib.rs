@@ -1,5 +1,5 @@
 //! The node's management APIs: HTTP REST under `/api/v1`, JSON-RPC 2.0, the
-//! project's OpenAPI and OpenRPC documents and the web view (API.md).
+//! project's OpenAPI and OpenRPC documents and the web view.
 //!
 //! The crate does not know the node: both servers talk to an `Arc<dyn Backend>`
 //! ([`backend`]), which the node implements and [`FakeBackend`] fakes. It owns the
@@ -7,8 +7,8 @@
 //! ([`http_router`], [`serve_http`]), the JSON-RPC server ([`rpc_router`],
 //! [`serve_rpc`]) and the optional bearer-token check both share.
 //!
-//! Where upstream v0.7.10's code and its documents disagree, the code wins
-//! (API.md §5); our own documents (`openapi.yaml`, `openrpc.json`) describe what this
+//! Where upstream v0.7.10's code and its documents disagree, the code wins;
+//! our own documents (`openapi.yaml`, `openrpc.json`) describe what this
 //! crate really does, including what it adds: bearer authentication and the errors
 //! of bounded queues and tables.
 

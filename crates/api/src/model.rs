@@ -1,4 +1,4 @@
-//! The JSON shapes both APIs exchange (API.md §1), as serde types.
+//! The JSON shapes both APIs exchange, as serde types.
 //!
 //! Field names and their order are the ones upstream v0.7.10 emits, so an answer
 //! re-serialised from a parsed upstream answer is byte-for-byte the same (see the
@@ -17,7 +17,7 @@ use mycelium_proto::wire::message::MessageId;
 use mycelium_proto::{PublicKey, Subnet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The longest topic a message may carry, in bytes (MESSAGES.md §3.1).
+/// The longest topic a message may carry, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
 
 /// General information about the node (`GET /api/v1/admin`, `getInfo`).

@@ -1,4 +1,4 @@
-//! The JSON-RPC 2.0 API (API.md §3), written over axum and serde_json.
+//! The JSON-RPC 2.0 API, written over axum and serde_json.
 //!
 //! Transport as upstream's jsonrpsee server: `POST` on any path with a JSON content
 //! type (`application/json`, `application/json-rpc`, `application/jsonrequest`, with
@@ -74,7 +74,7 @@ pub const METHODS: &[(&str, &[&str])] = &[
     ("removeTopicForwardSocket", &["topic"]),
 ];
 
-/// Application error codes (API.md §3.1, and ours from -32040).
+/// Application error codes (upstream's, and ours from -32040).
 pub mod codes {
     /// `getPublicKeyFromIp`: not an IP address.
     pub const INVALID_IP: i64 = -32007;

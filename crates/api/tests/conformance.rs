@@ -1,7 +1,7 @@
 //! Drives every REST operation against a real server over `FakeBackend` and checks
 //! each answer (status, content type, body) against our `openapi.yaml` and, where
 //! upstream documents the behaviour, against upstream's `api.yaml` with the
-//! differences of API.md §5 applied as explicit, listed exceptions.
+//! our documented differences applied as explicit, listed exceptions.
 #![allow(clippy::unwrap_used)]
 
 mod common;

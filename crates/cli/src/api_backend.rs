@@ -1,6 +1,6 @@
 //! The management APIs' view of a running node: [`mycelium_api::Backend`] over a
 //! [`mycelium_node::Node`] handle, translating the node's types into the API's JSON
-//! model (API.md §1).
+//! model.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The command line (CLI.md §1–§4): global options, node options, subcommands.
+//! The command line: global options, node options, subcommands.
 //!
 //! Values are checked here, so a bad one is clap's usage error naming it (exit 2).
 //! What the options mean once merged with the config file is the `settings`
@@ -59,7 +59,7 @@ pub struct Cli {
     pub(crate) command: Option<Command>,
 }
 
-/// How log lines look (CLI.md §8).
+/// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
     /// Human-readable, coloured when writing to a terminal.
@@ -70,7 +70,7 @@ pub(crate) enum LogFormat {
     Plain,
 }
 
-/// The options of daemon mode (CLI.md §2, §3), as given on the command line.
+/// The options of daemon mode, as given on the command line.
 ///
 /// Options with a built-in default carry it here, because upstream's precedence
 /// rules compare the value with that default (see the `settings` module);
@@ -206,7 +206,7 @@ pub(crate) struct NodeArgs {
     pub(crate) private: PrivateArgs,
 }
 
-/// The private-network options (CLI.md §3): on the command line each requires the
+/// The private-network options: on the command line each requires the
 /// other.
 #[cfg(feature = "private")]
 #[derive(Debug, Clone, Args)]

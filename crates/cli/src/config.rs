@@ -1,5 +1,5 @@
-//! The config file (CLI.md §5): TOML, every key optional, keys named as the
-//! "config key" column of CLI.md §2 and §3.
+//! The config file: TOML, every key optional, keys named as the
+//! config keys of upstream's.
 //!
 //! This module finds and reads the file and checks every value; it does not decide
 //! which of the command line and the file wins (that is the `settings` module's).
@@ -57,7 +57,7 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 /// The values of a config file; `None` where the key is absent. Each field holds the
-/// key of its name (CLI.md §2, §3), checked against its bounds while read.
+/// key of its name, checked against its bounds while read.
 ///
 /// `network_name` and `network_key_file` are read in every build, so that a public
 /// build can say it ignores them instead of calling them unknown.

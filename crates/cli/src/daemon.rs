@@ -1,5 +1,5 @@
 //! Daemon mode: run a node with resolved settings until SIGINT or SIGTERM
-//! (CLI.md §9, §10 steps 3–6).
+//! (upstream's start-up steps after the command line and config file).
 //!
 //! By the time [`run_node`] is called the command line and config file are merged
 //! ([`crate::settings`]), logging is up and the key is loaded or created. What is
@@ -21,7 +21,7 @@ use crate::api_backend::NodeBackend;
 use crate::settings::NodeSettings;
 
 /// Runs a node until it is asked to stop. Returns an error for the start-up
-/// failures CLI.md §9 gives exit status 1.
+/// failures upstream gives exit status 1.
 pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result<()> {
     let token = api_token(&settings)?;
     let topics = topic_config(&settings)?;
@@ -62,7 +62,7 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             ..ApiConfig::default()
         };
         let mut servers = tokio::task::JoinSet::new();
-        // CLI.md §9: an HTTP API address that cannot be bound only disables the API.
+        // As upstream: an HTTP API address that cannot be bound only disables the API.
         match TcpListener::bind(settings.api_addr).await {
             Ok(listener) => {
                 tracing::info!("HTTP API on http://{}", settings.api_addr);
@@ -119,7 +119,7 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
 }
 
 /// The private network from `--network-name` and `--network-key-file` (both
-/// needed; CLI.md §3). The key file must hold exactly 32 bytes.
+/// needed, as upstream). The key file must hold exactly 32 bytes.
 #[cfg(feature = "private")]
 fn private_network(
     settings: &NodeSettings,

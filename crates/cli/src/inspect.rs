@@ -1,5 +1,4 @@
-//! `inspect` and `generate-keys`: the subcommands that work on keys locally
-//! (CLI.md §4.1, §4.2).
+//! `inspect` and `generate-keys`: the subcommands that work on keys locally.
 
 use std::path::Path;
 

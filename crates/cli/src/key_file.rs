@@ -1,4 +1,4 @@
-//! The key file (PROTOCOL.md §1.1): exactly 32 raw bytes, readable by its owner
+//! The key file: exactly 32 raw bytes, readable by its owner
 //! only.
 //!
 //! Upstream accepts files longer than 32 bytes and writes new ones with mode 0640;

@@ -1,10 +1,10 @@
-//! The `mycelium` program (CLI.md) as a library: the command line, the config file,
+//! The `mycelium` program as a library: the command line, the config file,
 //! the node settings resolved from both, logging, key files, daemon mode and the
 //! subcommands that talk to a running node. The binary parses the command line and
 //! hands it to [`run`]; the config file's fuzz target reads [`config::ConfigFile`]
 //! and the bounds in [`options`].
 //!
-//! Start-up follows CLI.md §10: parse the command line, load the config file, set up
+//! Start-up follows upstream's order: parse the command line, load the config file, set up
 //! logging, then either run the subcommand or resolve the node settings, load or
 //! create the key and run the node.
 //!

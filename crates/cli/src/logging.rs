@@ -1,4 +1,4 @@
-//! Log output (CLI.md §8): tracing events to stdout, filtered by `-d`, `--silent`
+//! Log output: tracing events to stdout, filtered by `-d`, `--silent`
 //! and `RUST_LOG`, written in one of three formats.
 //!
 //! * `compact`: tracing-subscriber's compact format, coloured only when stdout is a

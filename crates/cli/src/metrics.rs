@@ -1,4 +1,4 @@
-//! Prometheus metrics on `--metrics-api-address` (API.md §4): `GET /metrics` in the
+//! Prometheus metrics on `--metrics-api-address`: `GET /metrics` in the
 //! OpenMetrics text format.
 //!
 //! Nothing is collected for metrics alone: every scrape reads the node's own

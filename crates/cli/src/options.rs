@@ -5,11 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// Default TCP (or TLS) listen port (PROTOCOL.md §2.1).
+/// Default TCP (or TLS) listen port.
 pub const DEFAULT_TCP_LISTEN_PORT: u16 = 9651;
-/// Default QUIC port (PROTOCOL.md §2.1).
+/// Default QUIC port.
 pub const DEFAULT_QUIC_LISTEN_PORT: u16 = 9651;
-/// Default link-local discovery port (PROTOCOL.md §2.1).
+/// Default link-local discovery port.
 pub const DEFAULT_PEER_DISCOVERY_PORT: u16 = 9650;
 /// Default HTTP API listen address.
 pub const DEFAULT_API_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8989);
@@ -29,11 +29,11 @@ pub const DEFAULT_TUN_NAME: &str = "mycelium";
 /// The resource limits: ranges and defaults.
 pub mod limits;
 
-/// Shortest and longest private network name in bytes (CLI.md §3).
+/// Shortest and longest private network name in bytes.
 #[cfg(feature = "private")]
 const NETWORK_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=64;
 
-/// Checks a private network name: 2 to 64 bytes (CLI.md §3). The error text is
+/// Checks a private network name: 2 to 64 bytes. The error text is
 /// upstream's.
 #[cfg(feature = "private")]
 pub fn parse_network_name(name: &str) -> Result<String, NetworkNameError> {

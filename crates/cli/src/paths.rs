@@ -1,4 +1,4 @@
-//! Default locations of the key and config files (CLI.md §5, §6), per system:
+//! Default locations of the key and config files, per system:
 //!
 //! | system | config file | key file |
 //! |---|---|---|

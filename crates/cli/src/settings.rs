@@ -1,5 +1,5 @@
 //! The node's settings, resolved from the command line, the config file and the
-//! built-in defaults (CLI.md §2, §3, §5).
+//! built-in defaults.
 //!
 //! [`resolve`] applies upstream's precedence rules, quirks included, so a node
 //! configured for upstream starts with the same settings here:
@@ -67,7 +67,7 @@ pub(crate) struct NodeSettings {
     pub(crate) firewall_mark: Option<u32>,
     /// Parallel route update processors, 1 to [`crate::options::MAX_UPDATE_WORKERS`].
     pub(crate) update_workers: usize,
-    /// Topic ACL file (MESSAGES.md §7.4).
+    /// Topic ACL file.
     pub(crate) topic_config: Option<PathBuf>,
     /// CDN helper cache directory, if the helper is enabled.
     pub(crate) cdn_cache: Option<PathBuf>,
@@ -100,7 +100,7 @@ pub(crate) struct NodeSettings {
 #[cfg(feature = "private")]
 impl NodeSettings {
     /// The private network's name and key file, if both are known: private mode
-    /// (QUIC off, TCP becomes TLS; PROTOCOL.md §2.4). Either alone means public mode.
+    /// (QUIC off, TCP becomes TLS). Either alone means public mode.
     pub(crate) fn private_network(&self) -> Option<(&str, &std::path::Path)> {
         Some((
             self.network_name.as_deref()?,

@@ -3,7 +3,7 @@
 //! routes and messages are real; every REST operation of our `openapi.yaml` and of
 //! upstream's `api.yaml` driven on one of them, each answer checked (status,
 //! content type, body schema) against ours and, where upstream's code behaves the
-//! same, against upstream's document with the API.md §5 differences applied as
+//! same, against upstream's document with our documented differences applied as
 //! listed exceptions (crates/api/tests/common/schema.rs); then every JSON-RPC method
 //! on its RPC port, results against our `openrpc.json` (and upstream's, but for the
 //! listed exceptions), errors against the codes the method documents.

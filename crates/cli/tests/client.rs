@@ -1,6 +1,6 @@
 //! The client subcommands (`message`, `peers`, `routes`, `proxy`, `stats`), run as a
 //! user runs them: the real binary against a stub of the node's REST API on
-//! loopback, which answers with canned bodies (API.md, and the answers recorded from
+//! loopback, which answers with canned bodies (upstream's shapes, and the answers recorded from
 //! an upstream node, `crates/api/tests/fixtures`) and records what it was asked.
 #![allow(clippy::unwrap_used)] // a test whose stub cannot start should fail loudly
 

@@ -42,11 +42,11 @@ fn ping_across_a_line(tag: &str, scheme: &str) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}\n{}", net.logs());
     assert!(text.contains(" 0% packet loss"), "{text}");
-    // Every node on the way takes one hop, the two ends included (PROTOCOL.md §7.4):
+    // Every node on the way takes one hop, the two ends included:
     // 64 at the sender, minus A, B and C.
     assert_eq!(ttl_of(&text), Some(61), "{text}");
     // A hop limit that runs out at the relay comes back as an out-of-band report
-    // from it, turned into ICMPv6 "time exceeded" on A's TUN (PROTOCOL.md §7.7).
+    // from it, turned into ICMPv6 "time exceeded" on A's TUN.
     let out = net.exec(
         &a,
         &["ping", "-6", "-c", "1", "-t", "2", "-W", "2", &addr_c],

@@ -1,4 +1,4 @@
-//! End-to-end: private networks (PROTOCOL.md §2.4). Real nodes (this crate's
+//! End-to-end: private networks. Real nodes (this crate's
 //! `mycelium` binary, built with the `private` feature) in network namespaces, each
 //! with a real TUN device, joined by veth links with ULA underlay addresses.
 //!

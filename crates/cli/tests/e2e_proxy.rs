@@ -1,4 +1,4 @@
-//! End-to-end: the SOCKS5 proxy client (PROXY.md) between two real nodes (this
+//! End-to-end: the SOCKS5 proxy client between two real nodes (this
 //! crate's `mycelium` binary) in network namespaces, each with a real TUN device,
 //! joined by a veth link with ULA underlay addresses.
 //!

@@ -1,6 +1,6 @@
 //! The message bus task: drives the sans-IO [`MessageBus`] with real time, seals its
 //! frames into data packets, hands it the message frames the data plane opens, runs
-//! forward sockets (MESSAGES.md §7.3), and answers the API through [`Messages`].
+//! forward sockets, and answers the API through [`Messages`].
 //!
 //! The bus has its own task so that a burst of message traffic never delays the
 //! router. API calls reach it as closures run against the bus; long polls and reply
@@ -30,7 +30,7 @@ use crate::path::DataPath;
 pub(crate) const BUS_QUEUE: usize = 4_096;
 /// Forward-socket exchanges running at once; messages past it go to the inbox.
 const MAX_FORWARDS: usize = 64;
-/// MESSAGES.md §7.3: the write to a forward socket may take this long.
+/// The write to a forward socket may take this long (as upstream).
 #[cfg(unix)]
 const FORWARD_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upstream reads a forward socket's answer without a time limit; we stop after the
@@ -206,7 +206,7 @@ fn handle(ctx: &mut BusCtx, cmd: BusCmd) {
     }
 }
 
-/// MESSAGES.md §7.3: write the data, read until the server closes; what it sent
+/// As upstream: write the data, read until the server closes; what it sent
 /// back is the reply. `None` on any failure or an empty answer.
 #[cfg(unix)]
 async fn forward(socket: &std::path::Path, payload: &[u8]) -> Option<Bytes> {

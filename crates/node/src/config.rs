@@ -41,7 +41,7 @@ pub struct NodeConfig {
     /// vsock listen port (Linux); `None` disables the listener.
     pub vsock_listen_port: Option<u32>,
     /// The private network this node belongs to, if any: TLS instead of TCP, no
-    /// QUIC (PROTOCOL.md §2.4). Only builds with the `private` feature can start
+    /// QUIC. Only builds with the `private` feature can start
     /// with one.
     pub private: Option<PrivateNetwork>,
     /// Bounds on peers and links (the router's own are in [`NodeConfig::router`]).

@@ -1,4 +1,4 @@
-//! Link-local peer discovery (PROTOCOL.md §2.6): a 50-byte beacon multicast to
+//! Link-local peer discovery: a 50-byte beacon multicast to
 //! `[ff02::cafe]:9650` on every qualifying interface every 60 s, and peers found
 //! from the beacons of others, dialled over TCP (TLS in a private network) on their
 //! link-local address and forgotten after three failed attempts.

@@ -1,5 +1,5 @@
 //! ICMPv6 errors the data path makes: for our own TUN device, and out-of-band
-//! reports to the source of a transit packet we cannot carry (PROTOCOL.md §7.7).
+//! reports to the source of a transit packet we cannot carry.
 //! Builders only: the caller finds the keys and sends the result.
 
 use std::net::Ipv6Addr;

@@ -179,7 +179,7 @@ impl Node {
         &self.messages
     }
 
-    /// The SOCKS5 proxy client (PROXY.md).
+    /// The SOCKS5 proxy client.
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
     }

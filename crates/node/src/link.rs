@@ -85,7 +85,7 @@ impl Links {
 /// counters it feeds and whose removal closes it.
 pub(crate) struct LinkMeta {
     pub(crate) kind: LinkKind,
-    /// `TCP <local> <-> <remote>`, `QUIC -> <remote>` (API.md §1.3).
+    /// `TCP <local> <-> <remote>`, `QUIC -> <remote>`.
     pub(crate) conn_id: String,
     pub(crate) origin: &'static str,
     pub(crate) entry: EntryHandle,

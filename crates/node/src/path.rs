@@ -34,7 +34,7 @@ use crate::stats::{NodeStats, PacketStats, Tally};
 use crate::tun::{self, Tun};
 use crate::tun_batch::TunBatch;
 
-/// The hop limit message frames are handed to the router with (MESSAGES.md §1).
+/// The hop limit message frames are handed to the router with.
 const MESSAGE_HOP_LIMIT: u8 = 64;
 
 /// What every packet-moving task shares.
@@ -53,7 +53,7 @@ pub(crate) struct DataPath {
     /// The TUN device, if the node has one.
     pub(crate) tun: Option<Arc<Tun>>,
     pub(crate) stats: Arc<NodeStats>,
-    /// Data packets per source and destination address (API.md §1.5).
+    /// Data packets per source and destination address.
     pub(crate) packets: Arc<PacketStats>,
     /// Data packets opened recently, to drop replays.
     pub(crate) replays: ReplayFilter,
@@ -108,7 +108,7 @@ impl DataPath {
     }
 
     /// Sends an IPv6 packet of `len` bytes that sits at `HEADROOM` in `buf`, from
-    /// this node (PROTOCOL.md §7.3).
+    /// this node.
     pub(crate) fn send_local(
         &self,
         local: &mut Local,
@@ -157,7 +157,7 @@ impl DataPath {
 
     /// Sends a message frame (at `HEADROOM` in `buf`, from
     /// [`crate::buffer::with_headroom`]) from `src` to `dst` with hop limit 64, as
-    /// the message subsystem hands it to the router (MESSAGES.md §1).
+    /// the message subsystem hands it to the router.
     pub(crate) fn send_frame(
         &self,
         local: &mut Local,
@@ -240,7 +240,7 @@ impl DataPath {
         }
     }
 
-    /// Handles a whole data packet received from a peer (PROTOCOL.md §7.4):
+    /// Handles a whole data packet received from a peer:
     /// forwards it, or opens it and delivers it.
     pub(crate) async fn handle_data(
         &self,
@@ -279,7 +279,7 @@ impl DataPath {
     }
 
     /// Reports a transit packet we cannot carry to its source, in an out-of-band
-    /// ICMP packet (PROTOCOL.md §7.7). Needs a key and a route for the source;
+    /// ICMP packet. Needs a key and a route for the source;
     /// without either the packet is just dropped.
     pub(crate) fn report_to_source(
         &self,

@@ -1,4 +1,4 @@
-//! The SOCKS5 proxy client (PROXY.md): finding open SOCKS5 servers on other overlay
+//! The SOCKS5 proxy client: finding open SOCKS5 servers on other overlay
 //! nodes, and a local TCP forwarder to one of them.
 //!
 //! Nothing here speaks the peer protocol or SOCKS beyond its first two bytes: probes
@@ -76,7 +76,7 @@ pub enum ProbeResult {
     NotListening,
 }
 
-/// Where probes go and where the forwarder listens; the defaults are PROXY.md's.
+/// Where probes go and where the forwarder listens; the defaults are upstream's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProxySettings {
     /// The local listener.
@@ -88,7 +88,7 @@ pub struct ProxySettings {
     /// Forward connections from any address. Off by default: the listener is on
     /// every interface, as upstream's is, but only loopback clients are served, so
     /// the node is not an open relay to the chosen proxy for its LAN and the whole
-    /// overlay (PROXY.md §7).
+    /// overlay.
     pub allow_remote_clients: bool,
 }
 
@@ -356,7 +356,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The addresses of the nodes owning our selected routes (PROXY.md §2: the address
+/// The addresses of the nodes owning our selected routes (as upstream: the address
 /// derived from the owner's key, not an arbitrary address in its subnet).
 async fn route_targets(path: Weak<DataPath>) -> Vec<Ipv6Addr> {
     let Some(path) = path.upgrade() else {

@@ -1,4 +1,4 @@
-//! QUIC links (PROTOCOL.md §2.3): one UDP socket for listening and dialling, no ALPN,
+//! QUIC links: one UDP socket for listening and dialling, no ALPN,
 //! a throw-away self-signed certificate, control packets on the one bidirectional
 //! stream the dialler opens, data packets as DATAGRAM frames.
 //!
@@ -145,7 +145,7 @@ pub(crate) fn endpoint(
     client.transport_config(Arc::new(transport()));
 
     let mut endpoint_cfg = quinn::EndpointConfig::default();
-    // Let upstream peers send us datagrams as large as they can (PROTOCOL.md §2.3).
+    // Let upstream peers send us datagrams as large as they can.
     endpoint_cfg
         .max_udp_payload_size(65_527)
         .map_err(|e| err(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! The peer registry: every endpoint the node knows, how it came to know it, whether
-//! it is connected, and the bytes moved over it (API.md §1.2).
+//! it is connected, and the bytes moved over it.
 //!
 //! Static peers come from the command line, the config file or the API; they are
 //! dialled until removed. Discovered peers come from link-local beacons and are

@@ -98,7 +98,7 @@ struct Tables {
     untracked: u64,
 }
 
-/// Data packets by source and by destination address (API.md §1.5): every packet
+/// Data packets by source and by destination address: every packet
 /// sent, forwarded or delivered. Tasks on the packet path count into their own
 /// [`Tally`] and merge it here once per batch, so the lock is taken per batch, not
 /// per packet.

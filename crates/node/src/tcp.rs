@@ -1,9 +1,9 @@
 //! Making and accepting peer connections: the TCP listener on `[::]` and a dialer
-//! per static peer that reconnects when the link ends (PROTOCOL.md §2.2, §2.7).
+//! per static peer that reconnects when the link ends.
 //!
 //! In a private network (the `private` feature) the same sockets carry TLS: the
 //! listener runs the server side of a handshake on every accepted connection, and
-//! every dialled stream peer, `tcp://` or `tls://`, the client side (§2.4).
+//! every dialled stream peer, `tcp://` or `tls://`, the client side.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! TLS 1.3 with an external pre-shared key, the transport of private networks
-//! (PROTOCOL.md §2.4), compatible with upstream's `mycelium-private`.
+//! TLS 1.3 with an external pre-shared key, the transport of private networks,
+//! compatible with upstream's `mycelium-private`.
 //!
 //! Both ends know the network's name and its 32-byte key. The client offers the
 //! name as its PSK identity (no SNI, no certificate on either side); the server

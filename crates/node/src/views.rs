@@ -10,7 +10,7 @@ use mycelium_proto::Subnet;
 
 use crate::stats::Count;
 
-/// One route as the API shows it (API.md §1.3).
+/// One route as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
     /// The destination.
@@ -51,7 +51,7 @@ pub struct RouterView {
     pub pending_packets: usize,
 }
 
-/// Data packets per address (API.md §1.5).
+/// Data packets per address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PacketStatistics {
     /// By source address.

@@ -1,4 +1,4 @@
-//! vsock peers (PROTOCOL.md §2.5, Linux only): a listener on `VMADDR_CID_ANY` and a
+//! vsock peers (Linux only): a listener on `VMADDR_CID_ANY` and a
 //! redialling dialer per `vsock://CID:PORT` static peer. The stream carries the same
 //! framing as TCP, without TLS, and the link costs 5.
 

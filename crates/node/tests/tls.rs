@@ -1,5 +1,5 @@
 //! Stream transports and private networks between in-process, router-only nodes
-//! on loopback (PROTOCOL.md §2.4): a public node does not dial `tls://`; with the
+//! on loopback: a public node does not dial `tls://`; with the
 //! `private` feature, nodes of one network link over TLS and a public node that
 //! dials one is refused at the handshake; without it, a private network cannot
 //! start.

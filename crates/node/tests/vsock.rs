@@ -1,4 +1,4 @@
-//! vsock peering (PROTOCOL.md §2.5) over the kernel's vsock loopback: two
+//! vsock peering over the kernel's vsock loopback: two
 //! router-only nodes, one listening on a vsock port, the other dialling
 //! `vsock://1:PORT` (CID 1 is the local machine), see each other's subnet.
 //!

@@ -1,4 +1,4 @@
-//! End-to-end encryption of data-packet payloads (PROTOCOL.md §7.1, §7.2).
+//! End-to-end encryption of data-packet payloads.
 //!
 //! The key for a pair of nodes is the raw X25519 output of their static keys, used
 //! directly as an AES-256-GCM key in both directions, with no associated data. On the

@@ -1,5 +1,5 @@
 //! Peer endpoints: where a peer link goes, as the command line, the config file and
-//! the API name it (PROTOCOL.md §2.1).
+//! the API name it.
 //!
 //! An [`Endpoint`] is a transport ([`Protocol`]) and an address: an IP socket address
 //! for TCP, QUIC and TLS, a `CID:PORT` pair for vsock. Its text form is the URI
@@ -18,7 +18,7 @@ use std::str::FromStr;
 /// The separator between the scheme and the address of an endpoint URI.
 const SCHEME_SEPARATOR: &str = "://";
 
-/// The transport of a peer link (PROTOCOL.md §2.2–§2.5).
+/// The transport of a peer link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// Plain TCP.
@@ -216,7 +216,7 @@ impl fmt::Display for Human<'_> {
     }
 }
 
-/// Why an endpoint URI did not parse. The texts are upstream's (PROTOCOL.md §2.1).
+/// Why an endpoint URI did not parse. The texts are upstream's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointParseError {

@@ -1,6 +1,6 @@
-//! What happens to a data packet at a node, decided without I/O (PROTOCOL.md
-//! §7.3, §7.4): the rules every node applies, for the node's data path and the
-//! simulator alike.
+//! What happens to a data packet at a node, decided without I/O: the rules every
+//! node applies, upstream's among them, for the node's data path and the simulator
+//! alike.
 //!
 //! Three moments:
 //! - [`transit`]: a whole data packet arrives from a peer. Its hop limit is

@@ -1,4 +1,4 @@
-//! ICMPv6 error messages a node writes to its own TUN (PROTOCOL.md §7.3, §7.5):
+//! ICMPv6 error messages a node writes to its own TUN:
 //! destination unreachable and time exceeded, quoting the packet that caused them.
 
 use std::net::Ipv6Addr;

@@ -1,5 +1,5 @@
 //! Node identity: the X25519 key pair, the overlay address derived from the public
-//! key, and the router id (PROTOCOL.md §1).
+//! key, and the router id.
 //!
 //! Reading and writing the key file is the binary's job; this module only turns the
 //! 32 key-file bytes into a key and a key into addresses.
@@ -45,7 +45,7 @@ impl SecretKey {
         PublicKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
     }
 
-    /// The raw X25519 output with `peer`: upstream's end-to-end key (PROTOCOL.md §7.1).
+    /// The raw X25519 output with `peer`: upstream's end-to-end key.
     pub(crate) fn diffie_hellman(&self, peer: &PublicKey) -> [u8; KEY_LEN] {
         self.0
             .diffie_hellman(&x25519_dalek::PublicKey::from(peer.0))
@@ -74,7 +74,7 @@ impl PublicKey {
         &self.0
     }
 
-    /// The overlay address of the node owning this key (PROTOCOL.md §1.2, v0.7.10):
+    /// The overlay address of the node owning this key (as upstream v0.7.10 derives it):
     /// the first 16 bytes of BLAKE3(key) with the first byte replaced by
     /// `0x04 | parity`, where parity is the number of set bits of the hash's first
     /// byte, modulo 2.
@@ -134,7 +134,7 @@ impl FromStr for PublicKey {
 /// Length of a router id on the wire.
 pub const ROUTER_ID_LEN: usize = 40;
 
-/// A router id (PROTOCOL.md §1.3): public key, a 2-byte zone (always zero when we
+/// A router id: public key, a 2-byte zone (always zero when we
 /// make one), and 6 random bytes chosen at every start, so that a restarted node is
 /// a new source for feasibility and may restart its sequence numbers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! IP prefixes as the protocol carries them: an address and a prefix length.
 //!
 //! Routing keys, update and request TLVs and the topic ACL all name subnets. The
-//! address is kept exactly as it arrived (PROTOCOL.md §5: bits past the prefix length
+//! address is kept exactly as it arrived (as upstream: bits past the prefix length
 //! are sent as they are), so re-encoding a decoded prefix gives the same bytes;
 //! [`Subnet::network`] gives the masked form for comparisons.
 
@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-/// The overlay range every node address lives in: `400::/7` (PROTOCOL.md §1.2).
+/// The overlay range every node address lives in: `400::/7`.
 pub const OVERLAY_RANGE: Subnet = Subnet {
     addr: IpAddr::V6(Ipv6Addr::new(0x400, 0, 0, 0, 0, 0, 0, 0)),
     prefix_len: 7,

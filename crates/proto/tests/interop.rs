@@ -181,7 +181,7 @@ fn every_data_packet_opens_and_carries_three_echo_requests_and_three_replies() {
             let inner_src: [u8; 16] = body[8..24].try_into().unwrap();
             assert_eq!(Ipv6Addr::from(inner_src), src);
             // The sender leaves the inner hop limit as the application set it; the
-            // outer one was decremented once by the sender (PROTOCOL.md §7.4).
+            // outer one was decremented once by the sender.
             assert_eq!(header.hop_limit, body[7] - 1);
             echoes += 1;
         }

@@ -1,6 +1,6 @@
 //! The document side of the conformance tests: OpenAPI/OpenRPC schemas turned
 //! into JSON Schema validators, our documents, upstream's reference documents with
-//! the differences of API.md §5 applied as listed exceptions, and the check of one
+//! our documented differences applied as listed exceptions, and the check of one
 //! REST answer against a document.
 //!
 //! Used by this crate's tests (through `common`) and by the CLI crate's live-node
@@ -136,7 +136,7 @@ pub fn check(
     }
 }
 
-/// Upstream's api.yaml with the differences of API.md §5 applied: each change is
+/// Upstream's api.yaml with our documented differences applied: each change is
 /// one documented way in which upstream's code (which we follow) differs from it.
 pub fn upstream_with_exceptions() -> Value {
     let text = upstream_file("api.yaml");
@@ -151,14 +151,14 @@ pub fn upstream_with_exceptions() -> Value {
             .unwrap_or_else(|| panic!("{parent} is not in upstream's api.yaml"))
             .insert(key, v);
     };
-    // §5 #1: endpoints are {"proto","addr":{"socket"|"vsock"}}, with tls and vsock.
+    // difference #1: endpoints are {"proto","addr":{"socket"|"vsock"}}, with tls and vsock.
     set(
         &format!("{schemas}/Endpoint"),
         json!({"type": "object", "required": ["proto", "addr"],
                "properties": {"proto": {"type": "string", "enum": ["tcp", "tls", "quic", "vsock"]},
                               "addr": {"type": "object"}}}),
     );
-    // §5 #2: PeerStats also has discovered and lastConnected (upstream's schema is open,
+    // difference #2: PeerStats also has discovered and lastConnected (upstream's schema is open,
     // so this only documents it).
     set(
         &format!("{schemas}/PeerStats/properties/discovered"),
@@ -168,15 +168,15 @@ pub fn upstream_with_exceptions() -> Value {
         &format!("{schemas}/PeerStats/properties/lastConnected"),
         json!({"type": "integer", "minimum": 0, "nullable": true}),
     );
-    // §5 #3: the public key answer is {"publicKey": ...}, not {"NodePubKey": ...}.
+    // difference #3: the public key answer is {"publicKey": ...}, not {"NodePubKey": ...}.
     set(
         &format!("{schemas}/PublicKeyResponse"),
         json!({"type": "object", "required": ["publicKey"], "additionalProperties": false,
                "properties": {"publicKey": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}),
     );
-    // §5 #4 (addTopic takes a byte array) and #6 (socketPath) concern request bodies,
+    // difference #4 (addTopic takes a byte array) and #6 (socketPath) concern request bodies,
     // which the cases send in the code's form; nothing to patch for answers.
-    // §5 #5: adding a topic source answers 201; unknown topics' sources are 404.
+    // difference #5: adding a topic source answers 201; unknown topics' sources are 404.
     let topics = "/paths/~1api~1v1~1messages~1topics~1{topic}~1sources";
     set(
         &format!("{topics}/post/responses"),
@@ -186,7 +186,7 @@ pub fn upstream_with_exceptions() -> Value {
         &format!("{topics}/get/responses/404"),
         json!({"description": "topic not whitelisted"}),
     );
-    // §5 #8: a topic over 255 bytes gives 400.
+    // difference #8: a topic over 255 bytes gives 400.
     set(
         "/paths/~1api~1v1~1messages/post/responses/400",
         json!({"description": "topic too large"}),
@@ -204,16 +204,16 @@ pub fn result_schema<'a>(doc: &'a Value, method: &str) -> &'a Value {
     &m["result"]["schema"]
 }
 
-/// Methods whose results differ from upstream's openrpc.json (API.md §5), so its
+/// Methods whose results differ from upstream's openrpc.json, so its
 /// result schema is not checked for them.
 pub const UPSTREAM_RPC_EXCEPTIONS: &[(&str, &str)] = &[
     (
         "getPublicKeyFromIp",
-        "§5 #13: the result is a bare hex string",
+        "difference #13: the result is a bare hex string",
     ),
     (
         "popMessage",
-        "§5 #11: null when no message arrived (not an error 204)",
+        "difference #11: null when no message arrived (not an error 204)",
     ),
     (
         "pushMessage",

@@ -1,4 +1,4 @@
-//! The command line of the client subcommands (CLI.md §4.3–§4.8).
+//! The command line of the client subcommands.
 //!
 //! Values the node would refuse anyway are checked here, so a bad endpoint,
 //! destination, message id, topic or proxy address is clap's usage error naming
@@ -16,7 +16,7 @@ use mycelium_proto::PublicKey;
 /// is given: a year, upstream's "forever".
 pub(crate) const FOREVER_SECS: u64 = 365 * 24 * 60 * 60;
 
-/// The longest topic the node accepts, in bytes (MESSAGES.md).
+/// The longest topic the node accepts, in bytes.
 pub(crate) const MAX_TOPIC_LEN: usize = 255;
 
 /// Shown under `--help` of every client subcommand.
@@ -64,7 +64,7 @@ pub(crate) enum ClientCommand {
     },
 }
 
-/// `message …` (CLI.md §4.3, §4.4).
+/// `message …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum MessageCommand {
     /// Send a message to another node, optionally waiting for its reply.
@@ -125,7 +125,7 @@ pub(crate) struct ReceiveArgs {
     pub(crate) raw: bool,
 }
 
-/// `peers …` (CLI.md §4.5).
+/// `peers …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PeersCommand {
     /// List the node's peers and their connection state.
@@ -148,7 +148,7 @@ pub(crate) enum PeersCommand {
     },
 }
 
-/// `routes …` (CLI.md §4.6).
+/// `routes …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum RoutesCommand {
     /// The selected route of every reachable subnet.
@@ -178,7 +178,7 @@ pub(crate) enum RoutesCommand {
     },
 }
 
-/// `proxy …` (CLI.md §4.7).
+/// `proxy …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProxyCommand {
     /// Known proxies that answered the last probe.
@@ -214,7 +214,7 @@ pub(crate) enum ProbeCommand {
     Stop,
 }
 
-/// `stats …` (CLI.md §4.8).
+/// `stats …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum StatsCommand {
     /// Packets and bytes forwarded, by source and by destination address.
@@ -225,7 +225,7 @@ pub(crate) enum StatsCommand {
     },
 }
 
-/// Where a message goes: the `dst` of the API's MessageSendInfo (API.md §1.6).
+/// Where a message goes: the `dst` of the API's MessageSendInfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Destination {
     /// A node's public key; the node derives the address.

@@ -1,5 +1,5 @@
 //! The HTTP side of the client subcommands: one blocking request at a time to
-//! `http://<api addr>/api/v1/…` (API.md §2), answers read whole into memory.
+//! `http://<api addr>/api/v1/…`, answers read whole into memory.
 //!
 //! The node's answer, whatever its status, is handed back to the caller, who knows
 //! what each status means for its endpoint; [`Answer::expect`] turns an unexpected

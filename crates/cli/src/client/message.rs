@@ -1,5 +1,5 @@
-//! `message send` and `message receive` (CLI.md §4.3, §4.4) over
-//! `/api/v1/messages` (API.md §1.6, §2.2).
+//! `message send` and `message receive` over
+//! `/api/v1/messages`.
 //!
 //! Topics and payloads travel as base64. When printing a message, each is shown as
 //! text if its bytes are UTF-8 and as the node's base64 otherwise, as upstream does

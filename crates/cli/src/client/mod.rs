@@ -1,7 +1,7 @@
 //! The subcommands that act as a client of a running node's REST API:
-//! `message`, `peers`, `routes`, `proxy` and `stats` (CLI.md §4.3–§4.8).
+//! `message`, `peers`, `routes`, `proxy` and `stats`.
 //!
-//! Each one sends its requests to `http://<--api-addr>/api/v1/…` (API.md §2), turns
+//! Each one sends its requests to `http://<--api-addr>/api/v1/…`, turns
 //! the answer into the text upstream prints and writes it to stdout. A node that
 //! cannot be reached, or that answers with an unexpected status, is an error naming
 //! the address or the node's reason (exit 1, see `main`). What a request carries is

@@ -1,4 +1,4 @@
-//! `peers list|add|remove` (CLI.md §4.5) over `/api/v1/admin/peers` (API.md §2.1).
+//! `peers list|add|remove` over `/api/v1/admin/peers`.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// One entry of `GET /api/v1/admin/peers` (API.md §1.2), kept in the API's field
+/// One entry of `GET /api/v1/admin/peers`, kept in the API's field
 /// order so `--json` prints it as the node does.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

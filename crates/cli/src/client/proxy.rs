@@ -1,5 +1,5 @@
-//! `proxy list|connect|disconnect|probe start|probe stop` (CLI.md §4.7) over
-//! `/api/v1/admin/proxy` (API.md §2.1, PROXY.md).
+//! `proxy list|connect|disconnect|probe start|probe stop` over
+//! `/api/v1/admin/proxy`.
 
 use std::net::SocketAddr;
 
@@ -23,7 +23,7 @@ pub(crate) fn run(api: &Api, command: ProxyCommand) -> anyhow::Result<String> {
         ProxyCommand::Probe {
             command: ProbeCommand::Start,
         } => {
-            // A GET with a side effect: that is the API's choice (API.md §2.1).
+            // A GET with a side effect: that is the API's choice.
             api.get("admin/proxy/probe")?
                 .expect(&[200, 204], "starting the proxy probe")?;
             Ok(String::new())

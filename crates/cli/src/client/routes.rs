@@ -1,5 +1,5 @@
-//! `routes selected|fallback|queried|no-route` (CLI.md §4.6) over
-//! `/api/v1/admin/routes/…` (API.md §2.1).
+//! `routes selected|fallback|queried|no-route` over
+//! `/api/v1/admin/routes/…`.
 
 use anyhow::bail;
 use serde::Deserialize;
@@ -8,7 +8,7 @@ use super::args::RoutesCommand;
 use super::http::Api;
 use super::table::Table;
 
-/// One route (API.md §1.3).
+/// One route.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Route {
@@ -26,7 +26,7 @@ enum Metric {
     Word(String),
 }
 
-/// A subnet being looked for (API.md §1.4); the expiration is a string of seconds.
+/// A subnet being looked for; the expiration is a string of seconds.
 #[derive(Debug, Deserialize)]
 struct QueriedSubnet {
     subnet: String,

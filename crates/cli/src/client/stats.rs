@@ -1,5 +1,4 @@
-//! `stats packets` (CLI.md §4.8) over `GET /api/v1/admin/stats/packets`
-//! (API.md §1.5).
+//! `stats packets` over `GET /api/v1/admin/stats/packets`.
 
 use serde::Deserialize;
 

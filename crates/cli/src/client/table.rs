@@ -1,4 +1,4 @@
-//! The ASCII tables client subcommands print (CLI.md §4): every cell padded by one
+//! The ASCII tables client subcommands print: every cell padded by one
 //! space and left-aligned, a `+---+` line above, between and below all rows, the
 //! header being the first row. Also the units the tables show sizes and ages in.
 

@@ -1,4 +1,4 @@
-//! One precedence rule per test (CLI.md §5).
+//! One precedence rule per test.
 #![allow(clippy::unwrap_used)] // a fixture that does not parse should fail the test
 
 use clap::Parser;

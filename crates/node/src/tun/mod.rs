@@ -2,7 +2,7 @@
 //!
 //! Every system gives the device the node address with prefix length 7, so the
 //! kernel's on-link route for the prefix covers all of `400::/7`, and MTU 1400; no
-//! route is added separately (PROTOCOL.md §1.3).
+//! route is added separately.
 //!
 //! - **Linux** with segmentation offload (the default): the kernel hands over and
 //!   takes up to 64 KiB of one TCP flow per read and write, split into MTU-sized

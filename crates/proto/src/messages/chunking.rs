@@ -1,4 +1,4 @@
-//! How a message is cut into chunks (MESSAGES.md §4.1).
+//! How a message is cut into chunks.
 //!
 //! Upstream senders cut plain 1300-byte chunks, but upstream receivers refuse a chunk
 //! under 250 bytes unless it sits at index `ceil(len / 250) − 1`, which a short last

@@ -1,4 +1,4 @@
-//! Reassembly of inbound messages (MESSAGES.md §5) and the memory of completed
+//! Reassembly of inbound messages and the memory of completed
 //! ones.
 //!
 //! A [`Partial`] collects the chunks of one message from one source. Unlike
@@ -6,7 +6,7 @@
 //! never more bytes than the declared length), accepts a short last chunk wherever
 //! it sits, and survives a duplicated INIT. A [`Completed`] remembers what was
 //! delivered, so that retransmitted frames of a delivered message are acknowledged
-//! again instead of being ignored (upstream's lost-DONE-ACK defect, §8) and never
+//! again instead of being ignored (upstream's lost-DONE-ACK defect) and never
 //! delivered twice.
 
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ impl Partial {
     }
 
     /// Stores a chunk. Returns false, storing nothing, if the chunk does not fit the
-    /// message: past its end, at an index no upstream sender can use (§5.2), or
+    /// message: past its end, at an index no upstream sender can use, or
     /// more bytes in total than the message has.
     pub(super) fn store(&mut self, index: u64, offset: u64, data: &[u8], min_chunk: u64) -> bool {
         let size = data.len() as u64;

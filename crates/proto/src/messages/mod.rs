@@ -1,4 +1,4 @@
-//! The reliable message bus (MESSAGES.md), sans-IO.
+//! The reliable message bus, sans-IO.
 //!
 //! [`MessageBus`] moves byte strings between overlay nodes inside data packets of
 //! user-header type 1, wire-compatible with upstream v0.7.10. It owns the outbound
@@ -23,10 +23,9 @@
 //!
 //! # Where we differ from upstream (same wire)
 //!
-//! Each item answers an upstream defect listed in MESSAGES.md §8 or
-//! BEHAVIOUR-NOTES.md:
+//! Each item answers a defect of upstream's:
 //!
-//! * **Short last chunk** (§4.1): we send `L mod 1300 ∈ 1..249` tails rebalanced so
+//! * **Short last chunk**: we send `L mod 1300 ∈ 1..249` tails rebalanced so
 //!   upstream receivers accept them, and accept short chunks anywhere ourselves.
 //! * **Lost DONE-ACK**: completed messages are remembered
 //!   ([`BusConfig::completed_memory`]); a retransmitted INIT, CHUNK or DONE of one
@@ -623,7 +622,7 @@ impl MessageBus {
     /// The forward socket of an [`Event::Forward`] answered. `reply` holds what
     /// was read back: if non-empty it is sent to the message's source as a reply;
     /// if `None` (connect, write or read failed) or empty, the message goes to the
-    /// inbox instead (MESSAGES.md §7.3).
+    /// inbox instead.
     pub fn handle_forward_result(
         &mut self,
         now: Instant,

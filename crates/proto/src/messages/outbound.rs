@@ -1,4 +1,4 @@
-//! One outbound message and its retransmission (MESSAGES.md §4).
+//! One outbound message and its retransmission.
 //!
 //! The states and frames are upstream's: INIT until acknowledged, then the chunks,
 //! then DONE until acknowledged, ABORTED once at the deadline. Timing differs,

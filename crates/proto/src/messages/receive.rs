@@ -1,6 +1,6 @@
 //! The receiving half of the bus: INIT, CHUNK and DONE from a sender, reassembly
-//! into the budget, and delivery to a reply waiter, a forward socket or the inbox
-//! (MESSAGES.md §5, §6). The rules are upstream's except where the module
+//! into the budget, and delivery to a reply waiter, a forward socket or the inbox.
+//! The rules are upstream's except where the module
 //! documentation of [`super`] says otherwise.
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -1,10 +1,10 @@
-//! Topic access control and forward sockets (MESSAGES.md §7): which sources may
+//! Topic access control and forward sockets: which sources may
 //! start a message on which topic, and which topics go to a local Unix socket
 //! instead of the inbox.
 //!
-//! [`TopicConfig`] is plain data the API edits at run time (§7.2) and the bus
+//! [`TopicConfig`] is plain data the API edits at run time and the bus
 //! consults for every new inbound message. [`TopicConfig::from_toml`] reads the
-//! `--topic-config` file (§7.4), both the table form and the legacy
+//! `--topic-config` file, both the table form and the legacy
 //! `topic = ["subnet", …]` form (which makes upstream v0.7.10 panic at start).
 //! Unlike upstream, which silently falls back to the default configuration on any
 //! error, it reports the first bad line; the caller decides what to do with it.
@@ -21,7 +21,7 @@ use crate::wire::message::MAX_TOPIC_LEN;
 pub struct TopicRule {
     /// Sources allowed to send on this topic. Empty: nobody.
     pub sources: Vec<Subnet>,
-    /// Unix socket completed messages on this topic are handed to (§7.3).
+    /// Unix socket completed messages on this topic are handed to.
     pub forward_socket: Option<PathBuf>,
 }
 
@@ -53,7 +53,7 @@ pub struct TopicConfigError {
 }
 
 impl TopicConfig {
-    /// Whether a non-reply message on `topic` from `src` may start (§7.1): a listed
+    /// Whether a non-reply message on `topic` from `src` may start: a listed
     /// topic needs a source subnet containing `src`; an unlisted one follows the
     /// default action.
     pub fn allows(&self, topic: &[u8], src: IpAddr) -> bool {
@@ -138,7 +138,7 @@ impl TopicConfig {
         }
     }
 
-    /// Reads a `--topic-config` file (§7.4). Returns the configuration and a
+    /// Reads a `--topic-config` file. Returns the configuration and a
     /// warning for every key it ignored.
     pub fn from_toml(text: &str) -> Result<(Self, Vec<String>), TopicConfigError> {
         use toml::de::{DeTable, DeValue};

@@ -18,7 +18,7 @@ use super::MessageBus;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusConfig {
     /// Chunk size (1300). Keep it: upstream receivers need `ceil(len / 1300)`
-    /// chunks (§4.1).
+    /// chunks.
     pub chunk_size: usize,
     /// Smallest chunk upstream receivers accept except at one index (250).
     pub min_chunk_size: usize,
@@ -300,7 +300,7 @@ pub enum Event {
         /// The id waited on.
         id: MessageId,
     },
-    /// Write `message.payload` to the Unix socket `socket` (MESSAGES.md §7.3), then
+    /// Write `message.payload` to the Unix socket `socket`, then
     /// call [`MessageBus::handle_forward_result`] with what came back.
     Forward {
         /// Pass back with the result.

@@ -1,4 +1,4 @@
-//! The two request caches (PROTOCOL.md §6.1): which seqno requests we sent or
+//! The two request caches: which seqno requests we sent or
 //! forwarded, to whom and for whom, and which route requests we sent, so that
 //! requests are neither repeated nor bounced around.
 //!

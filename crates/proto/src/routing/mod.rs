@@ -1,5 +1,5 @@
 //! The router: a sans-IO state machine for Mycelium's Babel-derived routing
-//! protocol (PROTOCOL.md §6), wire-compatible with upstream v0.7.10.
+//! protocol, wire-compatible with upstream v0.7.10.
 //!
 //! Inputs are `handle_*` calls carrying the current [`Instant`]; outputs are drained
 //! with [`Router::poll_transmit`] (a TLV for one neighbour), [`Router::poll_event`]
@@ -109,7 +109,7 @@ impl Default for Limits {
 }
 
 /// Every timer and constant of the routing protocol. [`Default`] gives upstream's
-/// values (PROTOCOL.md §3) plus our fast failure detection.
+/// values plus our fast failure detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterConfig {
     /// Hello period when [`RouterConfig::liveness`] is off (20 s).
@@ -373,7 +373,7 @@ impl Router {
 
     // ----- inputs -------------------------------------------------------------
 
-    /// A new connection (either direction) is up (PROTOCOL.md §2.7).
+    /// A new connection (either direction) is up.
     pub fn handle_peer_up(&mut self, now: Instant, peer: PeerId, kind: LinkKind) {
         if self.neighbours.contains_key(&peer) {
             return;
@@ -592,8 +592,7 @@ impl Router {
 
     /// The neighbour to forward a packet for `dst` to, or why there is none. May send
     /// a route request (unknown destination, or a route about to expire) or a seqno
-    /// request (only unselected routes, when `local`), as upstream does
-    /// (PROTOCOL.md §7.3, §7.4).
+    /// request (only unselected routes, when `local`), as upstream does.
     pub fn resolve(&mut self, now: Instant, dst: Ipv6Addr, local: bool) -> Resolution {
         let wanted = Subnet::v6_64(dst);
         let (subnet, action) = match self.table.lookup(dst) {

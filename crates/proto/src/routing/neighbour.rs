@@ -1,5 +1,5 @@
 //! Neighbours: one per transport connection, with the link cost measured from
-//! Hello/IHU round trips (PROTOCOL.md §6.1, §6.2).
+//! Hello/IHU round trips.
 
 use std::fmt;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    /// The static cost upstream adds to the measured one (PROTOCOL.md §6.2).
+    /// The static cost upstream adds to the measured one.
     pub const fn static_cost(self) -> Metric {
         Metric(match self {
             LinkKind::Tcp { ipv4: true } | LinkKind::Tls { ipv4: true } => 15,

@@ -1,5 +1,4 @@
-//! Route requests and seqno requests: originating, answering and forwarding them
-//! (PROTOCOL.md §6.6–§6.10).
+//! Route requests and seqno requests: originating, answering and forwarding them.
 
 use std::time::Duration;
 
@@ -24,8 +23,7 @@ pub(super) struct PendingRequest {
 }
 
 impl Router {
-    /// Asks every reachable neighbour for a route to `subnet` and marks it queried
-    /// (PROTOCOL.md §6.6).
+    /// Asks every reachable neighbour for a route to `subnet` and marks it queried.
     pub(super) fn request_route(&mut self, now: Instant, subnet: Subnet) {
         if !self.table.contains(&subnet) {
             if self.table.len() >= self.cfg.limits.max_subnets {
@@ -129,7 +127,7 @@ impl Router {
         );
     }
 
-    /// Asks for a newer seqno of `source` (PROTOCOL.md §6.9): from `to` alone, or
+    /// Asks for a newer seqno of `source`: from `to` alone, or
     /// from every neighbour that announced the subnet (all neighbours if none did).
     pub(super) fn send_seqno_request(
         &mut self,
@@ -185,7 +183,7 @@ impl Router {
         );
     }
 
-    /// Whom to ask for a newer seqno of `source` (PROTOCOL.md §6.9): the neighbours
+    /// Whom to ask for a newer seqno of `source`: the neighbours
     /// that announced the subnet, less those asked in the last few seconds unless
     /// `retry`; everyone if the subnet is unknown.
     fn request_targets(
@@ -273,7 +271,7 @@ impl Router {
         self.pending_requests.values().map(|p| p.next_at).min()
     }
 
-    /// Answers, honours or forwards a seqno request (PROTOCOL.md §6.10).
+    /// Answers, honours or forwards a seqno request.
     ///
     /// Upstream ignores a request entirely if it saw the same (router id, prefix,
     /// seqno) in the last 60 s. That also swallows a repeat that arrives after our

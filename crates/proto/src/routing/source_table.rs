@@ -1,5 +1,5 @@
 //! The source table: for every (subnet, router id) we have advertised, the best
-//! (seqno, metric) we advertised, its feasibility distance (PROTOCOL.md §6.1, §6.3).
+//! (seqno, metric) we advertised, its feasibility distance.
 //!
 //! An update is feasible when it cannot come from a route that passes through us:
 //! newer seqno, or same seqno and strictly smaller metric than we advertised

@@ -1,4 +1,4 @@
-//! The routing table and the source table (PROTOCOL.md §6.1), kept in one compact
+//! The routing table and the source table, kept in one compact
 //! store.
 //!
 //! Per subnet the table holds either the routes we know, with the public key that

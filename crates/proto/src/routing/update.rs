@@ -1,5 +1,5 @@
 //! Updates: processing what neighbours announce, selecting routes, and announcing
-//! ours (PROTOCOL.md §6.3–§6.5, §6.11).
+//! ours.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ impl Router {
         }
     }
 
-    /// Whether an update passes upstream's three filters (PROTOCOL.md §6.3). The
+    /// Whether an update passes upstream's three filters. The
     /// ownership check hashes the key; a subnet already known under the same key
     /// passed it when the key was fixed.
     fn passes_filters(&self, u: &Update) -> bool {
@@ -148,7 +148,7 @@ impl Router {
         }
     }
 
-    /// The route selection of PROTOCOL.md §6.4: among feasible finite routes through
+    /// Upstream's route selection: among feasible finite routes through
     /// reachable neighbours, the one with the smallest metric plus link cost; the
     /// selected route is only replaced by one better by more than the significance
     /// margin, or by a metric-0 route (the destination's own neighbour).
@@ -365,7 +365,7 @@ impl Router {
         triggered
     }
 
-    /// Withdraws every route learned from `peer` (PROTOCOL.md §6.2, "handle dead
+    /// Withdraws every route learned from `peer` (upstream's "handle dead
     /// peer").
     pub(super) fn lose_routes_via(&mut self, now: Instant, peer: PeerId) {
         for subnet in self.table.subnets_via(peer) {
@@ -373,7 +373,7 @@ impl Router {
         }
     }
 
-    /// A route reached its expiry (PROTOCOL.md §6.11).
+    /// A route reached its expiry.
     pub(super) fn expire_route(&mut self, now: Instant, subnet: Subnet, peer: PeerId) {
         self.withdraw_route(now, subnet, peer);
     }
@@ -399,7 +399,7 @@ impl Router {
 
     // ----- sending ---------------------------------------------------------------
 
-    /// The update advertising selected route `r` of `subnet` (PROTOCOL.md §6.5).
+    /// The update advertising selected route `r` of `subnet`.
     fn route_update(
         &self,
         now: Instant,
@@ -422,7 +422,7 @@ impl Router {
     }
 
     /// The retraction upstream sends for a subnet without a selected route: our own
-    /// router id and seqno, infinite metric (a quirk we mirror, PROTOCOL.md §6.5).
+    /// router id and seqno, infinite metric (a quirk of upstream's we mirror).
     fn retraction(&self, subnet: Subnet) -> Update {
         Update {
             interval: Interval::from_duration(self.cfg.update_interval),
@@ -541,7 +541,7 @@ impl Router {
     }
 
     /// The reply to a seqno request: the selected route with the *requester's* link
-    /// cost added, an upstream quirk we mirror (PROTOCOL.md §6.10).
+    /// cost added, an upstream quirk we mirror.
     pub(super) fn send_seqno_reply(
         &mut self,
         now: Instant,

@@ -1,4 +1,4 @@
-//! The link-local discovery beacon (PROTOCOL.md §2.6): 50 bytes multicast to
+//! The link-local discovery beacon: 50 bytes multicast to
 //! `[ff02::cafe]:9650`, naming the sender's TCP port and router id.
 
 use bytes::BufMut;

@@ -1,4 +1,4 @@
-//! Control packets: a babel-style header and exactly one TLV (PROTOCOL.md §4.3).
+//! Control packets: a babel-style header and exactly one TLV.
 //!
 //! Upstream parses the first TLV and resumes at its end, so extra bytes in the body
 //! desynchronise it; we send exactly one TLV whose length agrees with the body

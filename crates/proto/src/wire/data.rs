@@ -1,5 +1,5 @@
 //! Data packets: a 36-byte header (length, hop limit, overlay source and
-//! destination) in front of a sealed payload (PROTOCOL.md §4.2).
+//! destination) in front of a sealed payload.
 //!
 //! Transit nodes read and rewrite only this header; the payload is opaque to them.
 

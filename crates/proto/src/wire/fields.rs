@@ -1,5 +1,5 @@
 //! The scalar fields the control TLVs carry: sequence numbers, metrics and
-//! intervals (PROTOCOL.md §5, general field notes).
+//! intervals.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Message-subsystem frames (MESSAGES.md §2, §3): the 12-byte header (id, flags,
+//! Message-subsystem frames: the 12-byte header (id, flags,
 //! reserved) and the body each flag combination implies.
 //!
 //! A frame is carried whole inside one sealed data payload of type
@@ -22,7 +22,7 @@ pub const CHECKSUM_LEN: usize = 32;
 /// Longest topic a frame can carry.
 pub const MAX_TOPIC_LEN: usize = u8::MAX as usize;
 
-/// Flag bits (MESSAGES.md §2.1).
+/// Flag bits.
 pub mod flags {
     /// Start of a message.
     pub const INIT: u16 = 0x8000;

@@ -1,5 +1,4 @@
-//! The outer packet header and how packets follow each other on a stream
-//! (PROTOCOL.md §4.1).
+//! The outer packet header and how packets follow each other on a stream.
 //!
 //! Every packet starts with `01 <type> 00 00`; there is no other framing, each body
 //! carries its own length. [`decode`] takes the bytes buffered from a stream (or one

@@ -1,5 +1,5 @@
-//! The 4-byte header at the front of every decrypted data payload (PROTOCOL.md
-//! §7.2): version 1, the payload type, two reserved bytes.
+//! The 4-byte header at the front of every decrypted data payload: version 1, the
+//! payload type, two reserved bytes.
 
 use bytes::BufMut;
 

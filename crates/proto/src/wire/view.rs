@@ -8,7 +8,7 @@
 //!
 //! - [`DataFrame`]: a whole data packet as it travels between peers: the outer
 //!   header, the data header (hop limit, overlay source and destination) and the
-//!   sealed payload (PROTOCOL.md §4.1, §4.2).
+//!   sealed payload.
 //! - [`Ipv6Packet`]: the fixed IPv6 header of a packet from or for the TUN device.
 
 use std::net::Ipv6Addr;
@@ -202,7 +202,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
-/// The body of an out-of-band ICMP report (PROTOCOL.md §7.7), the plaintext past
+/// The body of an out-of-band ICMP report, the plaintext past
 /// its payload header: the destination of the packet it is about, then an ICMPv6
 /// error whose message quotes that packet's sealed payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

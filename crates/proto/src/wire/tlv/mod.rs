@@ -1,4 +1,4 @@
-//! The five control TLVs (PROTOCOL.md §5) and the prefix encoding they share.
+//! The five control TLVs and the prefix encoding they share.
 //!
 //! A TLV value is decoded from exactly the bytes its length byte declares: a value
 //! that is too short, too long, or names an address encoding we do not take is a
@@ -20,7 +20,7 @@ pub use update::Update;
 use super::reader::{Reader, Truncated};
 use crate::subnet::Subnet;
 
-/// TLV type numbers (PROTOCOL.md §3).
+/// TLV type numbers.
 pub mod tlv_type {
     /// Hello.
     pub const HELLO: u8 = 4;
@@ -34,7 +34,7 @@ pub mod tlv_type {
     pub const SEQNO_REQUEST: u8 = 10;
 }
 
-/// Address encodings (PROTOCOL.md §3).
+/// Address encodings.
 pub mod ae {
     /// No address; a wildcard.
     pub const WILDCARD: u8 = 0;
@@ -151,7 +151,7 @@ pub(crate) const fn prefix_bytes(plen: u8) -> usize {
 }
 
 /// The address encoding we send for `subnet`: IPv6 (2), or IPv4 (1). We never send
-/// the link-local form (PROTOCOL.md §4.4 rule 4).
+/// the link-local form.
 pub(crate) fn ae_of(subnet: &Subnet) -> u8 {
     match subnet.address() {
         IpAddr::V4(_) => ae::IPV4,

@@ -1,4 +1,4 @@
-//! Hello and IHU: the TLVs of neighbour maintenance (PROTOCOL.md §5.1, §5.2).
+//! Hello and IHU: the TLVs of neighbour maintenance.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

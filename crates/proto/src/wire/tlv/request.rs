@@ -1,4 +1,4 @@
-//! Route requests and seqno requests (PROTOCOL.md §5.4, §5.5).
+//! Route requests and seqno requests.
 
 use bytes::BufMut;
 

@@ -1,4 +1,4 @@
-//! Golden vectors from PROTOCOL.md §4–§5 and the skip rules for bad control packets.
+//! Golden vectors of upstream's example packets and the skip rules for bad control packets.
 
 use std::net::IpAddr;
 

@@ -1,5 +1,5 @@
 //! The Update TLV (type 8): a route announcement, or with an infinite metric a
-//! retraction (PROTOCOL.md §5.3). Unlike RFC 8966 the 40-byte router id rides
+//! retraction. Unlike RFC 8966 the 40-byte router id rides
 //! inside the Update, after the prefix.
 
 use bytes::BufMut;
