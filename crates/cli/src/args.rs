@@ -23,9 +23,16 @@ fn ranged((min, max, _default): (u64, u64, u64)) -> RangedU64ValueParser<u64> {
     RangedU64ValueParser::<u64>::new().range(min..=max)
 }
 
+/// What `--version` says: which implementation this is, and which upstream release
+/// it speaks the wire protocol and the APIs of.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (mycelium-rs, compatible with Mycelium v0.7.10 on the wire and in its APIs)"
+);
+
 /// A Mycelium-compatible overlay network node.
 #[derive(Debug, Parser)]
-#[command(name = "mycelium", version, about, long_about = None)]
+#[command(name = "mycelium", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Private key file (32 raw bytes). Default: $XDG_DATA_HOME/mycelium/priv_key.bin.
     #[arg(short = 'k', long = "key-file", global = true, value_name = "FILE")]

@@ -1,5 +1,5 @@
-//! The key subcommands, run as a user runs them: the real binary, its output and
-//! its exit status.
+//! The key subcommands and `--version`, run as a user runs them: the real binary, its
+//! output and its exit status.
 #![allow(clippy::unwrap_used)] // a test that cannot read its fixtures should fail loudly
 
 use std::path::Path;
@@ -112,4 +112,20 @@ fn generate_keys_writes_a_private_key_once() {
     let o = mycelium(&["generate-keys", "--force"], home.path());
     assert!(o.status.success());
     assert_ne!(std::fs::read(&path).unwrap(), first);
+}
+
+#[test]
+fn version_names_the_implementation_and_the_upstream_release() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mycelium"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(concat!("mycelium ", env!("CARGO_PKG_VERSION")))
+            && text.contains("mycelium-rs")
+            && text.contains("v0.7.10"),
+        "{text}"
+    );
 }
