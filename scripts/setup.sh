@@ -1,29 +1,62 @@
 #!/usr/bin/env bash
 # Takes a fresh Debian machine (with the Rust toolchain) to one that builds and runs
-# the node and every test: system packages, cargo tools, then a release build.
+# the node, or to one that runs every test.
 #
-#   ./scripts/setup.sh            install everything, build the release binary
-#   ./scripts/setup.sh --deps     install only what the test suite needs
-#   ./scripts/setup.sh --cross    install only what the cross builds need (cross.sh)
+#   ./scripts/setup.sh            a C compiler if there is none, then the release
+#                                 binary, built as you (run it as yourself, not with
+#                                 sudo: it asks for root only to install packages)
+#   ./scripts/setup.sh --deps     what the test suite needs (system packages, cargo
+#                                 tools, the cross targets); test.sh runs this
+#   ./scripts/setup.sh --cross    only what the cross builds need (cross.sh)
 #
 # Idempotent: what is present is not installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=all
+mode=node
 case "${1:-}" in
   --deps) mode=deps ;;
   --cross) mode=cross ;;
 esac
+
+# apt_install PACKAGE...: installs the packages not yet installed, with sudo when
+# not root.
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "setup: need root to install: ${missing[*]}" >&2
+      exit 1
+    }
+    as_root=(sudo)
+  fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+}
+
+if [ "$mode" = node ]; then
+  # Building needs a C compiler (mimalloc, ring) and nothing else beyond Rust.
+  apt_install build-essential
+  cargo build --release --locked -p mycelium-cli
+  # The line tables go beside the binary (mycelium.debug), not in it.
+  ./scripts/split-debug.sh target/release/mycelium
+  echo "setup: done; the binary is target/release/mycelium ($(du -h target/release/mycelium | cut -f1))"
+  exit 0
+fi
 
 # System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
 # ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
 # data-plane benchmark; bc for the test summary; chromium for the web view test;
 # curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test;
 # python3-venv (schemathesis is installed into a venv) and util-linux (unshare) for
-# the API property test.
+# the API property test; procps (kill, sysctl) for the end-to-end tests.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil
-  chromium curl microsocks python3 python3-venv util-linux)
+  chromium curl microsocks python3 python3-venv util-linux procps)
 # Node.js 20+ with npm runs the web view test (playwright-core); Debian's when the
 # machine has none.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
@@ -40,18 +73,7 @@ if [ "$mode" = cross ]; then
 else
   apt_packages+=("${cross_packages[@]}")
 fi
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "setup: need root to install: ${missing[*]}" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+apt_install "${apt_packages[@]}"
 
 # The Rust standard library for the cross targets.
 installed_targets="$(rustup target list --installed)" || {
@@ -68,11 +90,4 @@ done
 # cargo-fuzz builds and runs the fuzz targets.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
-fi
-
-if [ "$mode" = all ]; then
-  cargo build --release --locked
-  # The line tables go beside the binary (mycelium.debug), not in it.
-  ./scripts/split-debug.sh target/release/mycelium
-  echo "setup: done; the binary is target/release/mycelium ($(du -h target/release/mycelium | cut -f1))"
 fi
