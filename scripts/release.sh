@@ -26,10 +26,17 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 rm -rf dist
 mkdir dist
 # ship SOURCE NAME OBJCOPY: a copy of a built binary in dist/, its debug information
-# moved to dist/NAME.debug.
+# in dist/NAME.debug (moved out of the copy, or copied when setup.sh already moved
+# it out of the built binary).
 ship() {
   cp "$target_dir/$1" "dist/$2"
-  ./scripts/split-debug.sh "dist/$2" "$3"
+  if [ -f "$target_dir/$1.debug" ] && "${3%objcopy}objdump" -h "dist/$2" | grep -q '\.gnu_debuglink'; then
+    cp "$target_dir/$1.debug" "dist/$2.debug"
+    "$3" --remove-section=.gnu_debuglink "dist/$2"
+    (cd dist && "$3" --add-gnu-debuglink="$2.debug" "$2")
+  else
+    ./scripts/split-debug.sh "dist/$2" "$3"
+  fi
 }
 ship release/mycelium mycelium-x86_64-unknown-linux-gnu objcopy
 ship aarch64-unknown-linux-gnu/release/mycelium mycelium-aarch64-unknown-linux-gnu aarch64-linux-gnu-objcopy

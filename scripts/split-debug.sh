@@ -6,10 +6,17 @@
 #   ./scripts/split-debug.sh target/release/mycelium [OBJCOPY]
 #
 # OBJCOPY is the target's objcopy (default objcopy; aarch64-linux-gnu-objcopy and
-# x86_64-w64-mingw32-objcopy for the cross builds).
+# x86_64-w64-mingw32-objcopy for the cross builds). A binary that already has a
+# debug link (split before, and not rebuilt since) is left as it is, so its debug
+# file is not replaced by an empty one.
 set -euo pipefail
 bin=$1
 objcopy=${2:-objcopy}
+objdump=${objcopy%objcopy}objdump
+if "$objdump" -h "$bin" | grep -q '\.gnu_debuglink'; then
+  echo "split-debug: $bin already has its debug information apart"
+  exit 0
+fi
 "$objcopy" --only-keep-debug "$bin" "$bin.debug"
 # The link names the file only; tools look for it beside the binary.
 (cd "$(dirname "$bin")" && "$objcopy" --strip-debug \
