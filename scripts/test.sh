@@ -27,7 +27,12 @@ echo "== cargo test"
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261126}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+public=target/public-build
+mkdir -p "$public"
 cargo test --locked --workspace 2>&1 | tee "$log"
+# The binary the README ships, kept before the private build below replaces
+# target/debug/mycelium: the web, API and scale steps run this one.
+cp target/debug/mycelium "$public/mycelium"
 # The private-network build: TLS unit tests, in-process TLS nodes, the namespace test.
 cargo test --locked -p mycelium-node --features private --lib tls:: 2>&1 | tee -a "$log"
 cargo test --locked -p mycelium-node --features private --test tls 2>&1 | tee -a "$log"
@@ -37,7 +42,7 @@ passed=$(sed -n 's/^test result: .*\. \([0-9]*\) passed.*/\1/p' "$log" | paste -
 failed=$(sed -n 's/^test result: .* \([0-9]*\) failed.*/\1/p' "$log" | paste -sd+ - | bc)
 
 echo "== web view in headless Chromium (two live nodes)"
-MYCELIUM_BIN=target/debug/mycelium tests/web/run.sh 2>&1 | tee "$log"
+MYCELIUM_BIN="$public/mycelium" tests/web/run.sh 2>&1 | tee "$log"
 web_passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -1)
 web_failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -1)
 passed=$((passed + ${web_passed:-0}))
@@ -45,7 +50,7 @@ failed=$((failed + ${web_failed:-1}))
 
 echo "== REST API property test: schemathesis over our OpenAPI document (live nodes)"
 api_status=0
-MYCELIUM_BIN=target/debug/mycelium tests/api/run.sh 2>&1 | tee "$log" || api_status=$?
+MYCELIUM_BIN="$public/mycelium" tests/api/run.sh 2>&1 | tee "$log" || api_status=$?
 if [ "$api_status" -eq 0 ] && grep -q '^api-schemathesis: ok$' "$log"; then
   passed=$((passed + 1))
 else
@@ -65,10 +70,10 @@ add_counts() {
 }
 
 echo "== routing at scale, smoke size: a node takes 2,000 subnets from 4 links, then sends its full table"
-# The test profile reuses what cargo test built (target/debug/mycelium included).
+# The test profile reuses what cargo test built (the public binary included).
 scale_status=0
 cargo run --locked -q --profile test -p mycelium-bench --bin route_scale -- \
-  --node-bin target/debug/mycelium 2000x4 2>&1 | tee "$log" || scale_status=$?
+  --node-bin "$public/mycelium" 2000x4 2>&1 | tee "$log" || scale_status=$?
 if [ "$scale_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 echo "== cross builds: Windows and Linux aarch64 release, macOS and Windows clippy"
@@ -78,7 +83,7 @@ add_counts cross-build "$cross_status"
 
 echo "== cross runs: the Windows build under Wine, the aarch64 build under qemu-user"
 cross_status=0
-MYCELIUM_BIN=target/debug/mycelium tests/cross/run.sh 2>&1 | tee "$log" || cross_status=$?
+MYCELIUM_BIN="$public/mycelium" tests/cross/run.sh 2>&1 | tee "$log" || cross_status=$?
 add_counts cross "$cross_status"
 
 echo "== fuzz targets"
