@@ -136,11 +136,15 @@ if [ -n "${MYCELIUM_BIN:-}" ]; then
   export WEBVIEW_NODE_A="$a_url" WEBVIEW_NODE_B="$node_url"
   export WEBVIEW_A_ENDPOINT="tcp://127.0.0.1:$a_tcp"
   echo "run.sh: node A at $WEBVIEW_NODE_A, node B at $WEBVIEW_NODE_B (peered to $WEBVIEW_A_ENDPOINT)" >&2
-  if "$MYCELIUM_BIN" --help 2>/dev/null | grep -q -- --api-token-file; then
-    printf '%s\n' "$token" >"$work/token"
-    start_node t --api-token-file "$work/token"
-    export WEBVIEW_TOKEN_NODE="$node_url" WEBVIEW_TOKEN="$token"
-  fi
+  # Real nodes: every check must run, none is skipped.
+  export WEBVIEW_STRICT=1
+  "$MYCELIUM_BIN" --help 2>/dev/null | grep -q -- --api-token-file || {
+    echo "run.sh: $MYCELIUM_BIN has no --api-token-file: cannot test the token prompt" >&2
+    exit 1
+  }
+  printf '%s\n' "$token" >"$work/token"
+  start_node t --api-token-file "$work/token"
+  export WEBVIEW_TOKEN_NODE="$node_url" WEBVIEW_TOKEN="$token"
 elif [ -f "$root/crates/api/examples/fake_node.rs" ]; then
   echo "run.sh: MYCELIUM_BIN not set: testing the page against crates/api's fake_node example" >&2
   (cd "$root" && cargo build --quiet -p mycelium-api --example fake_node)
