@@ -95,10 +95,11 @@ impl DataPath {
         local.tally.merge(&self.packets);
     }
 
+    /// Hands the worker an ICMPv6 error or a reflected packet for the TUN: best
+    /// effort, as ICMP is; dropped when the worker is that far behind (no link's
+    /// queue is full, so no link counter is charged).
     fn to_worker(&self, work: Work) {
-        if self.to_worker.try_send(work).is_err() {
-            NodeStats::bump(&self.stats.link_queue_full);
-        }
+        let _ = self.to_worker.try_send(work);
     }
 
     fn to_core(&self, cmd: CoreCmd) {
