@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use mycelium_proto::routing::{Event, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
-use mycelium_proto::wire::{control, Tlv};
+use mycelium_proto::wire::{control, Metric, Tlv};
 use mycelium_proto::Subnet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -265,7 +265,35 @@ impl Core {
                     pending_packets: self.pending_total + self.unknown_total,
                 });
             }
+            Query::DnsCandidates(addrs, reply) => {
+                let metrics = addrs
+                    .into_iter()
+                    .map(|addr| self.candidate_metric(now, addr))
+                    .collect();
+                let _ = reply.send(metrics);
+            }
         }
+    }
+
+    /// The metric to `addr` over its selected route plus the cost of the link to
+    /// the next hop, when finite. With no entry for the address a route request
+    /// goes out; a subnet being looked for, or with only unselected routes, gets
+    /// nothing.
+    fn candidate_metric(&mut self, now: Instant, addr: Ipv6Addr) -> Option<u16> {
+        if let Some(route) = self.router.selected_route(&Subnet::v6_64(addr)) {
+            let cost = self
+                .router
+                .neighbours()
+                .find(|(peer, _)| *peer == route.neighbour)
+                .map_or(Metric::INFINITE, |(_, cost)| cost);
+            let metric = route.metric.saturating_add(cost);
+            return (!metric.is_infinite()).then_some(metric.0);
+        }
+        if self.router.key_for(addr).is_none() {
+            // No entry, or one being looked for: `resolve` requests only the former.
+            let _ = self.router.resolve(now, addr, false);
+        }
+        None
     }
 
     fn routes_view(&self, now: Instant) -> RoutesView {
