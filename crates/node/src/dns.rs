@@ -336,6 +336,28 @@ pub(crate) fn encode_answer(answer: &Message, limit: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The message path without sockets, for the fuzz target: a client's message
+/// `client` and, when forwarded, the resolver's datagram `reply`, to the bytes the
+/// client gets over UDP and over TCP. Panics if an answer is not a message with
+/// the client's id that fits where it goes.
+pub(crate) fn message_path(client: &[u8], reply: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let req = match accept(client) {
+        Accept::Drop => return None,
+        Accept::Reply(bytes) => return Some((bytes.clone(), bytes)),
+        Accept::Forward(req) => req,
+    };
+    let answer = match check_reply(reply, req.id) {
+        Reply::Ours(m) => m,
+        Reply::Broken | Reply::NotOurs => req.failure(ResponseCode::ServFail),
+    };
+    let udp = encode_answer(&answer, usize::from(req.udp_limit))?;
+    assert!(udp.len() <= usize::from(req.udp_limit).max(HEADER_LEN));
+    assert_eq!(udp[..2], req.id.to_be_bytes());
+    let tcp = encode_answer(&answer, usize::from(u16::MAX))?;
+    assert_eq!(tcp[..2], req.id.to_be_bytes());
+    Some((udp, tcp))
+}
+
 /// Reads client datagrams; answers each forwarded query from its own task, as
 /// long as fewer than the bound are being answered.
 async fn udp_loop(
@@ -543,6 +565,23 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         assert!(m.metadata.recursion_desired && m.metadata.checking_disabled);
         assert!(m.queries.is_empty());
+    }
+
+    #[test]
+    fn the_message_path_relays_the_resolver_s_answer() {
+        let mut q = Message::new(9, MessageType::Query, hickory_proto::op::OpCode::Query);
+        q.add_query(hickory_proto::op::Query::new());
+        let q = q.to_vec().expect("encodes");
+        let mut r = Message::response(9, hickory_proto::op::OpCode::Query);
+        r.metadata.response_code = ResponseCode::Refused;
+        let r = r.to_vec().expect("encodes");
+        let (udp, tcp) = message_path(&q, &r).expect("an answer");
+        let m = Message::from_vec(&udp).expect("parses");
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert_eq!(udp, tcp);
+        let (udp, _) = message_path(&q, &[0, 9, 1]).expect("an answer");
+        let m = Message::from_vec(&udp).expect("parses");
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     }
 
     #[test]

@@ -451,6 +451,14 @@ pub async fn start(
     Ok((node, done))
 }
 
+/// The DNS forwarder's message path without sockets, for fuzzing: a client's
+/// message and the resolver's reply to what the client gets over UDP and TCP.
+/// Panics where the forwarder would answer wrongly.
+#[doc(hidden)]
+pub fn dns_message_path(client: &[u8], reply: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    dns::message_path(client, reply)
+}
+
 /// Runs a node until `shutdown` is cancelled. Returns once every task has ended.
 pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
     let (_node, done) = start(cfg, shutdown).await?;
