@@ -758,6 +758,54 @@ mod tests {
         assert_eq!(b.control.queued(), 0);
     }
 
+    async fn dns_candidates(core: &TestCore, addrs: &[Ipv6Addr]) -> Vec<Option<u16>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.core_tx
+            .send(CoreCmd::Query(Query::DnsCandidates(addrs.to_vec(), tx)))
+            .await
+            .unwrap();
+        rx.await.unwrap()
+    }
+
+    fn route_requests(tlvs: &[Tlv]) -> Vec<Option<Subnet>> {
+        tlvs.iter()
+            .filter_map(|t| match t {
+                Tlv::RouteRequest(r) => Some(r.prefix),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The DNS forwarder's question: a candidate without an entry gets one route
+    /// request for its /64 (generation 0) and none while it is being looked for;
+    /// one with a selected route gets its metric plus the link's cost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dns_candidates_get_a_metric_or_a_route_request() {
+        let shared = start_core(config(1_000));
+        let mut a = link_up(&shared).await;
+        let known = test_update(1, 100);
+        receive(&shared, a.peer, &[Tlv::Update(known)]).await;
+        assert!(
+            wait_for(Duration::from_secs(10), || async {
+                router_view(&shared).await.selected == 1
+            })
+            .await
+        );
+        drain_tlvs(&mut a);
+        let unknown = Ipv6Addr::new(0x54b, 0x83ab, 0x6cb5, 0x7b38, 0, 0, 0, 1);
+        let known_addr = crate::scale_tests::test_key(1).address();
+        let metrics = dns_candidates(&shared, &[unknown, known_addr]).await;
+        assert_eq!(metrics[0], None);
+        let m = metrics[1].expect("a metric for the routed candidate");
+        assert!(m > 100 && m < 0xffff, "{m}");
+        router_view(&shared).await;
+        let sent = route_requests(&drain_tlvs(&mut a));
+        assert_eq!(sent, vec![Some(Subnet::v6_64(unknown))]);
+        assert_eq!(dns_candidates(&shared, &[unknown]).await, vec![None]);
+        router_view(&shared).await;
+        assert!(route_requests(&drain_tlvs(&mut a)).is_empty());
+    }
+
     /// A neighbour that asks for the table over and over and never reads is closed
     /// once its queue holds its bound, and holds no more than that meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
