@@ -52,7 +52,8 @@ fi
 # System packages: a C toolchain for crates that build C (libFuzzer); iproute2,
 # ping, iperf3 and nftables for the network-namespace tests; yggdrasil for the
 # data-plane benchmark; bc for the test summary; chromium for the web view test;
-# curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test;
+# curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test,
+# python3 also for the DNS forwarder test's scripted resolvers and client;
 # python3-venv (schemathesis is installed into a venv) and util-linux (unshare) for
 # the API property test; procps (kill, sysctl) for the end-to-end tests.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil

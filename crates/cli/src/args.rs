@@ -5,7 +5,7 @@
 //! module's business; their defaults and bounds are in [`crate::options`]. The API
 //! client subcommands' own arguments live in the `client` module.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::builder::RangedU64ValueParser;
@@ -172,7 +172,7 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "PORT")]
     pub(crate) vsock_listen_port: Option<u32>,
 
-    /// Run the DNS forwarder on UDP [::]:53.
+    /// Run the DNS forwarder on UDP and TCP [::]:53.
     #[arg(long)]
     pub(crate) enable_dns: bool,
 
@@ -208,9 +208,50 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "N", value_parser = ranged(limits::ROUTES_PER_PEER))]
     pub(crate) max_routes_per_peer: Option<u64>,
 
+    #[command(flatten)]
+    pub(crate) dns: DnsArgs,
+
     #[cfg(feature = "private")]
     #[command(flatten)]
     pub(crate) private: PrivateArgs,
+}
+
+/// The DNS forwarder's hidden settings, for tests: each defaults to upstream's
+/// behaviour.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DnsArgs {
+    /// Where the DNS forwarder listens, on UDP and TCP. Default: [::]:53.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub(crate) dns_listen: Option<SocketAddr>,
+
+    /// An overlay resolver to prefer, in order; given once or more, replaces the
+    /// built-in list.
+    #[arg(long = "dns-candidate", value_name = "IPV6", hide = true)]
+    pub(crate) dns_candidates: Vec<Ipv6Addr>,
+
+    /// No overlay resolver at all: always the fall-back.
+    #[arg(long, hide = true, conflicts_with = "dns_candidates")]
+    pub(crate) dns_no_candidates: bool,
+
+    /// The port queries go to on an overlay resolver. Default: 53.
+    #[arg(long, value_name = "PORT", hide = true)]
+    pub(crate) dns_candidate_port: Option<u16>,
+
+    /// The resolver used while no overlay resolver has a route. Default: 1.1.1.1:53.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub(crate) dns_fallback: Option<SocketAddr>,
+
+    /// Milliseconds between evaluations of the overlay resolvers. Default: 30000.
+    #[arg(long, value_name = "MS", hide = true, value_parser = RangedU64ValueParser::<u64>::new().range(1..=86_400_000))]
+    pub(crate) dns_period_ms: Option<u64>,
+
+    /// Milliseconds a query waits for its answer. Default: 5000.
+    #[arg(long, value_name = "MS", hide = true, value_parser = RangedU64ValueParser::<u64>::new().range(1..=600_000))]
+    pub(crate) dns_timeout_ms: Option<u64>,
+
+    /// Client queries answered at once; more are dropped. Default: 512.
+    #[arg(long, value_name = "N", hide = true, value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub(crate) dns_max_in_flight: Option<usize>,
 }
 
 /// The private-network options: on the command line each requires the

@@ -29,9 +29,6 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        if settings.enable_dns {
-            tracing::warn!("the DNS forwarder is not implemented in this build yet");
-        }
         let cfg = NodeConfig {
             secret: key,
             peers: settings.peers.clone(),
@@ -54,6 +51,7 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
                 allow_remote_clients: settings.proxy_allow_remote,
                 ..mycelium_node::ProxySettings::default()
             },
+            dns: settings.enable_dns.then(|| settings.dns.to_config()),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));

@@ -13,13 +13,16 @@
 //!
 //! [`NodeSettings`] is what the node is started with; nothing here starts anything.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use mycelium_proto::endpoint::Endpoint;
 use serde::{Serialize, Serializer};
 
-use crate::args::Cli;
+use mycelium_node::DnsConfig;
+
+use crate::args::{Cli, DnsArgs};
 use crate::config::ConfigFile;
 #[cfg(feature = "private")]
 use crate::options::parse_network_name;
@@ -73,8 +76,10 @@ pub(crate) struct NodeSettings {
     pub(crate) cdn_cache: Option<PathBuf>,
     /// Port to accept vsock peers on.
     pub(crate) vsock_listen_port: Option<u32>,
-    /// Run the DNS forwarder on UDP `[::]:53`.
+    /// Run the DNS forwarder on UDP and TCP `[::]:53`.
     pub(crate) enable_dns: bool,
+    /// The DNS forwarder's addresses and timers (command line only, hidden).
+    pub(crate) dns: DnsSettings,
     /// Serve the SOCKS5 forwarder to other hosts too.
     pub(crate) proxy_allow_remote: bool,
     /// Inbound peers kept at once.
@@ -106,6 +111,54 @@ impl NodeSettings {
             self.network_name.as_deref()?,
             self.network_key_file.as_deref()?,
         ))
+    }
+}
+
+/// The DNS forwarder's settings: upstream's unless the hidden options say
+/// otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct DnsSettings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) candidates: Vec<Ipv6Addr>,
+    pub(crate) candidate_port: u16,
+    pub(crate) fallback: SocketAddr,
+    pub(crate) period_ms: u64,
+    pub(crate) timeout_ms: u64,
+    pub(crate) max_in_flight: usize,
+}
+
+impl DnsSettings {
+    fn from_args(args: &DnsArgs) -> Self {
+        let d = DnsConfig::default();
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            listen: args.dns_listen.unwrap_or(d.listen),
+            candidates: if args.dns_no_candidates {
+                Vec::new()
+            } else if args.dns_candidates.is_empty() {
+                d.candidates
+            } else {
+                args.dns_candidates.clone()
+            },
+            candidate_port: args.dns_candidate_port.unwrap_or(d.candidate_port),
+            fallback: args.dns_fallback.unwrap_or(d.fallback),
+            period_ms: args.dns_period_ms.unwrap_or_else(|| ms(d.period)),
+            timeout_ms: args.dns_timeout_ms.unwrap_or_else(|| ms(d.timeout)),
+            max_in_flight: args.dns_max_in_flight.unwrap_or(d.max_in_flight),
+        }
+    }
+
+    /// The node's configuration for the forwarder.
+    pub(crate) fn to_config(&self) -> DnsConfig {
+        DnsConfig {
+            listen: self.listen,
+            candidates: self.candidates.clone(),
+            candidate_port: self.candidate_port,
+            fallback: self.fallback,
+            period: Duration::from_millis(self.period_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_in_flight: self.max_in_flight,
+        }
     }
 }
 
@@ -189,6 +242,7 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
         cdn_cache: args.cdn_cache.clone().or(file.cdn_cache),
         vsock_listen_port: args.vsock_listen_port.or(file.vsock_listen_port),
         enable_dns: args.enable_dns || flag(file.enable_dns),
+        dns: DnsSettings::from_args(&args.dns),
         proxy_allow_remote: args.proxy_allow_remote || flag(file.proxy_allow_remote),
         max_inbound_peers: args
             .max_inbound_peers

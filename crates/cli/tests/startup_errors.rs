@@ -54,3 +54,32 @@ fn a_topic_configuration_that_does_not_parse_is_named_with_its_line() {
     let out = node(&["--topic-config", file.to_str().unwrap()], dir.path());
     refused(&out, &["topics.toml", "line"]);
 }
+
+#[test]
+fn a_dns_port_that_is_taken_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    // QUIC off: its port is bound before the forwarder's and could be taken too.
+    let out = node(
+        &["--enable-dns", "--dns-listen", &addr, "--disable-quic"],
+        dir.path(),
+    );
+    refused(&out, &["DNS", &addr]);
+}
+
+#[test]
+fn a_bad_dns_option_value_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value) in [
+        ("--dns-listen", "nowhere"),
+        ("--dns-candidate", "1.2.3.4"),
+        ("--dns-timeout-ms", "0"),
+        ("--dns-max-in-flight", "none"),
+    ] {
+        let out = node(&[option, value], dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
+        assert!(err.contains(value), "{value} missing from: {err}");
+    }
+}

@@ -1,6 +1,9 @@
 //! What a node is started with: [`NodeConfig`] and its parts, and why a start
 //! fails ([`NodeError`]).
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
 use mycelium_proto::endpoint::Endpoint;
 use mycelium_proto::messages::{BusConfig, TopicConfig};
 use mycelium_proto::routing::RouterConfig;
@@ -48,6 +51,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The SOCKS5 proxy client's listener and probes.
     pub proxy: ProxySettings,
+    /// The DNS forwarder (`--enable-dns`); `None` disables it.
+    pub dns: Option<DnsConfig>,
 }
 
 impl NodeConfig {
@@ -71,6 +76,7 @@ impl NodeConfig {
             private: None,
             limits: Limits::default(),
             proxy: ProxySettings::default(),
+            dns: None,
         }
     }
 }
@@ -195,6 +201,17 @@ pub enum NodeError {
     /// The private network's TLS contexts could not be set up.
     #[error("setting up TLS for the private network: {0}")]
     Tls(String),
+    /// The DNS forwarder could not listen (for example, port 53 is taken by a
+    /// local resolver, or the process may not bind ports below 1024).
+    #[error("DNS forwarder: cannot listen on {transport} {addr}: {error}")]
+    Dns {
+        /// `UDP` or `TCP`.
+        transport: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
 }
 
 /// Discovery settings.
@@ -204,4 +221,71 @@ pub struct DiscoveryConfig {
     pub port: u16,
     /// Interfaces to use; empty means every qualifying one.
     pub interfaces: Vec<String>,
+}
+
+/// The DNS forwarder's settings. [`DnsConfig::default`] is upstream's behaviour;
+/// tests change the addresses, ports and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Where clients query, over UDP and TCP (`[::]:53`).
+    pub listen: SocketAddr,
+    /// Overlay nodes that resolve for us, in order of preference: the one with
+    /// the lowest route metric wins, ties going to the earlier one.
+    pub candidates: Vec<Ipv6Addr>,
+    /// The port queries go to on a candidate (53).
+    pub candidate_port: u16,
+    /// The resolver used while no candidate has a route (`1.1.1.1:53`).
+    pub fallback: SocketAddr,
+    /// How often the candidates are re-evaluated (30 s); the first evaluation
+    /// runs at once.
+    pub period: Duration,
+    /// How long a query waits for its answer before the client gets SERVFAIL (5 s).
+    pub timeout: Duration,
+    /// Client queries being answered at once, UDP and TCP together; more are
+    /// dropped until one ends.
+    pub max_in_flight: usize,
+}
+
+impl DnsConfig {
+    /// The public nodes upstream forwards to, in its order.
+    pub const CANDIDATES: [Ipv6Addr; 10] = [
+        Ipv6Addr::new(
+            0x54b, 0x83ab, 0x6cb5, 0x7b38, 0x44ae, 0xcd14, 0x53f3, 0xa907,
+        ),
+        Ipv6Addr::new(
+            0x40a, 0x152c, 0xb85b, 0x9646, 0x5b71, 0xd03a, 0xeb27, 0x2462,
+        ),
+        Ipv6Addr::new(0x597, 0xa4ef, 0x806, 0xb09, 0x6650, 0xcbbf, 0x1b68, 0xcc94),
+        Ipv6Addr::new(
+            0x549, 0x8bce, 0xfa45, 0xe001, 0xcbf8, 0xf2e2, 0x2da6, 0xa67c,
+        ),
+        Ipv6Addr::new(
+            0x410, 0x2778, 0x53bf, 0x6f41, 0xaf28, 0x1b60, 0xd7c0, 0x707a,
+        ),
+        Ipv6Addr::new(0x488, 0x74ac, 0x8a31, 0x277b, 0x9683, 0xc8e, 0xe14f, 0x79a7),
+        Ipv6Addr::new(
+            0x4ab, 0xa385, 0x5a4e, 0xef8f, 0x92e0, 0x1605, 0x7cb6, 0x24b2,
+        ),
+        Ipv6Addr::new(
+            0x4de, 0xb695, 0x3859, 0x8234, 0xd04c, 0x5de6, 0x8097, 0xc27c,
+        ),
+        Ipv6Addr::new(
+            0x5eb, 0xc711, 0xf9ab, 0xeb24, 0xff26, 0xe392, 0xa115, 0x1c0e,
+        ),
+        Ipv6Addr::new(0x445, 0x465, 0xfe81, 0x1e2b, 0x5420, 0xa029, 0x6b0, 0x9f61),
+    ];
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 53),
+            candidates: Self::CANDIDATES.to_vec(),
+            candidate_port: 53,
+            fallback: SocketAddr::new(Ipv4Addr::new(1, 1, 1, 1).into(), 53),
+            period: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            max_in_flight: 512,
+        }
+    }
 }

@@ -31,6 +31,7 @@ mod cmd;
 mod config;
 mod control_queue;
 mod discovery;
+mod dns;
 mod icmp;
 mod limits;
 mod link;
@@ -76,7 +77,9 @@ use crate::peering::Peering;
 use crate::registry::ConnectionState as State;
 
 pub use bus::{BusError, MessageStatus, Messages, Pushed};
-pub use config::{DiscoveryConfig, NodeConfig, NodeError, PrivateNetwork, PrivateNetworkError};
+pub use config::{
+    DiscoveryConfig, DnsConfig, NodeConfig, NodeError, PrivateNetwork, PrivateNetworkError,
+};
 pub use limits::Limits;
 pub use mycelium_proto::messages::{BusConfig, TopicConfig};
 pub use proxy::{ProbeResult, Proxy, ProxySettings};
@@ -316,6 +319,11 @@ pub async fn start(
     // cannot be bound leaves the node running without that listener, as upstream
     // does.
     let tcp_listener = cfg.tcp_listen_port.and_then(tcp::bind);
+    // Unlike the peer listeners, a DNS forwarder that cannot listen fails the start.
+    let dns = match cfg.dns.clone() {
+        Some(dns_cfg) => Some((dns::bind(&dns_cfg)?, dns_cfg)),
+        None => None,
+    };
     #[cfg(target_os = "linux")]
     let vsock_listener = cfg.vsock_listen_port.and_then(vsock::bind);
     #[cfg(not(target_os = "linux"))]
@@ -395,6 +403,15 @@ pub async fn start(
     if let Some(listener) = vsock_listener {
         tasks.spawn(vsock::serve(peering.clone(), listener));
     }
+    if let Some((listeners, dns_cfg)) = dns {
+        dns::serve(
+            listeners,
+            dns_cfg,
+            path.to_core.clone(),
+            shutdown.clone(),
+            &tasks,
+        );
+    }
     if let Some(endpoint) = &quic {
         tasks.spawn(quic::accept(peering.clone(), endpoint.clone()));
     }
@@ -432,6 +449,14 @@ pub async fn start(
         }
     };
     Ok((node, done))
+}
+
+/// The DNS forwarder's message path without sockets, for fuzzing: a client's
+/// message and the resolver's reply to what the client gets over UDP and TCP.
+/// Panics where the forwarder would answer wrongly.
+#[doc(hidden)]
+pub fn dns_message_path(client: &[u8], reply: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    dns::message_path(client, reply)
 }
 
 /// Runs a node until `shutdown` is cancelled. Returns once every task has ended.

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use mycelium_proto::routing::{Event, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
-use mycelium_proto::wire::{control, Tlv};
+use mycelium_proto::wire::{control, Metric, Tlv};
 use mycelium_proto::Subnet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -265,7 +265,35 @@ impl Core {
                     pending_packets: self.pending_total + self.unknown_total,
                 });
             }
+            Query::DnsCandidates(addrs, reply) => {
+                let metrics = addrs
+                    .into_iter()
+                    .map(|addr| self.candidate_metric(now, addr))
+                    .collect();
+                let _ = reply.send(metrics);
+            }
         }
+    }
+
+    /// The metric to `addr` over its selected route plus the cost of the link to
+    /// the next hop, when finite. With no entry for the address a route request
+    /// goes out; a subnet being looked for, or with only unselected routes, gets
+    /// nothing.
+    fn candidate_metric(&mut self, now: Instant, addr: Ipv6Addr) -> Option<u16> {
+        if let Some(route) = self.router.selected_route(&Subnet::v6_64(addr)) {
+            let cost = self
+                .router
+                .neighbours()
+                .find(|(peer, _)| *peer == route.neighbour)
+                .map_or(Metric::INFINITE, |(_, cost)| cost);
+            let metric = route.metric.saturating_add(cost);
+            return (!metric.is_infinite()).then_some(metric.0);
+        }
+        if self.router.key_for(addr).is_none() {
+            // No entry, or one being looked for: `resolve` requests only the former.
+            let _ = self.router.resolve(now, addr, false);
+        }
+        None
     }
 
     fn routes_view(&self, now: Instant) -> RoutesView {
@@ -728,6 +756,54 @@ mod tests {
             updates_for_b.len()
         );
         assert_eq!(b.control.queued(), 0);
+    }
+
+    async fn dns_candidates(core: &TestCore, addrs: &[Ipv6Addr]) -> Vec<Option<u16>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.core_tx
+            .send(CoreCmd::Query(Query::DnsCandidates(addrs.to_vec(), tx)))
+            .await
+            .unwrap();
+        rx.await.unwrap()
+    }
+
+    fn route_requests(tlvs: &[Tlv]) -> Vec<Option<Subnet>> {
+        tlvs.iter()
+            .filter_map(|t| match t {
+                Tlv::RouteRequest(r) => Some(r.prefix),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The DNS forwarder's question: a candidate without an entry gets one route
+    /// request for its /64 (generation 0) and none while it is being looked for;
+    /// one with a selected route gets its metric plus the link's cost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dns_candidates_get_a_metric_or_a_route_request() {
+        let shared = start_core(config(1_000));
+        let mut a = link_up(&shared).await;
+        let known = test_update(1, 100);
+        receive(&shared, a.peer, &[Tlv::Update(known)]).await;
+        assert!(
+            wait_for(Duration::from_secs(10), || async {
+                router_view(&shared).await.selected == 1
+            })
+            .await
+        );
+        drain_tlvs(&mut a);
+        let unknown = Ipv6Addr::new(0x54b, 0x83ab, 0x6cb5, 0x7b38, 0, 0, 0, 1);
+        let known_addr = crate::scale_tests::test_key(1).address();
+        let metrics = dns_candidates(&shared, &[unknown, known_addr]).await;
+        assert_eq!(metrics[0], None);
+        let m = metrics[1].expect("a metric for the routed candidate");
+        assert!(m > 100 && m < 0xffff, "{m}");
+        router_view(&shared).await;
+        let sent = route_requests(&drain_tlvs(&mut a));
+        assert_eq!(sent, vec![Some(Subnet::v6_64(unknown))]);
+        assert_eq!(dns_candidates(&shared, &[unknown]).await, vec![None]);
+        router_view(&shared).await;
+        assert!(route_requests(&drain_tlvs(&mut a)).is_empty());
     }
 
     /// A neighbour that asks for the table over and over and never reads is closed
