@@ -23,6 +23,10 @@ const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dns_cl
 const TIMEOUT_MS: u64 = 1500;
 /// Queries it answers at once in this test.
 const IN_FLIGHT: usize = 4;
+/// A candidate no node has: the forwarder keeps asking for its route.
+const NOWHERE: &str = "5ff:dead:beef::53";
+/// Where C serves its metrics.
+const METRICS: &str = "[::1]:9100";
 
 fn query(name: &str, rtype: RecordType) -> Vec<u8> {
     let mut m = Message::new(0x4d59, MessageType::Query, OpCode::Query);
@@ -69,6 +73,25 @@ fn answered_by(net: &Net, ns: &str, want: u8) -> bool {
     answer(net, ns, "www.example.").is_some_and(|m| tag(&m) == Some(want))
 }
 
+/// Route requests C's router has handled so far, from its metrics.
+fn route_requests(net: &Net, ns: &str) -> u64 {
+    let url = format!("http://{METRICS}/metrics");
+    let script =
+        format!("import urllib.request; print(urllib.request.urlopen('{url}').read().decode())");
+    let out = net.exec(ns, &["python3", "-c", &script]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| {
+            l.starts_with("mycelium_router_processed_tlvs_total")
+                && l.contains("tlv_type=\"route_request\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no route request counter in {text}"))
+}
+
 fn kill_node(net: &mut Net, ns: &str) {
     let (_, child) = net.nodes.iter_mut().find(|(n, _)| n == ns).unwrap();
     child.kill().unwrap();
@@ -83,7 +106,7 @@ fn dns_forwarder_overlay_path_failover_fallback_and_bounds() {
     let (_, ub) = net.link(&a, &b);
     let (_, uc) = net.link(&a, &c);
     let ob = net.node(&b, &[]);
-    let oc = net.node(&c, &[]);
+    let oc = net.node_args(&c, &[], false, false, &["--metrics-api-address", METRICS]);
     net.server(&b, "stub-b", &["python3", STUB, "::", "53", "2"]);
     net.server(&c, "stub-c", &["python3", STUB, "::", "53", "3"]);
     net.server(&a, "stub-fallback", &["python3", STUB, "::1", "5300", "9"]);
@@ -96,6 +119,8 @@ fn dns_forwarder_overlay_path_failover_fallback_and_bounds() {
         false,
         &[
             "--enable-dns",
+            "--dns-candidate",
+            NOWHERE,
             "--dns-candidate",
             &ob,
             "--dns-candidate",
@@ -145,6 +170,43 @@ fn dns_forwarder_overlay_path_failover_fallback_and_bounds() {
     assert_eq!(whole.answers.len(), 40);
     let tcp = ask(&net, &a, "tcp", &query("www.example.", RecordType::A), "4").unwrap();
     assert_eq!(tag(&Message::from_vec(&tcp).unwrap()), Some(2));
+    // A resolver that sets TC over UDP: a TCP client gets the whole answer, which
+    // the forwarder asked for again over TCP; a UDP client gets TC.
+    let tc = query("tc.example.", RecordType::TXT);
+    let whole = Message::from_vec(&ask(&net, &a, "tcp", &tc, "4").unwrap()).unwrap();
+    assert!(!whole.metadata.truncation);
+    assert_eq!(whole.answers.len(), 40, "{whole:?}");
+    assert!(
+        net.log("stub-b").contains("tcp query"),
+        "{}",
+        net.log("stub-b")
+    );
+    let cut = Message::from_vec(&ask(&net, &a, "udp", &tc, "4").unwrap()).unwrap();
+    assert!(cut.metadata.truncation && cut.answers.is_empty(), "{cut:?}");
+
+    // Replies under another id or for another question, sent before the real one,
+    // are not taken; the client's id comes back although the resolver saw another.
+    let m = answer(&net, &a, "spoof.example.").unwrap();
+    assert_eq!(m.metadata.id, 0x4d59);
+    assert_eq!(tag(&m), Some(2), "{m:?}");
+    let log = net.log("stub-b");
+    let sent = log
+        .lines()
+        .find(|l| l.starts_with("udp query") && l.ends_with(" spoof"));
+    let sent_id: u16 = sent
+        .and_then(|l| l.split(' ').nth(3))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // One chance in 65,536 that the random id is the client's.
+    assert_ne!(sent_id, 0x4d59, "the client's id went out: {log}");
+
+    // The candidate that exists nowhere: A asks its neighbours for its route, again
+    // and again (the only part of the forwarder other nodes see).
+    let before = route_requests(&net, &c);
+    net.wait_for("more route requests at C", limit, || {
+        route_requests(&net, &c) >= before + 2
+    });
 
     // Input filtering: a response or a datagram shorter than a header gets no
     // answer; a header with a broken question gets FORMERR and no question.
@@ -201,4 +263,55 @@ fn dns_forwarder_overlay_path_failover_fallback_and_bounds() {
     assert_eq!(answers, IN_FLIGHT, "answers to a flood of 200");
     // And the forwarder still answers afterwards.
     assert!(answered_by(&net, &a, 9));
+}
+
+/// At the default log level the forwarder names no query and no client: a node
+/// without `--debug` answers a query whose name must not appear in its output.
+#[test]
+fn query_names_are_not_logged_at_the_default_level() {
+    let mut net = Net::new("dnsl");
+    require(runs(&["python3", "--version"]), "python3");
+    let a = net.ns("a");
+    net.server(&a, "stub", &["python3", STUB, "::1", "5300", "9"]);
+    let (key, _) = net.key(&a);
+    let key = key.to_str().unwrap().to_owned();
+    net.server(
+        &a,
+        "node",
+        &[
+            common::BIN,
+            "--key-file",
+            &key,
+            "--no-tun",
+            "--disable-quic",
+            "--disable-peer-discovery",
+            "--enable-dns",
+            "--dns-listen",
+            "[::1]:53",
+            "--dns-no-candidates",
+            "--dns-fallback",
+            "[::1]:5300",
+        ],
+    );
+    let secret = "private-name-4711.example.";
+    net.wait_for(
+        "an answer through the forwarder",
+        Duration::from_secs(20),
+        || answer(&net, &a, secret).is_some_and(|m| tag(&m) == Some(9)),
+    );
+    let log = net.log("node");
+    assert!(log.contains("DNS forwarder"), "the node's output: {log}");
+    assert!(
+        !log.contains("private-name-4711"),
+        "a query name at the default level: {log}"
+    );
+    // The client's address is on loopback: only the listener's line names it.
+    let named = log
+        .lines()
+        .filter(|l| l.contains("[::1]:"))
+        .collect::<Vec<_>>();
+    assert!(
+        named.iter().all(|l| l.contains("DNS forwarder on")),
+        "a client address at the default level: {named:?}"
+    );
 }

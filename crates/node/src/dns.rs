@@ -5,10 +5,12 @@
 //! A selection task asks the router task every period (the first time at once)
 //! for the metric of each candidate's selected route; the router sends a route
 //! request for candidates it has no entry for. The best candidate is kept until
-//! the next evaluation. Each query goes out once over UDP from a fresh socket
+//! the next evaluation. Each query goes out over UDP from a fresh socket
 //! connected to the chosen resolver, so only datagrams from that address and port
-//! arrive; a reply is taken only with the query's id. The resolver's answer is
-//! relayed whole (RCODE, flags, every section), cut to what the client can take
+//! arrive, under an id of its own drawn at random; a reply is taken only with that
+//! id and the query's question. A reply with TC set is asked again over TCP when
+//! the client asked over TCP. The resolver's answer is relayed whole (RCODE,
+//! flags, every section) under the client's id, cut to what the client can take
 //! over UDP with TC set; silence, a broken reply or a send error give SERVFAIL.
 //!
 //! Parsing and encoding are hickory-proto's. Query names are logged at debug
@@ -109,17 +111,39 @@ impl Forwarder {
         })
     }
 
-    /// Forwards `req` and returns the answer for the client: the resolver's, or
+    /// Forwards `req` for a client that takes answers of up to `limit` bytes and
+    /// returns the answer for it: the resolver's under the client's id, or
     /// SERVFAIL.
-    async fn forward(&self, req: &Request) -> Message {
+    async fn forward(&self, req: &Request, limit: usize) -> Message {
         let target = self.target();
-        match tokio::time::timeout(self.cfg.timeout, exchange(target, &req.upstream, req.id)).await
-        {
-            Ok(Ok(reply)) => return reply,
-            Ok(Err(e)) => tracing::debug!("DNS query {} to {target}: {e}", req.id),
-            Err(_) => tracing::debug!("DNS query {} to {target}: no answer in time", req.id),
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        let mut reply = match tokio::time::timeout_at(deadline, exchange(target, req)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                tracing::debug!("DNS query {} to {target}: {e}", req.id);
+                return req.failure(ResponseCode::ServFail);
+            }
+            Err(_) => {
+                tracing::debug!("DNS query {} to {target}: no answer in time", req.id);
+                return req.failure(ResponseCode::ServFail);
+            }
+        };
+        if reply.metadata.truncation && limit > usize::from(UDP_MAX) {
+            // Cut short by the resolver, and the client takes more than any UDP
+            // answer (it asked over TCP): ask over TCP too, within what is left of
+            // the timeout. Failing that, the cut answer. A UDP client got the
+            // resolver's answer under its own EDNS size and retries over TCP itself.
+            match tokio::time::timeout_at(deadline, exchange_tcp(target, req)).await {
+                Ok(Ok(whole)) => reply = whole,
+                Ok(Err(e)) => tracing::debug!("DNS query {} to {target} over TCP: {e}", req.id),
+                Err(_) => tracing::debug!(
+                    "DNS query {} to {target} over TCP: no answer in time",
+                    req.id
+                ),
+            }
         }
-        req.failure(ResponseCode::ServFail)
+        reply.metadata.id = req.id;
+        reply
     }
 }
 
@@ -178,8 +202,8 @@ fn choose(candidates: &[Ipv6Addr], metrics: &[Option<u16>]) -> Option<Ipv6Addr> 
     best.map(|(a, _)| a)
 }
 
-/// Sends `query` to `target` once and waits for the reply with `id`.
-async fn exchange(target: SocketAddr, query: &[u8], id: u16) -> io::Result<Message> {
+/// Sends `req`'s query to `target` once over UDP and waits for its reply.
+async fn exchange(target: SocketAddr, req: &Request) -> io::Result<Message> {
     let local = match target {
         SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
@@ -188,11 +212,11 @@ async fn exchange(target: SocketAddr, query: &[u8], id: u16) -> io::Result<Messa
     // Connected: the kernel hands us only datagrams from the target's address
     // and port.
     sock.connect(target).await?;
-    sock.send(query).await?;
+    sock.send(&req.upstream).await?;
     let mut buf = vec![0; usize::from(u16::MAX)];
     loop {
         let n = sock.recv(&mut buf).await?;
-        match check_reply(&buf[..n], id) {
+        match check_reply(&buf[..n], req) {
             Reply::Ours(m) => return Ok(m),
             Reply::Broken => {
                 return Err(io::Error::new(
@@ -205,23 +229,61 @@ async fn exchange(target: SocketAddr, query: &[u8], id: u16) -> io::Result<Messa
     }
 }
 
+/// Sends `req`'s query to `target` over TCP and reads the one reply.
+async fn exchange_tcp(target: SocketAddr, req: &Request) -> io::Result<Message> {
+    let mut stream = TcpStream::connect(target).await?;
+    let len = u16::try_from(req.upstream.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query too long"))?;
+    let mut out = Vec::with_capacity(req.upstream.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&req.upstream);
+    stream.write_all(&out).await?;
+    let n = usize::from(stream.read_u16().await?);
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).await?;
+    match check_reply(&buf, req) {
+        Reply::Ours(m) => Ok(m),
+        Reply::Broken => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unreadable answer",
+        )),
+        Reply::NotOurs => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an answer to the query",
+        )),
+    }
+}
+
 /// What a datagram from the resolver is.
 pub(crate) enum Reply {
     /// The answer to our query.
     Ours(Message),
     /// Has our query's id but does not parse.
     Broken,
-    /// Another id, or not a response: ignored.
+    /// Another id, another question, or not a response: ignored.
     NotOurs,
 }
 
-/// Sorts a datagram from the resolver.
-pub(crate) fn check_reply(buf: &[u8], id: u16) -> Reply {
-    if buf.len() < 2 || u16::from_be_bytes([buf[0], buf[1]]) != id {
+/// Sorts a message from the resolver: ours when it is a response with the id
+/// `req` went out under and the same question (names compared without case).
+pub(crate) fn check_reply(buf: &[u8], req: &Request) -> Reply {
+    if buf.len() < 2 || u16::from_be_bytes([buf[0], buf[1]]) != req.upstream_id {
         return Reply::NotOurs;
     }
     match Message::from_vec(buf) {
-        Ok(m) if m.metadata.message_type == MessageType::Response => Reply::Ours(m),
+        Ok(m) if m.metadata.message_type == MessageType::Response => {
+            let same = m.queries.len() == req.msg.queries.len()
+                && m.queries.iter().zip(&req.msg.queries).all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.query_type() == b.query_type()
+                        && a.query_class() == b.query_class()
+                });
+            if same {
+                Reply::Ours(m)
+            } else {
+                Reply::NotOurs
+            }
+        }
         Ok(_) => Reply::NotOurs,
         Err(_) => Reply::Broken,
     }
@@ -229,7 +291,10 @@ pub(crate) fn check_reply(buf: &[u8], id: u16) -> Reply {
 
 /// A client query accepted for forwarding.
 pub(crate) struct Request {
+    /// The client's id.
     id: u16,
+    /// The id the query goes to the resolver under.
+    upstream_id: u16,
     /// The client's message, parsed.
     msg: Message,
     /// The message to send the resolver.
@@ -292,7 +357,11 @@ pub(crate) fn accept(buf: &[u8]) -> Accept {
     let mut up = msg.clone();
     // Resolvers answer only what they may recurse for.
     up.metadata.recursion_desired = true;
+    // An id the client did not choose: a spoofer must guess it (RFC 5452).
+    let upstream_id = rand::random();
+    up.metadata.id = upstream_id;
     let mut req = Request {
+        upstream_id,
         id: msg.metadata.id,
         msg,
         upstream: Vec::new(),
@@ -346,8 +415,16 @@ pub(crate) fn message_path(client: &[u8], reply: &[u8]) -> Option<(Vec<u8>, Vec<
         Accept::Reply(bytes) => return Some((bytes.clone(), bytes)),
         Accept::Forward(req) => req,
     };
-    let answer = match check_reply(reply, req.id) {
-        Reply::Ours(m) => m,
+    // The fuzzer cannot know the random id: the reply gets it.
+    let mut reply = reply.to_vec();
+    if let Some(id) = reply.get_mut(..2) {
+        id.copy_from_slice(&req.upstream_id.to_be_bytes());
+    }
+    let answer = match check_reply(&reply, &req) {
+        Reply::Ours(mut m) => {
+            m.metadata.id = req.id;
+            m
+        }
         Reply::Broken | Reply::NotOurs => req.failure(ResponseCode::ServFail),
     };
     let udp = encode_answer(&answer, usize::from(req.udp_limit))?;
@@ -437,7 +514,7 @@ async fn answer_udp(
 ) {
     let answer = tokio::select! {
         _ = shutdown.cancelled() => return,
-        a = fwd.forward(&req) => a,
+        a = fwd.forward(&req, usize::from(req.udp_limit)) => a,
     };
     drop(permit);
     if let Some(bytes) = encode_answer(&answer, usize::from(req.udp_limit)) {
@@ -505,7 +582,7 @@ async fn serve_tcp(fwd: Arc<Forwarder>, mut stream: TcpStream, from: SocketAddr)
                     return;
                 };
                 log_query(&req, from);
-                let answer = fwd.forward(&req).await;
+                let answer = fwd.forward(&req, usize::from(u16::MAX)).await;
                 drop(permit);
                 match encode_answer(&answer, usize::from(u16::MAX)) {
                     Some(bytes) => bytes,
@@ -574,6 +651,7 @@ mod tests {
         let q = q.to_vec().expect("encodes");
         let mut r = Message::response(9, hickory_proto::op::OpCode::Query);
         r.metadata.response_code = ResponseCode::Refused;
+        r.add_query(hickory_proto::op::Query::new());
         let r = r.to_vec().expect("encodes");
         let (udp, tcp) = message_path(&q, &r).expect("an answer");
         let m = Message::from_vec(&udp).expect("parses");
@@ -584,14 +662,62 @@ mod tests {
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     }
 
-    #[test]
-    fn replies_with_another_id_are_ignored() {
-        let mut m = Message::response(7, hickory_proto::op::OpCode::Query);
+    fn request(name: &str) -> Box<Request> {
+        let mut q = Message::new(7, MessageType::Query, hickory_proto::op::OpCode::Query);
+        let name = hickory_proto::rr::Name::from_ascii(name).expect("a name");
+        q.add_query(hickory_proto::op::Query::query(
+            name,
+            hickory_proto::rr::RecordType::A,
+        ));
+        match accept(&q.to_vec().expect("encodes")) {
+            Accept::Forward(req) => req,
+            _ => panic!("expected a query to forward"),
+        }
+    }
+
+    fn reply_to(req: &Request, id: u16, name: &str) -> Vec<u8> {
+        let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
         m.metadata.response_code = ResponseCode::NXDomain;
-        let bytes = m.to_vec().expect("encodes");
-        assert!(matches!(check_reply(&bytes, 8), Reply::NotOurs));
-        assert!(matches!(check_reply(&bytes, 7), Reply::Ours(_)));
-        assert!(matches!(check_reply(&[0, 7, 1], 7), Reply::Broken));
-        assert!(matches!(check_reply(&[0], 7), Reply::NotOurs));
+        let name = hickory_proto::rr::Name::from_ascii(name).expect("a name");
+        let qtype = req.msg.queries[0].query_type();
+        m.add_query(hickory_proto::op::Query::query(name, qtype));
+        m.to_vec().expect("encodes")
+    }
+
+    #[test]
+    fn the_resolver_is_asked_under_an_id_of_our_own() {
+        let req = request("www.example.");
+        let sent = Message::from_vec(&req.upstream).expect("parses");
+        assert_eq!(sent.metadata.id, req.upstream_id);
+        assert!(sent.metadata.recursion_desired);
+        // Two queries with the same client id go out under different ids (a
+        // 1 in 65,536 chance of a false failure per pair; eight pairs here).
+        let ids: std::collections::HashSet<u16> = (0..16)
+            .map(|_| request("www.example.").upstream_id)
+            .collect();
+        assert!(ids.len() > 1);
+    }
+
+    #[test]
+    fn replies_with_another_id_or_question_are_ignored() {
+        let req = request("www.example.");
+        let up = req.upstream_id;
+        let other = up.wrapping_add(1);
+        assert!(matches!(
+            check_reply(&reply_to(&req, other, "www.example."), &req),
+            Reply::NotOurs
+        ));
+        assert!(matches!(
+            check_reply(&reply_to(&req, up, "evil.example."), &req),
+            Reply::NotOurs
+        ));
+        // Names compare without case (resolvers may echo 0x20-mixed case).
+        assert!(matches!(
+            check_reply(&reply_to(&req, up, "WWW.Example."), &req),
+            Reply::Ours(_)
+        ));
+        let [hi, lo] = up.to_be_bytes();
+        assert!(matches!(check_reply(&[hi, lo, 1], &req), Reply::Broken));
+        assert!(matches!(check_reply(&[hi], &req), Reply::NotOurs));
     }
 }
