@@ -79,9 +79,14 @@ pub(crate) enum Query {
     KeyFor(Ipv6Addr, oneshot::Sender<Option<PublicKey>>),
     Router(oneshot::Sender<RouterView>),
     /// For the DNS forwarder: per address, the metric of the selected route to its
-    /// `/64` including our link cost, when finite. An address whose `/64` has no
-    /// entry at all gets a route request (the only part of the forwarder peers see).
-    DnsCandidates(Vec<Ipv6Addr>, oneshot::Sender<Vec<Option<u16>>>),
+    /// `/64` including our link cost, when finite. With `request_routes`, an
+    /// address whose `/64` has no entry at all gets a route request (the only part
+    /// of the forwarder peers see).
+    DnsCandidates {
+        addrs: Vec<Ipv6Addr>,
+        request_routes: bool,
+        reply: oneshot::Sender<Vec<Option<u16>>>,
+    },
 }
 
 /// Packets handed to the data plane's worker task: what the router task held, and

@@ -41,6 +41,8 @@ const UDP_CLASSIC: u16 = 512;
 const UDP_MAX: u16 = 4096;
 /// How long a TCP client may stay silent between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How often the candidates are looked at while none is reachable.
+const NOTHING_REACHABLE_RECHECK: Duration = Duration::from_secs(1);
 /// Open TCP client connections at most; more are closed at once.
 const TCP_CONNECTIONS: usize = 64;
 
@@ -148,22 +150,40 @@ impl Forwarder {
 }
 
 /// Every period: asks the router task for the candidates' metrics and keeps the
-/// best, the earlier on a tie.
+/// best, the earlier on a tie; the router requests the routes of candidates it
+/// has no entry for. While none is reachable it also looks every second between
+/// the ticks, without route requests, so that a node just started moves its
+/// queries onto the overlay as soon as a candidate's route arrives rather than a
+/// whole period later (upstream sends them outside the overlay meanwhile).
 async fn select_loop(
     fwd: Arc<Forwarder>,
     to_core: mpsc::Sender<CoreCmd>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(fwd.cfg.period.max(Duration::from_millis(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let period = fwd.cfg.period.max(Duration::from_millis(1));
     let mut last = None;
+    let start = tokio::time::Instant::now();
+    let (mut next, mut next_period) = (start, start);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        // Route requests only at the period's ticks, as upstream sends them.
+        let now = tokio::time::Instant::now();
+        let request_routes = now >= next_period;
+        if request_routes {
+            next_period += period;
+            if next_period <= now {
+                next_period = now + period;
+            }
         }
         let (tx, rx) = oneshot::channel();
-        let ask = CoreCmd::Query(Query::DnsCandidates(fwd.cfg.candidates.clone(), tx));
+        let ask = CoreCmd::Query(Query::DnsCandidates {
+            addrs: fwd.cfg.candidates.clone(),
+            request_routes,
+            reply: tx,
+        });
         let metrics = tokio::select! {
             _ = shutdown.cancelled() => return,
             sent = to_core.send(ask) => match sent {
@@ -186,6 +206,10 @@ async fn select_loop(
             }
         }
         last = best;
+        next = match best {
+            Some(_) => next_period,
+            None => next_period.min(tokio::time::Instant::now() + NOTHING_REACHABLE_RECHECK),
+        };
     }
 }
 

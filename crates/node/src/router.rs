@@ -265,10 +265,14 @@ impl Core {
                     pending_packets: self.pending_total + self.unknown_total,
                 });
             }
-            Query::DnsCandidates(addrs, reply) => {
+            Query::DnsCandidates {
+                addrs,
+                request_routes,
+                reply,
+            } => {
                 let metrics = addrs
                     .into_iter()
-                    .map(|addr| self.candidate_metric(now, addr))
+                    .map(|addr| self.candidate_metric(now, addr, request_routes))
                     .collect();
                 let _ = reply.send(metrics);
             }
@@ -277,9 +281,9 @@ impl Core {
 
     /// The metric to `addr` over its selected route plus the cost of the link to
     /// the next hop, when finite. With no entry for the address a route request
-    /// goes out; a subnet being looked for, or with only unselected routes, gets
-    /// nothing.
-    fn candidate_metric(&mut self, now: Instant, addr: Ipv6Addr) -> Option<u16> {
+    /// goes out if `request`; a subnet being looked for, or with only unselected
+    /// routes, gets nothing.
+    fn candidate_metric(&mut self, now: Instant, addr: Ipv6Addr, request: bool) -> Option<u16> {
         if let Some(route) = self.router.selected_route(&Subnet::v6_64(addr)) {
             let cost = self
                 .router
@@ -289,7 +293,7 @@ impl Core {
             let metric = route.metric.saturating_add(cost);
             return (!metric.is_infinite()).then_some(metric.0);
         }
-        if self.router.key_for(addr).is_none() {
+        if request && self.router.key_for(addr).is_none() {
             // No entry, or one being looked for: `resolve` requests only the former.
             let _ = self.router.resolve(now, addr, false);
         }
@@ -758,10 +762,18 @@ mod tests {
         assert_eq!(b.control.queued(), 0);
     }
 
-    async fn dns_candidates(core: &TestCore, addrs: &[Ipv6Addr]) -> Vec<Option<u16>> {
+    async fn dns_candidates(
+        core: &TestCore,
+        addrs: &[Ipv6Addr],
+        request_routes: bool,
+    ) -> Vec<Option<u16>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         core.core_tx
-            .send(CoreCmd::Query(Query::DnsCandidates(addrs.to_vec(), tx)))
+            .send(CoreCmd::Query(Query::DnsCandidates {
+                addrs: addrs.to_vec(),
+                request_routes,
+                reply: tx,
+            }))
             .await
             .unwrap();
         rx.await.unwrap()
@@ -777,8 +789,9 @@ mod tests {
     }
 
     /// The DNS forwarder's question: a candidate without an entry gets one route
-    /// request for its /64 (generation 0) and none while it is being looked for;
-    /// one with a selected route gets its metric plus the link's cost.
+    /// request for its /64 (generation 0) when requests are asked for, and none
+    /// otherwise or while it is being looked for; one with a selected route gets
+    /// its metric plus the link's cost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dns_candidates_get_a_metric_or_a_route_request() {
         let shared = start_core(config(1_000));
@@ -794,14 +807,19 @@ mod tests {
         drain_tlvs(&mut a);
         let unknown = Ipv6Addr::new(0x54b, 0x83ab, 0x6cb5, 0x7b38, 0, 0, 0, 1);
         let known_addr = crate::scale_tests::test_key(1).address();
-        let metrics = dns_candidates(&shared, &[unknown, known_addr]).await;
+        let metrics = dns_candidates(&shared, &[unknown, known_addr], false).await;
+        assert_eq!(metrics[0], None);
+        assert!(metrics[1].is_some());
+        router_view(&shared).await;
+        assert!(route_requests(&drain_tlvs(&mut a)).is_empty());
+        let metrics = dns_candidates(&shared, &[unknown, known_addr], true).await;
         assert_eq!(metrics[0], None);
         let m = metrics[1].expect("a metric for the routed candidate");
         assert!(m > 100 && m < 0xffff, "{m}");
         router_view(&shared).await;
         let sent = route_requests(&drain_tlvs(&mut a));
         assert_eq!(sent, vec![Some(Subnet::v6_64(unknown))]);
-        assert_eq!(dns_candidates(&shared, &[unknown]).await, vec![None]);
+        assert_eq!(dns_candidates(&shared, &[unknown], true).await, vec![None]);
         router_view(&shared).await;
         assert!(route_requests(&drain_tlvs(&mut a)).is_empty());
     }
