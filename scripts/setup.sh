@@ -58,7 +58,8 @@ fi
 # the API property test; procps (kill, sysctl) for the end-to-end tests.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil
   chromium curl microsocks python3 python3-venv util-linux procps)
-# Node.js 20+ with npm runs the web view test (playwright-core); Debian's when the
+# Node.js 18+ with npm runs the web view test (playwright-core 1.61, the last for
+# Node.js 18, which Debian 12 ships); Debian's when the
 # machine has none.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 # OpenSSL's headers for the private-network build (`--features private`: TLS-PSK).
