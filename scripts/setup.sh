@@ -64,6 +64,9 @@ apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftable
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 # OpenSSL's headers for the private-network build (`--features private`: TLS-PSK).
 apt_packages+=(libssl-dev)
+# The package test (tests/package): systemd-analyze checks the unit, dpkg installs
+# the .deb.
+apt_packages+=(systemd dpkg)
 # The cross builds and their runs (scripts/cross.sh, tests/cross/run.sh): mingw-w64
 # for Windows, the aarch64 cross compiler and C library, Wine (64-bit only: no i386
 # architecture needed) and qemu-user to run the results, clang for ring's C when
@@ -92,4 +95,8 @@ done
 # cargo-fuzz builds and runs the fuzz targets.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
+fi
+# cargo-deb makes the Debian package the package test installs.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  cargo install --locked cargo-deb
 fi

@@ -5,7 +5,8 @@
 # REST API under schemathesis (tests/api), a real node at routing-table scale
 # (bench route_scale, smoke size), and the other systems: the Windows and
 # Linux aarch64 release builds run under Wine and qemu, the macOS code type-checked
-# (scripts/cross.sh, tests/cross). Ends with one line
+# (scripts/cross.sh, tests/cross), and the Debian package installed and started
+# (tests/package). Ends with one line
 # "summary: N passed, N failed", and fails when anything did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +88,11 @@ echo "== cross runs: the Windows build under Wine, the aarch64 build under qemu-
 cross_status=0
 MYCELIUM_BIN="$public/mycelium" tests/cross/run.sh 2>&1 | tee "$log" || cross_status=$?
 add_counts cross "$cross_status"
+
+echo "== the Debian package: built, installed, started with its unit's command line in a namespace"
+package_status=0
+tests/package/run.sh 2>&1 | tee "$log" || package_status=$?
+add_counts package "$package_status"
 
 echo "== fuzz targets"
 ./scripts/fuzz.sh smoke | tee "$log"
