@@ -3,8 +3,9 @@
 //! from the beacons of others, dialled over TCP (TLS in a private network) on their
 //! link-local address and forgotten after three failed attempts.
 //!
-//! Interfaces are found from `/sys/class/net` and `/proc/net/if_inet6` (Linux);
-//! other systems run without discovery and say so.
+//! Interfaces are found from `/sys/class/net` and `/proc/net/if_inet6` on Linux,
+//! and from the system's interface list (getifaddrs, or the adapter list on
+//! Windows) elsewhere.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
