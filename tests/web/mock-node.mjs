@@ -1,6 +1,7 @@
 // Two pretend nodes, A and B, peered to each other, each answering the HTTP API
 // with canned data and serving crates/api/web/index.html at `/`.
-// A message POSTed to one lands in the other's inbox. Used when no real node is
+// A message POSTed to one lands in the other's inbox, and counts in the byte
+// counters of the link between them. Used when no real node is
 // given, and for the bearer-token check, which a real node may not support.
 //
 // Run alone (`node mock-node.mjs [--token T]`) it prints the two base URLs and
@@ -144,6 +145,12 @@ async function handle(nodes, name, token, req, res) {
       const status = { dst: body.dst?.ip || target?.[1].info.nodeIp, state: "pending", created, deadline: created + 300, msgLen: Buffer.from(body.payload, "base64").length };
       node.statuses.set(id, status);
       if (target) {
+        if (target[1] !== node) {
+          // The bytes cross the link between the two: its counters on both sides grow.
+          const bytes = status.msgLen + 64;
+          for (const peer of node.peers.filter((p) => p.connectionState === "alive")) peer.txBytes += bytes;
+          for (const peer of target[1].peers.filter((p) => p.connectionState === "alive")) peer.rxBytes += bytes;
+        }
         const message = {
           id,
           srcIp: node.info.nodeIp, srcPk: node.info.nodePubkey,
