@@ -41,11 +41,15 @@ function makeNode(name, other, tcpPort) {
     name === "a"
       ? [{ endpoint: { proto: "tcp", addr: { socket: "[::ffff:127.0.0.1]:41234" } }, type: "inbound" }]
       : [{ endpoint: { proto: "tcp", addr: { socket: `127.0.0.1:${tcpPort}` } }, type: "static" }];
+  // The link as each side names it: A listens on tcpPort, B dialled it from 41234.
+  const nextHop = name === "a"
+    ? `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`
+    : `TCP 127.0.0.1:41234 <-> 127.0.0.1:${tcpPort}`;
   return {
     info: { ...me, nodeStartTime: started },
     peers: peers.map((p) => ({ ...p, connectionState: "alive", txBytes: 183_204, rxBytes: 2_519_877, discovered: 3725, lastConnected: 3720 })),
-    selected: [{ subnet: them.nodeSubnet, nextHop: `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`, metric: 0, seqno: 3 }],
-    fallback: [{ subnet: "4ca:ba1e:3619:318e::/64", nextHop: `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`, metric: "infinite", seqno: 1 }],
+    selected: [{ subnet: them.nodeSubnet, nextHop, metric: 0, seqno: 3 }],
+    fallback: [{ subnet: "4ca:ba1e:3619:318e::/64", nextHop, metric: "infinite", seqno: 1 }],
     queried: [{ subnet: "5ff:1:2:3::/64", expiration: "14" }],
     stats: {
       bySource: [{ ip: me.nodeIp, packetCount: 12, byteCount: 4_380 }],
