@@ -1,6 +1,7 @@
 // Two pretend nodes, A and B, peered to each other, each answering the HTTP API
 // with canned data and serving crates/api/web/index.html at `/`.
-// A message POSTed to one lands in the other's inbox. Used when no real node is
+// A message POSTed to one lands in the other's inbox, and counts in the byte
+// counters of the link between them. Used when no real node is
 // given, and for the bearer-token check, which a real node may not support.
 //
 // Run alone (`node mock-node.mjs [--token T]`) it prints the two base URLs and
@@ -40,11 +41,15 @@ function makeNode(name, other, tcpPort) {
     name === "a"
       ? [{ endpoint: { proto: "tcp", addr: { socket: "[::ffff:127.0.0.1]:41234" } }, type: "inbound" }]
       : [{ endpoint: { proto: "tcp", addr: { socket: `127.0.0.1:${tcpPort}` } }, type: "static" }];
+  // The link as each side names it: A listens on tcpPort, B dialled it from 41234.
+  const nextHop = name === "a"
+    ? `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`
+    : `TCP 127.0.0.1:41234 <-> 127.0.0.1:${tcpPort}`;
   return {
     info: { ...me, nodeStartTime: started },
     peers: peers.map((p) => ({ ...p, connectionState: "alive", txBytes: 183_204, rxBytes: 2_519_877, discovered: 3725, lastConnected: 3720 })),
-    selected: [{ subnet: them.nodeSubnet, nextHop: `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`, metric: 0, seqno: 3 }],
-    fallback: [{ subnet: "4ca:ba1e:3619:318e::/64", nextHop: `TCP 127.0.0.1:${tcpPort} <-> 127.0.0.1:41234`, metric: "infinite", seqno: 1 }],
+    selected: [{ subnet: them.nodeSubnet, nextHop, metric: 0, seqno: 3 }],
+    fallback: [{ subnet: "4ca:ba1e:3619:318e::/64", nextHop, metric: "infinite", seqno: 1 }],
     queried: [{ subnet: "5ff:1:2:3::/64", expiration: "14" }],
     stats: {
       bySource: [{ ip: me.nodeIp, packetCount: 12, byteCount: 4_380 }],
@@ -144,6 +149,12 @@ async function handle(nodes, name, token, req, res) {
       const status = { dst: body.dst?.ip || target?.[1].info.nodeIp, state: "pending", created, deadline: created + 300, msgLen: Buffer.from(body.payload, "base64").length };
       node.statuses.set(id, status);
       if (target) {
+        if (target[1] !== node) {
+          // The bytes cross the link between the two: its counters on both sides grow.
+          const bytes = status.msgLen + 64;
+          for (const peer of node.peers.filter((p) => p.connectionState === "alive")) peer.txBytes += bytes;
+          for (const peer of target[1].peers.filter((p) => p.connectionState === "alive")) peer.rxBytes += bytes;
+        }
         const message = {
           id,
           srcIp: node.info.nodeIp, srcPk: node.info.nodePubkey,

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
+import { inflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { startMockPair } from "./mock-node.mjs";
 
@@ -89,6 +90,86 @@ async function eventually(what, check, ms = CONVERGE_MS) {
 function endpointUri(endpoint) {
   if (endpoint.addr.socket) return `${endpoint.proto}://${endpoint.addr.socket}`;
   return `${endpoint.proto}://${endpoint.addr.vsock.cid}:${endpoint.addr.vsock.port}`;
+}
+
+async function postJson(base, path, body) {
+  const res = await fetch(base + path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.text() };
+}
+
+/** Decodes a PNG as Chromium writes it (8-bit RGB or RGBA, not interlaced) into RGBA pixels. */
+function decodePng(png) {
+  assert.equal(png.subarray(0, 8).toString("hex"), "89504e470d0a1a0a", "not a PNG");
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const data = [];
+  for (let at = 8; at < png.length;) {
+    const length = png.readUInt32BE(at);
+    const type = png.toString("latin1", at + 4, at + 8);
+    const body = png.subarray(at + 8, at + 8 + length);
+    if (type === "IHDR") {
+      width = body.readUInt32BE(0);
+      height = body.readUInt32BE(4);
+      const [depth, colour, , , interlace] = body.subarray(8, 13);
+      assert.ok(depth === 8 && (colour === 2 || colour === 6) && interlace === 0,
+        `unexpected PNG format: depth ${depth}, colour type ${colour}, interlace ${interlace}`);
+      channels = colour === 6 ? 4 : 3;
+    } else if (type === "IDAT") {
+      data.push(body);
+    }
+    at += 12 + length;
+  }
+  const raw = inflateSync(Buffer.concat(data));
+  const stride = width * channels;
+  const out = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y += 1) {
+    const filter = raw[y * (stride + 1)];
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = y * stride;
+    for (let x = 0; x < stride; x += 1) {
+      const a = x >= channels ? out[row + x - channels] : 0;
+      const b = y > 0 ? out[row - stride + x] : 0;
+      const c = x >= channels && y > 0 ? out[row - stride + x - channels] : 0;
+      let predicted = 0;
+      if (filter === 1) predicted = a;
+      else if (filter === 2) predicted = b;
+      else if (filter === 3) predicted = (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c;
+        const [pa, pb, pc] = [Math.abs(p - a), Math.abs(p - b), Math.abs(p - c)];
+        predicted = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      } else assert.equal(filter, 0, `PNG filter ${filter}`);
+      out[row + x] = (line[x] + predicted) & 0xff;
+    }
+  }
+  const pixel = (x, y) => {
+    const i = y * stride + x * channels;
+    return [out[i], out[i + 1], out[i + 2]];
+  };
+  return { width, height, pixel };
+}
+
+/** "rgb(31, 111, 74)" → [31, 111, 74]. */
+function parseRgb(css) {
+  const m = /^rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(css);
+  assert.ok(m, `not an rgb() colour: ${css}`);
+  return m.slice(1, 4).map(Number);
+}
+
+const near = (p, q, tolerance = 24) => p.every((v, i) => Math.abs(v - q[i]) <= tolerance);
+
+/** How many pixels of a decoded image are (nearly) the given colour. */
+function countColour(image, colour) {
+  let n = 0;
+  for (let y = 0; y < image.height; y += 1) {
+    for (let x = 0; x < image.width; x += 1) if (near(image.pixel(x, y), colour)) n += 1;
+  }
+  return n;
 }
 
 /** Makes the page fetch everything now and waits until it has drawn it. */
@@ -239,6 +320,282 @@ test("the route table shows the route to the other node", async (t) => {
       );
     });
   }
+});
+
+test("the traffic history gives rates from counters, never a negative one, and stays bounded", async () => {
+  const out = await pages.a.evaluate(() => {
+    const h = new TrafficHistory({ windowMs: 300000, minStepMs: 1000, maxGapMs: 15000 });
+    const seen = [];
+    const rec = (t, tx, rx) => {
+      h.record(t, new Map([["p", { tx, rx }]]));
+      const v = h.view("p");
+      for (const p of v.points) seen.push(p.tx, p.rx);
+      return { current: v.current && { tx: v.current.tx, rx: v.current.rx }, points: v.points.length };
+    };
+    const steps = {
+      first: rec(0, 1000, 1000),
+      rate: rec(5000, 6000, 3000), // 5000 and 2000 bytes in 5 s
+      tooSoon: rec(5500, 7000, 3500),
+      reset: rec(10000, 200, 100), // the peer reconnected: counters start again
+      afterReset: rec(15000, 1200, 100),
+      pause: rec(60000, 2200, 200), // 45 s without a sample (a hidden tab)
+      afterPause: rec(65000, 2200, 200 + 625),
+    };
+    // An hour at one sample a second, then one at the poll interval.
+    let t = 65000;
+    let tx = 2200;
+    for (let i = 0; i < 3600; i += 1) { t += 1000; tx += 125; rec(t, tx, 825); }
+    const summary = (v) => ({ points: v.points.length, age: v.now - v.points[0].t1, rate: v.current.tx });
+    const dense = summary(h.view("p"));
+    for (let i = 0; i < 720; i += 1) { t += 5000; tx += 125; rec(t, tx, 825); }
+    const polled = summary(h.view("p"));
+    // Peers come and go with the peer list.
+    h.record(t + 5000, new Map([["q", { tx: 0, rx: 0 }]]));
+    const afterChange = [...h.peers.keys()];
+    return {
+      steps, capacity: h.capacity, negative: seen.filter((r) => !(r >= 0)).length,
+      dense, polled,
+      afterChange,
+      format: [formatBitRate(0), formatBitRate(999), formatBitRate(8000), formatBitRate(1234567)],
+    };
+  });
+  const { steps } = out;
+  assert.deepEqual(steps.first, { current: null, points: 0 });
+  assert.deepEqual(steps.rate, { current: { tx: 8000, rx: 3200 }, points: 1 });
+  assert.deepEqual(steps.tooSoon, steps.rate, "a sample 0.5 s after the last one is left out");
+  assert.deepEqual(steps.reset, { current: null, points: 1 }, "a counter reset gives no rate");
+  assert.deepEqual(steps.afterReset, { current: { tx: 1600, rx: 0 }, points: 2 });
+  assert.deepEqual(steps.pause, { current: null, points: 2 }, "no rate spans a pause");
+  assert.deepEqual(steps.afterPause, { current: { tx: 0, rx: 1000 }, points: 3 });
+  assert.equal(out.negative, 0, "a rate was negative");
+  assert.ok(out.dense.points <= out.capacity, `${out.dense.points} points kept, more than ${out.capacity}`);
+  assert.ok(out.dense.age < 300000, `a point ended ${out.dense.age} ms ago, out of the window`);
+  assert.equal(out.dense.rate, 1000);
+  assert.equal(out.polled.points, 60, "five minutes at one sample every 5 s");
+  assert.ok(out.polled.age < 300000);
+  assert.deepEqual(out.afterChange, ["q"], "a peer gone from the list is forgotten");
+  assert.deepEqual(out.format, ["0 bit/s", "999 bit/s", "8.00 kbit/s", "1.23 Mbit/s"]);
+});
+
+test("the route graph sums routes by next hop and stays readable with 0, 1, 2 and 50 next hops", async () => {
+  const cases = await pages.a.evaluate(() => {
+    const peer = (i) => ({ endpoint: { proto: "tcp", addr: { socket: `[2001:db8::${i.toString(16)}]:9651` } }, connectionState: "alive" });
+    const hop = (i) => `TCP [2001:db8::ffff]:40000 <-> [2001:db8::${i.toString(16)}]:9651`;
+    const results = [];
+    for (const [n, count] of [[0, 0], [1, 1], [2, 3], [50, 5000]]) {
+      const peers = Array.from({ length: n }, (_, i) => peer(i + 1));
+      // Next hop 2 carries a few more than the rest (when there is one).
+      const selected = Array.from({ length: count }, (_, i) => ({ subnet: `s${i}`, nextHop: hop(n > 1 && i % 7 === 0 ? 2 : (i % n) + 1) }));
+      const fallback = n ? [{ subnet: "f", nextHop: hop(1) }] : [];
+      if (n === 2) {
+        // An IPv4 peer whose connection shows it as IPv4-mapped, and a live peer carrying nothing.
+        peers.push({ endpoint: { proto: "tcp", addr: { socket: "[::ffff:192.0.2.7]:41234" } }, connectionState: "alive" });
+        peers.push({ endpoint: { proto: "quic", addr: { socket: "192.0.2.8:9651" } }, connectionState: "alive" });
+        selected.push({ subnet: "v4", nextHop: "TCP 192.0.2.1:9651 <-> 192.0.2.7:41234" });
+      }
+      const svg = document.createElementNS(SVG_NS, "svg");
+      svg.setAttribute("class", "picture");
+      svg.setAttribute("width", "900");
+      document.body.append(svg);
+      drawRouteGraph(svg, routeGraphModel(selected, fallback, peers));
+      const view = svg.viewBox.baseVal;
+      const boxes = [...svg.querySelectorAll("g.hop text, text.summary, circle.self")].map((e) => {
+        const b = e.getBBox();
+        return { x: b.x, y: b.y, right: b.x + b.width, bottom: b.y + b.height, text: e.textContent };
+      });
+      const overlaps = [];
+      boxes.forEach((p, i) => boxes.slice(i + 1).forEach((q) => {
+        if (p.x < q.right && q.x < p.right && p.y < q.bottom && q.y < p.bottom) overlaps.push(`${p.text} / ${q.text}`);
+      }));
+      const outside = boxes.filter((b) => b.x < 0 || b.y < 0 || b.right > view.width || b.bottom > view.height).map((b) => b.text);
+      results.push({
+        n, count: selected.length,
+        elements: svg.querySelectorAll("*").length,
+        hops: [...svg.querySelectorAll("g.hop")].map((g) => ({ ...g.dataset })),
+        overlaps, outside, label: svg.getAttribute("aria-label"), text: svg.textContent,
+      });
+      svg.remove();
+    }
+    return results;
+  });
+  const [none, one, two, many] = cases;
+  assert.deepEqual(none.hops, []);
+  assert.match(none.text, /No next hops yet/);
+  assert.deepEqual(one.hops, [{ subnets: "1", fallback: "1", nextHop: "TCP [2001:db8::ffff]:40000 <-> [2001:db8::1]:9651", peer: "tcp://[2001:db8::1]:9651" }]);
+  assert.match(one.label, /^Routes by next hop: 1 selected subnet and 1 fallback route through 1 next hop\. tcp:\/\/\[2001:db8::1\]:9651: 1 subnet, 1 fallback\.$/);
+  assert.deepEqual(two.hops.map((h) => [h.peer, h.subnets, h.fallback]), [
+    ["tcp://[2001:db8::2]:9651", "2", "0"],
+    ["tcp://[2001:db8::1]:9651", "1", "1"],
+    ["tcp://[::ffff:192.0.2.7]:41234", "1", "0"],
+    ["quic://192.0.2.8:9651", "0", "0"],
+  ]);
+  assert.equal(many.hops.length, 12, "50 next hops: 11 drawn and one for the rest");
+  assert.equal(many.hops[0].peer, "tcp://[2001:db8::2]:9651", "the busiest next hop comes first");
+  assert.equal(many.hops[11].others, "39");
+  assert.equal(many.hops.reduce((n, h) => n + Number(h.subnets), 0), 5000);
+  assert.match(many.label, /5000 selected subnets and 1 fallback route through 50 next hops/);
+  for (const c of cases) {
+    assert.deepEqual(c.overlaps, [], `${c.n} next hops: labels overlap`);
+    assert.deepEqual(c.outside, [], `${c.n} next hops: labels outside the picture`);
+    // Seven elements a next hop at most, whatever the number of routes.
+    assert.ok(c.elements <= 12 * 7 + 3, `${c.n} next hops, ${c.count} routes: ${c.elements} elements`);
+  }
+});
+
+/** A's live peer (B's link) as the page names it; A has no other live peer. */
+async function linkOnA() {
+  const alive = (await getJson(nodeA, "/api/v1/admin/peers")).filter((p) => p.connectionState === "alive");
+  assert.equal(alive.length, 1, `node A has ${alive.length} live peers, expected B alone`);
+  return endpointUri(alive[0].endpoint);
+}
+
+/** The rates the page shows under a peer's chart. */
+const chartRates = (page, endpoint) =>
+  page.locator(`#traffic-charts figure[data-endpoint="${endpoint}"] .rates`).evaluate((e) => ({
+    text: e.textContent, ...e.dataset,
+    label: e.closest("figure").querySelector("svg").getAttribute("aria-label"),
+    role: e.closest("figure").querySelector("svg").getAttribute("role"),
+  }));
+
+const TRAFFIC_MESSAGES = 4;
+const TRAFFIC_BYTES = 50_000;
+
+/**
+ * Screenshots an element and checks it shows `part` (a descendant) in its colour
+ * (CSS `property` of it) on at least `least` pixels, and is not all background.
+ */
+async function assertDrawn(box, part, property, least) {
+  await box.scrollIntoViewIfNeeded();
+  const colour = parseRgb(await box.locator(part).first().evaluate((e, p) => getComputedStyle(e)[p], property));
+  const background = parseRgb(await box.evaluate((e) => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = getComputedStyle(n).backgroundColor;
+      if (c && c !== "rgba(0, 0, 0, 0)" && c !== "transparent") return c;
+    }
+    return "rgb(255, 255, 255)";
+  }));
+  const image = decodePng(await box.screenshot());
+  const drawn = countColour(image, colour);
+  const blank = countColour(image, background);
+  const area = image.width * image.height;
+  assert.ok(drawn >= least, `only ${drawn} pixels of ${part}'s colour ${colour}`);
+  assert.ok(blank < area * 0.98, `${blank} of ${area} pixels are background`);
+  return { image, background };
+}
+
+test("the traffic charts of A and B show the bytes A sends B, on screen too", async (t) => {
+  if (!nodeB || !aEndpoint) return loudSkip(t, "needs two nodes");
+  const link = await eventually("B's link on A", linkOnA);
+  for (const [page, endpoint] of [[pages.a, link], [pages.b, aEndpoint]]) {
+    await eventually(`chart for ${endpoint}`, async () => {
+      await pageRefresh(page);
+      const rates = await chartRates(page, endpoint);
+      assert.equal(rates.role, "img");
+      assert.ok(rates.label.startsWith(`Traffic with ${endpoint} over the last 5 minutes: `), rates.label);
+    }, 10000);
+  }
+  // A rate needs two samples at least a second apart: let both pages take a first one.
+  await new Promise((r) => setTimeout(r, 1100));
+  await Promise.all([pageRefresh(pages.a), pageRefresh(pages.b)]);
+
+  const b = await getJson(nodeB, "/api/v1/admin");
+  const topic = Buffer.from(`webview-traffic-${randomBytes(3).toString("hex")}`).toString("base64");
+  for (let i = 0; i < TRAFFIC_MESSAGES; i += 1) {
+    const payload = randomBytes(TRAFFIC_BYTES).toString("base64");
+    const res = await postJson(nodeA, "/api/v1/messages", { dst: { ip: b.nodeIp }, topic, payload });
+    if (NOT_WIRED.test(`${res.status} ${res.body}`)) return loudSkip(t, `sending messages: node A answers ${res.status}`);
+    assert.equal(res.status, 201, `message ${i}: ${res.body}`);
+  }
+  // 200 kB within a few seconds is far above the link's keepalive traffic: expect at
+  // least 40 kbit/s (all of it spread over 40 s) as the current rate once.
+  const least = 40_000;
+  let seenA = null;
+  let seenB = null;
+  await eventually("the burst in the charts' labels", async () => {
+    await Promise.all([pageRefresh(pages.a), pageRefresh(pages.b)]);
+    const onA = await chartRates(pages.a, link);
+    const onB = await chartRates(pages.b, aEndpoint);
+    if (Number(onA.txBps) >= least) seenA = onA;
+    if (Number(onB.rxBps) >= least) seenB = onB;
+    assert.ok(seenA, `A's chart for ${link} says "${onA.text}"`);
+    assert.ok(seenB, `B's chart for ${aEndpoint} says "${onB.text}"`);
+  }, 40000);
+  for (const [seen, dir, word] of [[seenA, "tx", "sending"], [seenB, "rx", "receiving"]]) {
+    const bps = Number(seen[`${dir}Bps`]);
+    assert.ok(Number(seen[dir === "tx" ? "peakTxBps" : "peakRxBps"]) >= bps);
+    assert.match(seen.text, /^▲ \d+(\.\d+)? (bit|kbit|Mbit|Gbit)\/s sent · ▼ \d+(\.\d+)? (bit|kbit|Mbit|Gbit)\/s received$/);
+    assert.match(seen.label, new RegExp(`${word} \\d+(\\.\\d+)? (kbit|Mbit|Gbit)/s`));
+  }
+  // On screen: A's chart draws the burst in the colour of "sent", B's in "received".
+  for (const [page, endpoint, series] of [[pages.a, link, "tx"], [pages.b, aEndpoint, "rx"]]) {
+    const figure = page.locator(`#traffic-charts figure[data-endpoint="${endpoint}"]`);
+    assert.match(await figure.locator(`path.${series}`).getAttribute("d"), /^M[\d.]+,[\d.]+/);
+    await assertDrawn(figure, `path.${series}`, "stroke", 60);
+  }
+});
+
+test("the route graph shows each next hop with as many subnets as the API, on screen too", async () => {
+  const checks = [["a", nodeA]];
+  if (nodeB) checks.push(["b", nodeB]);
+  for (const [name, base] of checks) {
+    const page = pages[name];
+    await eventually(`route graph of node ${name}`, async () => {
+      const [routes, fallback, peers] = await Promise.all([
+        getJson(base, "/api/v1/admin/routes/selected"),
+        getJson(base, "/api/v1/admin/routes/fallback"),
+        getJson(base, "/api/v1/admin/peers"),
+      ]);
+      assert.ok(routes.length > 0, `node ${name} has no selected route yet`);
+      await pageRefresh(page);
+      const hops = await page.locator("#route-graph g.hop").evaluateAll((gs) =>
+        gs.map((g) => ({ ...g.dataset, text: g.querySelector("text").textContent })));
+      const nextHops = new Set([...routes, ...fallback].map((r) => r.nextHop));
+      assert.ok(nextHops.size <= 12, "more next hops than the graph draws one by one");
+      for (const nextHop of nextHops) {
+        const hop = hops.find((h) => h.nextHop === nextHop);
+        assert.ok(hop, `no next hop ${nextHop} in ${JSON.stringify(hops)}`);
+        const subnets = routes.filter((r) => r.nextHop === nextHop).length;
+        const fallbacks = fallback.filter((r) => r.nextHop === nextHop).length;
+        // Named as the peer table names the peer at the other end of the link.
+        const remote = nextHop.split(" ").pop().replace(/^\[::ffff:([\d.]+)\]/, "$1");
+        const peer = peers.find((p) => p.endpoint.addr.socket?.replace(/^\[::ffff:([\d.]+)\]/, "$1") === remote);
+        assert.equal(hop.peer, peer ? endpointUri(peer.endpoint) : remote, `the name of ${nextHop}`);
+        assert.equal(hop.subnets, String(subnets));
+        assert.equal(hop.fallback, String(fallbacks));
+        assert.equal(hop.text, `${hop.peer}${subnets} subnet${subnets === 1 ? "" : "s"}${fallbacks ? ` · ${fallbacks} fallback` : ""}`);
+      }
+      assert.equal(hops.reduce((n, h) => n + Number(h.subnets), 0), routes.length);
+      assert.match(await page.locator("#route-graph").getAttribute("aria-label"),
+        new RegExp(`^Routes by next hop: ${routes.length} selected subnets? and `));
+    });
+  }
+  if (nodeB && aEndpoint) {
+    // Between the two real nodes: each one's route to the other goes through their link.
+    const link = await linkOnA();
+    for (const [name, base, to, peer] of [["a", nodeA, nodeB, link], ["b", nodeB, nodeA, aEndpoint]]) {
+      const target = await getJson(to, "/api/v1/admin");
+      const route = (await getJson(base, "/api/v1/admin/routes/selected")).find((r) => r.subnet === target.nodeSubnet);
+      assert.ok(route, `node ${name} has no route to ${target.nodeSubnet}`);
+      const named = await pages[name].locator("#route-graph g.hop").evaluateAll(
+        (gs, nextHop) => gs.find((g) => g.dataset.nextHop === nextHop)?.dataset.peer, route.nextHop);
+      assert.equal(named, peer, `node ${name}'s next hop towards ${target.nodeSubnet}`);
+    }
+  }
+
+  // On screen: this node's disc, and the line to the busiest next hop drawn at its middle.
+  await pageRefresh(pages.a);
+  const graph = pages.a.locator("#route-graph");
+  const { image, background } = await assertDrawn(graph, "circle.self", "fill", 2000);
+  const ends = await graph.evaluate((svg) => {
+    const at = svg.getBoundingClientRect();
+    const centre = (e) => {
+      const r = e.getBoundingClientRect();
+      return [r.left + r.width / 2 - at.left, r.top + r.height / 2 - at.top];
+    };
+    return { hop: centre(svg.querySelector("g.hop circle")), self: centre(svg.querySelector("circle.self")) };
+  });
+  const mid = [0, 1].map((i) => Math.round((ends.hop[i] + ends.self[i]) / 2));
+  assert.ok(!near(image.pixel(mid[0], mid[1]), background, 8), `the line to the first next hop is not drawn at ${mid}`);
 });
 
 test("the fallback, queried and packet tables follow the API", async () => {
