@@ -53,8 +53,17 @@ pub fn parse_reply(buf: &[u8], max_bulk: usize) -> Result<(Reply, usize), ParseE
     let Some(&kind) = buf.first() else {
         return Err(ParseError::Incomplete(1));
     };
+    if !b"+-$:*_%~#,(=!>".contains(&kind) {
+        return Err(ParseError::Malformed);
+    }
     let window = &buf[..buf.len().min(MAX_LINE + 2)];
-    let Some(eol) = window.windows(2).position(|w| w == b"\r\n") else {
+    // The line starts after the type byte, so a reply that starts with CR LF
+    // is an empty line of type `\r`, not a line ending before it began.
+    let Some(eol) = window[1..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| p + 1)
+    else {
         return if buf.len() > MAX_LINE + 1 {
             Err(ParseError::Malformed)
         } else {
@@ -249,6 +258,9 @@ mod tests {
         for bad in [&b"$x\r\n"[..], b"$-2\r\n", b"$1\r\nab\r\n", b"hello\r\n"] {
             assert_eq!(parse_reply(bad, 10), Err(ParseError::Malformed), "{bad:?}");
         }
+        // Found by the cdn_meta fuzz target: a line ending where the type byte is.
+        assert_eq!(parse_reply(b"\r\n", 10), Err(ParseError::Malformed));
+        assert_eq!(parse_reply(b"\r\nx", 10), Err(ParseError::Malformed));
         let long = vec![b'+'; MAX_LINE + 10];
         assert_eq!(parse_reply(&long, 10), Err(ParseError::Malformed));
     }
