@@ -55,9 +55,10 @@ fi
 # curl, microsocks (a SOCKS5 server) and python3 (an HTTP server) for the proxy test,
 # python3 also for the DNS forwarder test's scripted resolvers and client;
 # python3-venv (schemathesis is installed into a venv) and util-linux (unshare) for
-# the API property test; procps (kill, sysctl) for the end-to-end tests.
+# the API property test; procps (kill, sysctl) for the end-to-end tests;
+# redis-server (with redis-cli) for the CDN helper test's shard servers.
 apt_packages=(build-essential pkg-config iproute2 bc iputils-ping iperf3 nftables yggdrasil
-  chromium curl microsocks python3 python3-venv util-linux procps)
+  chromium curl microsocks python3 python3-venv util-linux procps redis-server)
 # Node.js 18+ with npm runs the web view test (playwright-core 1.61, the last for
 # Node.js 18, which Debian 12 ships); Debian's when the
 # machine has none.
@@ -79,6 +80,15 @@ else
   apt_packages+=("${cross_packages[@]}")
 fi
 apt_install "${apt_packages[@]}"
+
+# Debian enables and starts redis-server as a system service on install; the CDN
+# test starts its own servers in a namespace, so none is left running here.
+if [ "$mode" = deps ] && command -v systemctl >/dev/null 2>&1 &&
+  systemctl is-enabled redis-server >/dev/null 2>&1; then
+  sudo_=()
+  [ "$(id -u)" -ne 0 ] && sudo_=(sudo)
+  "${sudo_[@]}" systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
 
 # The Rust standard library for the cross targets.
 installed_targets="$(rustup target list --installed)" || {

@@ -168,6 +168,11 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) cdn_cache: Option<PathBuf>,
 
+    /// A registry the CDN helper may fetch metadata from, HOST or HOST:PORT
+    /// (repeatable; replaces the default, cdn.mycelium.grid.tf).
+    #[arg(long = "cdn-registry", value_name = "HOST[:PORT]", value_parser = parse_cdn_registry)]
+    pub(crate) cdn_registries: Vec<String>,
+
     /// Accept vsock peers on this port (Linux).
     #[arg(long, value_name = "PORT")]
     pub(crate) vsock_listen_port: Option<u32>,
@@ -211,6 +216,9 @@ pub(crate) struct NodeArgs {
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
 
+    #[command(flatten)]
+    pub(crate) cdn: CdnArgs,
+
     #[cfg(feature = "private")]
     #[command(flatten)]
     pub(crate) private: PrivateArgs,
@@ -252,6 +260,32 @@ pub(crate) struct DnsArgs {
     /// Client queries answered at once; more are dropped. Default: 512.
     #[arg(long, value_name = "N", hide = true, value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub(crate) dns_max_in_flight: Option<usize>,
+}
+
+/// The CDN helper's hidden settings, for tests: each defaults to upstream's
+/// behaviour (or, for the timeouts upstream lacks, to ours).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CdnArgs {
+    /// Where the CDN helper listens. Default: localhost:80, the first resolved
+    /// address that binds.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub(crate) cdn_listen: Option<SocketAddr>,
+
+    /// Milliseconds one registry exchange may take. Default: 10000.
+    #[arg(long, value_name = "MS", hide = true, value_parser = RangedU64ValueParser::<u64>::new().range(1..=600_000))]
+    pub(crate) cdn_fetch_timeout_ms: Option<u64>,
+
+    /// Milliseconds to wait for a shard server's connection and each read from
+    /// it. Default: 1000.
+    #[arg(long, value_name = "MS", hide = true, value_parser = RangedU64ValueParser::<u64>::new().range(1..=600_000))]
+    pub(crate) cdn_redis_timeout_ms: Option<u64>,
+}
+
+/// A CDN registry allow-list entry: HOST or HOST:PORT.
+pub(crate) fn parse_cdn_registry(s: &str) -> Result<String, String> {
+    mycelium_cdn::parse_registry(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// The private-network options: on the command line each requires the
@@ -377,6 +411,11 @@ mod tests {
             &["--link-control-rate", "lots"],
             &["--max-routes", "0"],
             &["--max-routes-per-peer", "100000001"],
+            &["--cdn-registry", "a/b"],
+            &["--cdn-registry", "host:port"],
+            &["--cdn-listen", "localhost"],
+            &["--cdn-fetch-timeout-ms", "0"],
+            &["--cdn-redis-timeout-ms", "never"],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

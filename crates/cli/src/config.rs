@@ -43,6 +43,7 @@ const KNOWN_KEYS: &[&str] = &[
     "update_workers",
     "topic_config",
     "cdn_cache",
+    "cdn_registries",
     "vsock_listen_port",
     "enable_dns",
     "network_name",
@@ -87,6 +88,9 @@ pub struct ConfigFile {
     pub update_workers: Option<usize>,
     pub topic_config: Option<PathBuf>,
     pub cdn_cache: Option<PathBuf>,
+    /// The CDN helper's registry allow-list, each `host[:port]`.
+    #[serde(default, deserialize_with = "cdn_registries")]
+    pub cdn_registries: Option<Vec<String>>,
     pub vsock_listen_port: Option<u32>,
     pub enable_dns: Option<bool>,
     pub network_name: Option<String>,
@@ -195,6 +199,14 @@ where
     s.parse()
         .map(Some)
         .map_err(|e| de::Error::custom(format!("invalid value {s:?}: {e}")))
+}
+
+fn cdn_registries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    for r in &list {
+        mycelium_cdn::parse_registry(r).map_err(|e| de::Error::custom(e.to_string()))?;
+    }
+    Ok(Some(list))
 }
 
 fn update_workers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
@@ -406,6 +418,7 @@ firewall_mark = 4
 update_workers = 5
 topic_config = \"/t\"
 cdn_cache = \"/c\"
+cdn_registries = [\"127.0.0.1:8080\"]
 vsock_listen_port = 6
 enable_dns = true
 network_name = \"nn\"
@@ -448,6 +461,7 @@ max_routes_per_peer = 120
             update_workers,
             topic_config,
             cdn_cache,
+            cdn_registries,
             vsock_listen_port,
             enable_dns,
             network_name,
@@ -467,6 +481,7 @@ max_routes_per_peer = 120
         assert!(no_tun_offload.is_some());
         assert!(tun_name.is_some() && metrics_api_address.is_some() && firewall_mark.is_some());
         assert!(update_workers.is_some() && topic_config.is_some() && cdn_cache.is_some());
+        assert!(cdn_registries.is_some());
         assert!(vsock_listen_port.is_some() && enable_dns.is_some());
         assert!(network_name.is_some() && network_key_file.is_some());
         assert!(api_token_file.is_some() && proxy_allow_remote.is_some());

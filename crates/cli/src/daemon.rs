@@ -54,12 +54,35 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
             dns: settings.enable_dns.then(|| settings.dns.to_config()),
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
+        // Bound now, so that a taken port or an unusable cache directory stops the
+        // node with the reason (upstream's start-up fails there too).
+        let cdn = match &settings.cdn_cache {
+            Some(dir) => match mycelium_cdn::bind(&settings.cdn.to_config(dir.clone())).await {
+                Ok(cdn) => Some(cdn),
+                Err(e) => {
+                    shutdown.cancel();
+                    done.await;
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let backend: Arc<dyn Backend> = Arc::new(NodeBackend::new(node.clone()));
         let api_cfg = ApiConfig {
             token,
             ..ApiConfig::default()
         };
         let mut servers = tokio::task::JoinSet::new();
+        if let Some(cdn) = cdn {
+            match cdn.local_addr() {
+                Ok(addr) => tracing::info!(
+                    "CDN helper on http://{addr}, registries {:?}",
+                    settings.cdn.registries
+                ),
+                Err(e) => tracing::warn!("CDN helper listening, address unknown: {e}"),
+            }
+            servers.spawn(cdn.serve(shutdown.clone().cancelled_owned()));
+        }
         // As upstream: an HTTP API address that cannot be bound only disables the API.
         match TcpListener::bind(settings.api_addr).await {
             Ok(listener) => {

@@ -22,7 +22,7 @@ use serde::{Serialize, Serializer};
 
 use mycelium_node::DnsConfig;
 
-use crate::args::{Cli, DnsArgs};
+use crate::args::{CdnArgs, Cli, DnsArgs};
 use crate::config::ConfigFile;
 #[cfg(feature = "private")]
 use crate::options::parse_network_name;
@@ -74,6 +74,8 @@ pub(crate) struct NodeSettings {
     pub(crate) topic_config: Option<PathBuf>,
     /// CDN helper cache directory, if the helper is enabled.
     pub(crate) cdn_cache: Option<PathBuf>,
+    /// The CDN helper's listen address, allow-list and timeouts.
+    pub(crate) cdn: CdnSettings,
     /// Port to accept vsock peers on.
     pub(crate) vsock_listen_port: Option<u32>,
     /// Run the DNS forwarder on UDP and TCP `[::]:53`.
@@ -162,6 +164,51 @@ impl DnsSettings {
     }
 }
 
+/// The CDN helper's settings: upstream's unless the options say otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct CdnSettings {
+    /// `localhost:80` (resolved at start-up) or the hidden `--cdn-listen`.
+    pub(crate) listen: String,
+    /// Registries requests may name (`--cdn-registry`, `cdn_registries`).
+    pub(crate) registries: Vec<String>,
+    pub(crate) fetch_timeout_ms: u64,
+    pub(crate) redis_timeout_ms: u64,
+}
+
+impl CdnSettings {
+    fn resolve(args: &CdnArgs, registries: &[String], file: Option<Vec<String>>) -> Self {
+        let ms = |t: Duration| u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            listen: args.cdn_listen.map_or_else(
+                || mycelium_cdn::DEFAULT_LISTEN.to_owned(),
+                |a| a.to_string(),
+            ),
+            registries: if registries.is_empty() {
+                file.unwrap_or_else(|| vec![mycelium_cdn::DEFAULT_REGISTRY.to_owned()])
+            } else {
+                registries.to_vec()
+            },
+            fetch_timeout_ms: args
+                .cdn_fetch_timeout_ms
+                .unwrap_or_else(|| ms(mycelium_cdn::DEFAULT_FETCH_TIMEOUT)),
+            redis_timeout_ms: args
+                .cdn_redis_timeout_ms
+                .unwrap_or_else(|| ms(mycelium_cdn::DEFAULT_REDIS_TIMEOUT)),
+        }
+    }
+
+    /// The helper's configuration, with `cache_dir`.
+    pub(crate) fn to_config(&self, cache_dir: PathBuf) -> mycelium_cdn::CdnConfig {
+        mycelium_cdn::CdnConfig {
+            cache_dir,
+            listen: self.listen.clone(),
+            registries: self.registries.clone(),
+            fetch_timeout: Duration::from_millis(self.fetch_timeout_ms),
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+        }
+    }
+}
+
 fn as_uris<S: Serializer>(peers: &[Endpoint], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(peers.iter().map(ToString::to_string))
 }
@@ -240,6 +287,7 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
         ),
         topic_config: args.topic_config.clone().or(file.topic_config),
         cdn_cache: args.cdn_cache.clone().or(file.cdn_cache),
+        cdn: CdnSettings::resolve(&args.cdn, &args.cdn_registries, file.cdn_registries),
         vsock_listen_port: args.vsock_listen_port.or(file.vsock_listen_port),
         enable_dns: args.enable_dns || flag(file.enable_dns),
         dns: DnsSettings::from_args(&args.dns),

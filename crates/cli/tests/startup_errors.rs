@@ -83,3 +83,75 @@ fn a_bad_dns_option_value_is_a_usage_error_naming_it() {
         assert!(err.contains(value), "{value} missing from: {err}");
     }
 }
+
+#[test]
+fn a_cdn_port_that_is_taken_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let cache = dir.path().join("cache");
+    let out = node(
+        &[
+            "--cdn-cache",
+            cache.to_str().unwrap(),
+            "--cdn-listen",
+            &addr,
+            "--disable-quic",
+            "--tcp-listen-port",
+            "0",
+        ],
+        dir.path(),
+    );
+    refused(&out, &["CDN", &addr]);
+}
+
+#[test]
+fn a_cdn_cache_that_is_a_file_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cache-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = node(
+        &[
+            "--cdn-cache",
+            file.to_str().unwrap(),
+            "--cdn-listen",
+            "127.0.0.1:0",
+            "--disable-quic",
+            "--tcp-listen-port",
+            "0",
+        ],
+        dir.path(),
+    );
+    refused(&out, &["cache-file", "not a directory"]);
+    // A missing parent is named too (only one level is created).
+    let deep = dir.path().join("no-parent").join("cache");
+    let out = node(
+        &[
+            "--cdn-cache",
+            deep.to_str().unwrap(),
+            "--cdn-listen",
+            "127.0.0.1:0",
+            "--disable-quic",
+            "--tcp-listen-port",
+            "0",
+        ],
+        dir.path(),
+    );
+    refused(&out, &["no-parent"]);
+}
+
+#[test]
+fn a_bad_cdn_option_value_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value) in [
+        ("--cdn-registry", "bad/host"),
+        ("--cdn-listen", "nowhere"),
+        ("--cdn-fetch-timeout-ms", "0"),
+        ("--cdn-redis-timeout-ms", "soon"),
+    ] {
+        let out = node(&[option, value], dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
+        assert!(err.contains(value), "{value} missing from: {err}");
+    }
+}

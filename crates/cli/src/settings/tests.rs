@@ -345,3 +345,39 @@ fn limit_defaults_are_the_node_and_router_defaults() {
         size(router.max_routes_per_neighbour)
     );
 }
+
+#[test]
+fn cdn_settings_default_to_upstream_and_the_cli_list_replaces_the_config_list() {
+    let s = resolved(&[], None);
+    assert_eq!(s.cdn.listen, "localhost:80");
+    assert_eq!(s.cdn.registries, ["cdn.mycelium.grid.tf"]);
+    assert_eq!(
+        (s.cdn.fetch_timeout_ms, s.cdn.redis_timeout_ms),
+        (10_000, 1_000)
+    );
+
+    let config = ConfigFile {
+        cdn_registries: Some(vec!["reg.example:8080".into()]),
+        ..ConfigFile::default()
+    };
+    let s = resolved(&[], Some(config.clone()));
+    assert_eq!(s.cdn.registries, ["reg.example:8080"]);
+    let s = resolved(
+        &[
+            "--cdn-registry",
+            "127.0.0.1:8080",
+            "--cdn-registry",
+            "[::1]:8081",
+            "--cdn-listen",
+            "[::1]:8082",
+            "--cdn-fetch-timeout-ms",
+            "500",
+            "--cdn-redis-timeout-ms",
+            "200",
+        ],
+        Some(config),
+    );
+    assert_eq!(s.cdn.registries, ["127.0.0.1:8080", "[::1]:8081"]);
+    assert_eq!(s.cdn.listen, "[::1]:8082");
+    assert_eq!((s.cdn.fetch_timeout_ms, s.cdn.redis_timeout_ms), (500, 200));
+}
