@@ -5,6 +5,8 @@
 //!
 //! Pure functions over header values and strings; nothing here fetches.
 
+use std::net::IpAddr;
+
 use axum::http::{HeaderMap, Uri};
 
 /// The host value of a request, by upstream's precedence; `None` when there is
@@ -155,9 +157,43 @@ impl RegistryHost {
         })
     }
 
+    /// Whether the registry is on this machine: `localhost` or a loopback
+    /// address. Only such a registry's metadata may point shard fetches at
+    /// this machine's own addresses (see [`local_scope`]).
+    pub fn is_local(&self) -> bool {
+        let literal = self.host.trim_start_matches('[').trim_end_matches(']');
+        self.host == "localhost"
+            || self.host.ends_with(".localhost")
+            || literal
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    }
+
     /// `http://host:port`.
     pub fn base_url(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
+    }
+}
+
+/// Whether `ip` reaches only this machine or its links: loopback, unspecified,
+/// link-local, multicast or broadcast (IPv4-mapped forms included). Metadata
+/// anyone may publish on a public registry must not make the node connect to
+/// services listening there.
+pub fn local_scope(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 

@@ -96,7 +96,18 @@ async fn serve(helper: &Helper, req: &axum::http::request::Parts) -> Result<Resp
         }
     };
     match metadata(helper, &registry, &target.id, key).await? {
-        Metadata::File(file) => serve_file(helper, file).await,
+        Metadata::File(file) => {
+            if !registry.is_local() && names_local_shards(&file) {
+                tracing::warn!(
+                    "CDN: refused a file from {registry} whose shards are on this machine's own addresses"
+                );
+                return Err(Refusal(
+                    StatusCode::FORBIDDEN,
+                    "Shard servers on loopback or link-local addresses are used only for a registry on this machine",
+                ));
+            }
+            serve_file(helper, file).await
+        }
         Metadata::Directory(dir) => listing(helper, &registry, &target.registry, &dir).await,
     }
 }
@@ -144,6 +155,15 @@ async fn metadata(
         );
     }
     Ok(decoded.metadata)
+}
+
+/// Whether any block of `file` names a shard server reachable only on this
+/// machine or its links.
+fn names_local_shards(file: &File) -> bool {
+    file.blocks
+        .iter()
+        .flat_map(|b| &b.shards)
+        .any(|s| crate::host::local_scope(s.host.ip()))
 }
 
 fn block_refusal(e: &BlockError) -> Refusal {

@@ -29,6 +29,10 @@ const REGISTRY: &str = concat!(
 );
 /// The allowed registry, as requests name it.
 const ALLOWED: &str = "127.0.0.1:8080";
+/// An allowed registry on an address that is not loopback (a ULA on the
+/// namespace's loopback device): its metadata may not send shard fetches to
+/// this machine's own addresses.
+const ELSEWHERE: &str = "[fd00:cd::1]:8082";
 /// A registry that is running but not allowed.
 const FORBIDDEN: &str = "127.0.0.1:9090";
 const REDIS_PORTS: [u16; 3] = [6381, 6382, 6383];
@@ -252,6 +256,22 @@ fn setup() -> Setup {
         "registry",
         &["python3", REGISTRY, &b, "127.0.0.1", "8080"],
     );
+    common::run_ok(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        "fd00:cd::1/128",
+        "dev",
+        "lo",
+        "nodad",
+    ]);
+    net.server(
+        &ns,
+        "elsewhere-registry",
+        &["python3", REGISTRY, &b, "fd00:cd::1", "8082"],
+    );
     net.server(
         &ns,
         "forbidden-registry",
@@ -271,6 +291,8 @@ fn setup() -> Setup {
             LISTEN,
             "--cdn-registry",
             ALLOWED,
+            "--cdn-registry",
+            ELSEWHERE,
             "--cdn-redis-timeout-ms",
             "500",
             "--cdn-fetch-timeout-ms",
@@ -294,8 +316,11 @@ fn setup() -> Setup {
                 .starts_with(b"PONG")
         });
     }
-    for port in ["8080", "9090"] {
-        let url = format!("http://127.0.0.1:{port}/");
+    for (port, url) in [
+        ("8080", "http://127.0.0.1:8080/"),
+        ("9090", "http://127.0.0.1:9090/"),
+        ("8082", "http://[fd00:cd::1]:8082/"),
+    ] {
         setup
             .net
             .wait_for(&format!("registry on {port}"), limit, || {
@@ -508,6 +533,19 @@ fn cdn_helper_serves_files_and_listings_caches_uses_parity_and_refuses_what_it_s
     // (Its only request is the readiness probe's `GET /`.)
     let log = s.net.log("forbidden-registry");
     assert!(!log.contains("/api/v1/metadata"), "{log}");
+
+    // Metadata from a registry elsewhere that names shard servers on this
+    // machine's loopback: refused before any shard is asked for.
+    let (fresh_id, fresh_key) =
+        s.publish(&s.upload("fresh.bin", None, &content(4096), 1024 * 1024));
+    let cached = cache_files(&s.cache);
+    let (status, _, body) = s.get(&fresh_id, ELSEWHERE, Some(&fresh_key));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("loopback"));
+    assert!(s.net.log("elsewhere-registry").contains(&fresh_id));
+    assert_eq!(cache_files(&s.cache), cached, "nothing fetched");
+    // The same file through the registry on this machine is served.
+    assert_eq!(s.status(&fresh_id, Some(&fresh_key)), 200);
 
     // A blob declaring a 2^45-byte name: refused at once, without the memory.
     let pid = s.node_pid();

@@ -141,3 +141,48 @@ fn registry_hosts_default_to_port_80_and_ignore_case() {
         assert_eq!(RegistryHost::parse(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn only_a_registry_on_this_machine_is_local() {
+    for local in ["localhost", "127.0.0.1:8080", "[::1]:8081", "cdn.localhost"] {
+        assert!(RegistryHost::parse(local).unwrap().is_local(), "{local}");
+    }
+    for remote in [
+        "cdn.mycelium.grid.tf",
+        "10.0.0.1:8080",
+        "[fd00::1]",
+        "localhost.example",
+    ] {
+        assert!(!RegistryHost::parse(remote).unwrap().is_local(), "{remote}");
+    }
+}
+
+#[test]
+fn loopback_link_local_and_multicast_shard_hosts_are_local_scope() {
+    for local in [
+        "127.0.0.1",
+        "127.8.9.1",
+        "0.0.0.0",
+        "169.254.1.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "febf::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+    ] {
+        assert!(local_scope(local.parse().unwrap()), "{local}");
+    }
+    for remote in [
+        "192.0.2.7",
+        "10.1.2.3",
+        "2001:db8::1",
+        "fd00::1",
+        "fec0::1",
+        "::ffff:192.0.2.7",
+    ] {
+        assert!(!local_scope(remote.parse().unwrap()), "{remote}");
+    }
+}
