@@ -326,7 +326,7 @@ fn setup() -> Setup {
             .wait_for(&format!("registry on {port}"), limit, || {
                 setup
                     .net
-                    .exec(&setup.ns, &["curl", "-s", "-o", "/dev/null", &url])
+                    .exec(&setup.ns, &["curl", "-s", "-o", "/dev/null", url])
                     .status
                     .success()
             });
