@@ -68,20 +68,26 @@ fn a_dns_port_that_is_taken_is_named() {
     refused(&out, &["DNS", &addr]);
 }
 
-#[test]
-fn a_bad_dns_option_value_is_a_usage_error_naming_it() {
+/// Each `(option, value)` alone stops the node with exit status 2 and a message
+/// naming the value.
+fn usage_errors(cases: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    for (option, value) in [
-        ("--dns-listen", "nowhere"),
-        ("--dns-candidate", "1.2.3.4"),
-        ("--dns-timeout-ms", "0"),
-        ("--dns-max-in-flight", "none"),
-    ] {
+    for (option, value) in cases {
         let out = node(&[option, value], dir.path());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
         assert!(err.contains(value), "{value} missing from: {err}");
     }
+}
+
+#[test]
+fn a_bad_dns_option_value_is_a_usage_error_naming_it() {
+    usage_errors(&[
+        ("--dns-listen", "nowhere"),
+        ("--dns-candidate", "1.2.3.4"),
+        ("--dns-timeout-ms", "0"),
+        ("--dns-max-in-flight", "none"),
+    ]);
 }
 
 #[test]
@@ -142,16 +148,10 @@ fn a_cdn_cache_that_is_a_file_is_not_a_directory() {
 
 #[test]
 fn a_bad_cdn_option_value_is_a_usage_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    for (option, value) in [
+    usage_errors(&[
         ("--cdn-registry", "bad/host"),
         ("--cdn-listen", "nowhere"),
         ("--cdn-fetch-timeout-ms", "0"),
         ("--cdn-redis-timeout-ms", "soon"),
-    ] {
-        let out = node(&[option, value], dir.path());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
-        assert!(err.contains(value), "{value} missing from: {err}");
-    }
+    ]);
 }
