@@ -116,33 +116,23 @@ fn a_cdn_cache_that_is_a_file_is_not_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cache-file");
     std::fs::write(&file, "x").unwrap();
-    let out = node(
-        &[
-            "--cdn-cache",
-            file.to_str().unwrap(),
-            "--cdn-listen",
-            "127.0.0.1:0",
-            "--disable-quic",
-            "--tcp-listen-port",
-            "0",
-        ],
-        dir.path(),
-    );
-    refused(&out, &["cache-file", "not a directory"]);
+    let with_cache = |cache: &std::path::Path| {
+        node(
+            &[
+                "--cdn-cache",
+                cache.to_str().unwrap(),
+                "--cdn-listen",
+                "127.0.0.1:0",
+                "--disable-quic",
+                "--tcp-listen-port",
+                "0",
+            ],
+            dir.path(),
+        )
+    };
+    refused(&with_cache(&file), &["cache-file", "not a directory"]);
     // A missing parent is named too (only one level is created).
-    let deep = dir.path().join("no-parent").join("cache");
-    let out = node(
-        &[
-            "--cdn-cache",
-            deep.to_str().unwrap(),
-            "--cdn-listen",
-            "127.0.0.1:0",
-            "--disable-quic",
-            "--tcp-listen-port",
-            "0",
-        ],
-        dir.path(),
-    );
+    let out = with_cache(&dir.path().join("no-parent").join("cache"));
     refused(&out, &["no-parent"]);
 }
 
