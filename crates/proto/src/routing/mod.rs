@@ -30,6 +30,7 @@
 //! to us, and we keep it too, for closing connections.
 
 mod caches;
+mod leaf;
 #[cfg(test)]
 mod model;
 mod neighbour;
@@ -40,17 +41,21 @@ mod table;
 mod update;
 
 #[cfg(test)]
+mod leaf_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+pub use leaf::Leaf;
 pub use neighbour::{LinkKind, PeerId};
 pub use source_table::SourceKey;
 pub use table::{RouteEntry, Routes, SubnetEntry};
 
 use caches::{RouteRequestCache, SeqnoCache};
+use leaf::LeafCache;
 
 /// The hash maps of the routing state. Keys come from the network, so the hasher is
 /// keyed: drivers give each router a random [`RouterConfig::hash_seed`]; the
@@ -157,6 +162,9 @@ pub struct RouterConfig {
     /// node that joins learns existing routes at once, not only on demand. Upstream
     /// answers such requests; it never sends them itself.
     pub request_table_on_connect: bool,
+    /// Leaf mode: keep only the routes in use, announce only our own subnet (see
+    /// [`Leaf`]). `None` (the default) is a full node.
+    pub leaf: Option<Leaf>,
     /// Bounds.
     pub limits: Limits,
     /// Key of the router's hash maps. Drivers must set a random value, so that a
@@ -190,6 +198,7 @@ impl Default for RouterConfig {
             refresh_before_expiry: Duration::from_secs(15),
             initial_link_cost: 1000,
             request_table_on_connect: true,
+            leaf: None,
             limits: Limits::default(),
             hash_seed: 0,
         }
@@ -204,6 +213,11 @@ impl RouterConfig {
             request_table_on_connect: false,
             ..Self::default()
         }
+    }
+
+    /// Whether a new neighbour is asked for its whole table: never by a leaf.
+    fn asks_for_tables(&self) -> bool {
+        self.request_table_on_connect && self.leaf.is_none()
     }
 
     /// How often Hellos go out.
@@ -268,6 +282,15 @@ pub struct RouterStats {
     /// Router ids of a subnet forgotten early to make room in the source table (a
     /// node restarting often, or a peer inventing router ids).
     pub sources_evicted: u64,
+    /// Leaf mode: updates dropped unseen, for subnets the leaf neither holds nor
+    /// looks for.
+    pub leaf_updates_ignored: u64,
+    /// Leaf mode: uses of cached subnets the driver reported ([`Router::touch`]).
+    pub leaf_hits: u64,
+    /// Leaf mode: lookups that found no route in the cache and asked for one.
+    pub leaf_misses: u64,
+    /// Leaf mode: subnets forgotten to make room for others.
+    pub leaf_evictions: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -305,6 +328,8 @@ pub struct Router {
     /// be on its way (see `Router::in_flight_until`). Few, and usually none.
     silences: Vec<Silence>,
     stats: RouterStats,
+    /// Recency of the subnets held, in leaf mode.
+    leaf: Option<LeafCache>,
 }
 
 /// How often the request caches are swept.
@@ -325,6 +350,7 @@ impl Router {
             sources: now + SOURCE_SWEEP,
         };
         let seed = cfg.hash_seed;
+        let leaf = cfg.leaf.map(|l| LeafCache::new(l, seed));
         Self {
             cfg,
             router_id,
@@ -343,6 +369,7 @@ impl Router {
             events: VecDeque::new(),
             silences: Vec::new(),
             stats: RouterStats::default(),
+            leaf,
         }
     }
 
@@ -541,6 +568,9 @@ impl Router {
                 break;
             }
             self.reselect.pop_first();
+            if !self.table.exists(&subnet) {
+                continue;
+            }
             let current = self.table.selected(&subnet);
             self.apply_selection(now, subnet, current);
         }
@@ -598,11 +628,16 @@ impl Router {
         let (subnet, action) = match self.table.lookup(dst) {
             None => (wanted, None),
             Some((subnet, SubnetEntry::Queried { .. })) => {
+                if self.leaf.is_some() {
+                    self.stats.leaf_misses += 1;
+                    self.leaf_use(subnet);
+                }
                 return Resolution::Pending(subnet);
             }
             Some((subnet, SubnetEntry::Exists { mut routes, .. })) => match routes.next() {
                 Some(r) if r.selected => {
                     let peer = r.neighbour;
+                    self.leaf_use(subnet);
                     if r.expires - now < self.cfg.refresh_before_expiry {
                         self.request_route(now, wanted);
                     }
@@ -612,12 +647,16 @@ impl Router {
                 None => (wanted, None),
             },
         };
+        if self.leaf.is_some() {
+            self.stats.leaf_misses += 1;
+        }
         match action {
             None => {
                 self.request_route(now, subnet);
                 Resolution::Pending(subnet)
             }
             Some(source) => {
+                self.leaf_use(subnet);
                 if local {
                     self.send_seqno_request(now, source, None, None);
                 }
@@ -775,7 +814,7 @@ impl Router {
                 }),
             );
         }
-        if self.cfg.request_table_on_connect {
+        if self.cfg.asks_for_tables() {
             self.send(
                 peer,
                 Tlv::RouteRequest(crate::wire::tlv::RouteRequest {

@@ -26,12 +26,13 @@ impl Router {
     /// Asks every reachable neighbour for a route to `subnet` and marks it queried.
     pub(super) fn request_route(&mut self, now: Instant, subnet: Subnet) {
         if !self.table.contains(&subnet) {
-            if self.table.len() >= self.cfg.limits.max_subnets {
+            if !self.leaf_make_room(now) || self.table.len() >= self.cfg.limits.max_subnets {
                 return;
             }
             self.table
                 .insert_query(subnet, now + self.cfg.route_query_timeout);
         }
+        self.leaf_use(subnet);
         let skip = self
             .rr_cache
             .valid(&subnet, now, self.cfg.route_request_ttl)
@@ -66,6 +67,10 @@ impl Router {
         };
         if self.own_subnet.contains_subnet(&prefix) {
             self.announce_own(now, Some(from));
+            return;
+        }
+        if self.is_leaf() {
+            // A stub answers for its own subnet only and carries no requests on.
             return;
         }
         if self.table.exists(&prefix) {
@@ -283,6 +288,10 @@ impl Router {
     /// bounds the traffic, while answers, new ways on and retries still get through.
     pub(super) fn handle_seqno_request(&mut self, now: Instant, from: PeerId, req: SeqnoRequest) {
         let key = (req.router_id, req.prefix, req.seqno.0);
+        if self.is_leaf() && req.router_id != self.router_id {
+            // A stub never announced the route, so nobody routes through it for it.
+            return;
+        }
         if let Some(r) = self.table.selected(&req.prefix) {
             if !r.metric.is_infinite()
                 && (r.router_id != req.router_id || !r.seqno.is_older_than(req.seqno))

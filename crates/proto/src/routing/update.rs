@@ -45,6 +45,9 @@ impl Router {
             self.stats.updates_for_own_subnet += 1;
             return;
         }
+        if self.leaf_ignores(&u.subnet) {
+            return;
+        }
         let subnet = u.subnet;
         let source = SourceKey {
             subnet,
@@ -474,6 +477,10 @@ impl Router {
         subnet: Subnet,
         split_horizon: bool,
     ) {
+        if self.is_leaf() {
+            // A stub announces nothing but its own subnet.
+            return;
+        }
         let selected = self.table.selected(&subnet);
         let u = match &selected {
             Some(r) => self.route_update(now, subnet, r, self.cost(r.neighbour)),
@@ -497,6 +504,9 @@ impl Router {
 
     /// The selected route of `subnet` to one neighbour, unless it is the next hop.
     pub(super) fn send_route_update(&mut self, now: Instant, subnet: Subnet, to: PeerId) {
+        if self.is_leaf() {
+            return;
+        }
         let Some(r) = self.table.selected(&subnet) else {
             return;
         };
@@ -522,6 +532,10 @@ impl Router {
     /// Every selected route not through `to`, then our own (the answer to a wildcard
     /// route request).
     pub(super) fn send_full_table(&mut self, now: Instant, to: PeerId) {
+        if self.is_leaf() {
+            self.announce_own(now, Some(to));
+            return;
+        }
         let selected: Vec<(Subnet, RouteEntry)> = self
             .table
             .iter()
