@@ -213,6 +213,23 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "N", value_parser = ranged(limits::ROUTES_PER_PEER))]
     pub(crate) max_routes_per_peer: Option<u64>,
 
+    /// Leaf mode, for small devices: keep routes only for the addresses in use
+    /// (asked for on demand, so the first packet to a new address waits one route
+    /// request), announce only this node's own subnet, and carry no traffic for
+    /// others.
+    #[arg(long)]
+    pub(crate) leaf: bool,
+
+    /// Subnets a leaf keeps routes for; the least recently used one makes room.
+    /// Default: 1024.
+    #[arg(long, value_name = "N", value_parser = ranged(limits::LEAF_ROUTES))]
+    pub(crate) leaf_routes: Option<u64>,
+
+    /// Upstream's routing timers exactly: Hellos every 20 s, a silent neighbour
+    /// noticed after 43 s, no table request on connect. For tests.
+    #[arg(long, hide = true)]
+    pub(crate) upstream_timers: bool,
+
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
 

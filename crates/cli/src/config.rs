@@ -55,6 +55,8 @@ const KNOWN_KEYS: &[&str] = &[
     "link_control_rate",
     "max_routes",
     "max_routes_per_peer",
+    "leaf",
+    "leaf_routes",
 ];
 
 /// The values of a config file; `None` where the key is absent. Each field holds the
@@ -108,6 +110,9 @@ pub struct ConfigFile {
     pub max_routes: Option<u64>,
     #[serde(default, deserialize_with = "routes_per_peer")]
     pub max_routes_per_peer: Option<u64>,
+    pub leaf: Option<bool>,
+    #[serde(default, deserialize_with = "leaf_routes")]
+    pub leaf_routes: Option<u64>,
 }
 
 /// A config file that was found and read.
@@ -260,6 +265,10 @@ fn routes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 
 fn routes_per_peer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     limit(d, "max_routes_per_peer", limits::ROUTES_PER_PEER)
+}
+
+fn leaf_routes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit(d, "leaf_routes", limits::LEAF_ROUTES)
 }
 
 /// `peers`: one endpoint URI or an array of them.
@@ -430,6 +439,8 @@ link_data_queue = 90
 link_control_rate = 10
 max_routes = 110
 max_routes_per_peer = 120
+leaf = true
+leaf_routes = 130
 ";
         let table: toml::Table = toml::from_str(text).unwrap();
         let keys: Vec<&str> = table.keys().map(String::as_str).collect();
@@ -473,6 +484,8 @@ max_routes_per_peer = 120
             link_control_rate,
             max_routes,
             max_routes_per_peer,
+            leaf,
+            leaf_routes,
         } = c;
         assert!(peers.is_some() && tcp_listen_port.is_some() && quic_listen_port.is_some());
         assert!(disable_quic.is_some() && peer_discovery_port.is_some());
@@ -496,6 +509,7 @@ max_routes_per_peer = 120
             ],
             [7, 8, 90, 10, 110, 120].map(Some)
         );
+        assert_eq!((leaf, leaf_routes), (Some(true), Some(130)));
     }
 
     #[test]
@@ -534,6 +548,8 @@ max_routes_per_peer = 120
             ("max_inbound_peers = 70000", "max_inbound_peers", "70000"),
             ("link_data_queue = 1", "link_data_queue", "1"),
             ("max_routes = -5", "max_routes", "-5"),
+            ("leaf_routes = 0", "leaf_routes", "0"),
+            ("leaf = \"on\"", "leaf", "on"),
             ("link_control_rate = 1e9", "link_control_rate", "1e9"),
         ] {
             let err = parse(text).unwrap_err().to_string();

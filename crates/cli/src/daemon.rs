@@ -168,10 +168,20 @@ fn private_network(_: &NodeSettings) -> anyhow::Result<Option<mycelium_node::Pri
 /// the file and the line, so a node never runs with an ACL other than the one meant.
 /// The routing defaults with the table bounds the settings give.
 fn router_config(settings: &NodeSettings) -> RouterConfig {
-    let mut cfg = RouterConfig::default();
-    cfg.limits.max_subnets = usize::try_from(settings.max_routes).unwrap_or(usize::MAX);
-    cfg.limits.max_routes_per_neighbour =
-        usize::try_from(settings.max_routes_per_peer).unwrap_or(usize::MAX);
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let mut cfg = if settings.upstream_timers {
+        RouterConfig::upstream()
+    } else {
+        RouterConfig::default()
+    };
+    cfg.limits.max_subnets = size(settings.max_routes);
+    cfg.limits.max_routes_per_neighbour = size(settings.max_routes_per_peer);
+    if settings.leaf {
+        let routes = size(settings.leaf_routes);
+        cfg.leaf = Some(mycelium_proto::routing::Leaf { routes });
+        // The table never holds more; the forwarding table is sized by this bound.
+        cfg.limits.max_subnets = cfg.limits.max_subnets.min(routes);
+    }
     cfg
 }
 

@@ -232,6 +232,44 @@ pub(crate) async fn collect(node: &Node) -> Registry {
         "Packets waiting for a route or a key",
         router.pending_packets,
     );
+    if let Some(capacity) = router.leaf_capacity {
+        gauge(
+            &mut r,
+            "mycelium_leaf_cache_subnets",
+            "Leaf mode: subnets the route cache holds",
+            router.subnets,
+        );
+        gauge(
+            &mut r,
+            "mycelium_leaf_cache_capacity",
+            "Leaf mode: subnets the route cache holds at most",
+            capacity,
+        );
+        counter(
+            &mut r,
+            "mycelium_leaf_cache_hits",
+            "Leaf mode: packets sent to or received from a subnet in the route cache",
+            router.stats.leaf_hits,
+        );
+        counter(
+            &mut r,
+            "mycelium_leaf_cache_misses",
+            "Leaf mode: packets that found no route in the cache and waited for one",
+            router.stats.leaf_misses,
+        );
+        counter(
+            &mut r,
+            "mycelium_leaf_cache_evictions",
+            "Leaf mode: subnets forgotten to make room for others",
+            router.stats.leaf_evictions,
+        );
+        counter(
+            &mut r,
+            "mycelium_leaf_updates_ignored",
+            "Leaf mode: updates dropped for subnets not in the cache",
+            router.stats.leaf_updates_ignored,
+        );
+    }
     counter(
         &mut r,
         "mycelium_router_updates_over_limit",

@@ -96,6 +96,12 @@ pub(crate) struct NodeSettings {
     pub(crate) max_routes: u64,
     /// Routes learned from one neighbour.
     pub(crate) max_routes_per_peer: u64,
+    /// Leaf mode: keep only the routes in use.
+    pub(crate) leaf: bool,
+    /// Subnets a leaf keeps routes for.
+    pub(crate) leaf_routes: u64,
+    /// Upstream's routing timers (command line only, hidden).
+    pub(crate) upstream_timers: bool,
     /// Private network name (TLS-PSK identity), 2 to 64 bytes.
     #[cfg(feature = "private")]
     pub(crate) network_name: Option<String>,
@@ -316,6 +322,12 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
             .max_routes_per_peer
             .or(file.max_routes_per_peer)
             .unwrap_or(limits::ROUTES_PER_PEER.2),
+        leaf: args.leaf || flag(file.leaf),
+        leaf_routes: args
+            .leaf_routes
+            .or(file.leaf_routes)
+            .unwrap_or(limits::LEAF_ROUTES.2),
+        upstream_timers: args.upstream_timers,
         #[cfg(feature = "private")]
         network_name: match args.private.network_name.clone() {
             Some(name) => Some(name),

@@ -91,6 +91,15 @@ fn a_bad_dns_option_value_is_a_usage_error_naming_it() {
 }
 
 #[test]
+fn a_bad_leaf_cache_size_is_a_usage_error_naming_it() {
+    usage_errors(&[
+        ("--leaf-routes", "0"),
+        ("--leaf-routes", "1000001"),
+        ("--leaf-routes", "many"),
+    ]);
+}
+
+#[test]
 fn a_cdn_port_that_is_taken_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

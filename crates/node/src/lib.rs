@@ -377,6 +377,7 @@ pub async fn start(
             rx: core_rx,
             to_worker,
             stats: path.stats.clone(),
+            packets: path.packets.clone(),
             shutdown: shutdown.clone(),
         })
         .run(),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cmd::{CoreCmd, Query, Unrouted, Work};
 use crate::control_queue::{ControlFull, ControlTx};
 use crate::snapshot::{LinkTx, Snapshot, TableWriter};
-use crate::stats::NodeStats;
+use crate::stats::{NodeStats, PacketStats};
 use crate::views::{RouteInfo, RouterView, RoutesView};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -49,6 +49,9 @@ pub(crate) const WORK_QUEUE: usize = PENDING_TOTAL + UNKNOWN_TOTAL + 4_096;
 const FLUSH_TLVS: usize = 1_024;
 /// Commands handled between two flushes at most.
 const FLUSH_COMMANDS: usize = 257;
+/// How often the router is told which subnets the data plane used: a leaf keeps
+/// them in its cache, and any node asks again for a used route about to expire.
+const USE_REPORT: Duration = Duration::from_secs(1);
 
 struct Link {
     control: ControlTx,
@@ -70,6 +73,8 @@ pub(crate) struct CoreParts {
     /// Packets handed back to the data plane.
     pub(crate) to_worker: mpsc::Sender<Work>,
     pub(crate) stats: Arc<NodeStats>,
+    /// What the data plane counted, including which subnets it used.
+    pub(crate) packets: Arc<PacketStats>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -87,6 +92,11 @@ pub(crate) struct Core {
     snapshot: Arc<ArcSwap<Snapshot>>,
     to_worker: mpsc::Sender<Work>,
     stats: Arc<NodeStats>,
+    packets: Arc<PacketStats>,
+    /// When the data plane's use is next reported to the router.
+    next_use_report: tokio::time::Instant,
+    /// Scratch: the `/64`s used, with packet counts.
+    used: Vec<(u64, u64)>,
     shutdown: CancellationToken,
     /// Scratch: subnets whose forwarding changed.
     changed: Vec<Subnet>,
@@ -110,6 +120,7 @@ impl Core {
             rx,
             to_worker,
             stats,
+            packets,
             shutdown,
         } = parts;
         router.track_selection_changes();
@@ -124,6 +135,9 @@ impl Core {
             snapshot,
             to_worker,
             stats,
+            packets,
+            next_use_report: tokio::time::Instant::now() + USE_REPORT,
+            used: Vec::new(),
             shutdown,
             changed: Vec::new(),
             links_changed: true,
@@ -165,6 +179,10 @@ impl Core {
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.router.handle_timeout(now);
+                }
+                _ = tokio::time::sleep_until(self.next_use_report) => {
+                    self.next_use_report += USE_REPORT;
+                    self.report_use();
                 }
             }
             self.flush();
@@ -246,6 +264,20 @@ impl Core {
         0
     }
 
+    /// Tells the router which subnets the data plane sent to or received from
+    /// since the last report (it forwards over the snapshot without asking).
+    fn report_use(&mut self) {
+        self.packets.take_recent(&mut self.used);
+        let now = self.now();
+        let own = self.router.own_subnet();
+        for (prefix, uses) in self.used.drain(..) {
+            let subnet = Subnet::v6_64(Ipv6Addr::from(u128::from(prefix) << 64));
+            if subnet != own {
+                self.router.touch(now, subnet, uses);
+            }
+        }
+    }
+
     fn answer(&mut self, now: Instant, query: Query) {
         match query {
             Query::Routes(reply) => {
@@ -263,6 +295,7 @@ impl Core {
                     selected: self.router.selected_count(),
                     neighbours: self.router.neighbours().count(),
                     pending_packets: self.pending_total + self.unknown_total,
+                    leaf_capacity: self.router.leaf_capacity(),
                 });
             }
             Query::DnsCandidates {
@@ -575,6 +608,7 @@ pub(crate) mod testing {
             rx,
             to_worker,
             stats: Arc::default(),
+            packets: Arc::default(),
             shutdown: CancellationToken::new(),
         });
         let full_publications = core.full_publications.clone();
@@ -862,5 +896,58 @@ mod tests {
             "a link over its bound was kept"
         );
         assert!(!a.close.is_cancelled());
+    }
+
+    /// A leaf behind a neighbour that pushes a large table stores none of it,
+    /// sends nothing but its own route, and asks for a source it needs a key for;
+    /// the answer is kept, and the packet waiting for it is handed back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaf_keeps_only_the_routes_it_asked_for() {
+        const PUSHED: u64 = 20_000;
+        let mut cfg = config(250_000);
+        cfg.leaf = Some(mycelium_proto::routing::Leaf { routes: 8 });
+        let shared = start_core(cfg);
+        let mut a = link_up(&shared).await;
+        let updates: Vec<Tlv> = (0..PUSHED)
+            .map(|i| Tlv::Update(test_update(i, 100)))
+            .collect();
+        receive(&shared, a.peer, &updates).await;
+        assert!(
+            wait_for(Duration::from_secs(30), || async {
+                router_view(&shared).await.stats.leaf_updates_ignored == PUSHED
+            })
+            .await,
+            "the pushed updates were not all seen"
+        );
+        let view = router_view(&shared).await;
+        assert_eq!((view.subnets, view.routes), (0, 0));
+        assert_eq!(view.leaf_capacity, Some(8));
+
+        // A packet from a source whose key is unknown: the leaf asks for its route.
+        let src = crate::scale_tests::test_key(7).address();
+        let cmd = CoreCmd::UnknownSource {
+            src,
+            packet: BytesMut::from(&b"sealed"[..]),
+        };
+        assert!(shared.core_tx.send(cmd).await.is_ok());
+        let asked = route_requests_within(&mut a, Duration::from_secs(5)).await;
+        assert_eq!(asked, vec![Some(Subnet::v6_64(src))]);
+        receive(&shared, a.peer, &[Tlv::Update(test_update(7, 100))]).await;
+        assert!(
+            wait_for(Duration::from_secs(5), || async {
+                router_view(&shared).await.selected == 1
+            })
+            .await,
+            "the answer was not kept"
+        );
+        let view = router_view(&shared).await;
+        assert_eq!(view.pending_packets, 0, "the packet was not handed back");
+        assert_eq!(view.stats.leaf_misses, 1);
+        for tlv in drain_tlvs(&mut a) {
+            // Its own route has metric 0; anything else would be relayed.
+            if let Tlv::Update(u) = tlv {
+                assert_eq!(u.metric.0, 0, "a leaf announced {}", u.subnet);
+            }
+        }
     }
 }

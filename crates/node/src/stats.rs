@@ -91,11 +91,18 @@ pub struct Count {
     pub bytes: u64,
 }
 
+/// `/64`s whose use is remembered between two reports to the router; packets of
+/// further ones are not reported until the next round.
+const MAX_RECENT: usize = 4_096;
+
 #[derive(Debug, Default)]
 struct Tables {
     by_source: Map<Ipv6Addr, Count>,
     by_destination: Map<Ipv6Addr, Count>,
     untracked: u64,
+    /// Packets per source and destination `/64` since the last
+    /// [`PacketStats::take_recent`]: what the router is told the data plane used.
+    recent: Map<u64, u64>,
 }
 
 /// Data packets by source and by destination address: every packet
@@ -121,6 +128,18 @@ impl PacketStats {
             t.untracked,
         )
     }
+
+    /// The `/64`s (their first 64 bits) packets came from or went to since the
+    /// last call, with packet counts, appended to `out`.
+    pub(crate) fn take_recent(&self, out: &mut Vec<(u64, u64)>) {
+        let recent = std::mem::take(&mut self.lock().recent);
+        out.extend(recent);
+    }
+}
+
+/// The first 64 bits of `addr`.
+pub(crate) fn prefix64(addr: Ipv6Addr) -> u64 {
+    (u128::from(addr) >> 64) as u64
 }
 
 /// Tallies per task, merged into [`PacketStats`] when full and after every batch.
@@ -172,6 +191,16 @@ impl Tally {
         }
         let mut t = stats.lock();
         for (src, dst, c) in self.entries.drain(..) {
+            for prefix in [prefix64(src), prefix64(dst)] {
+                let n = t.recent.len();
+                match t.recent.get_mut(&prefix) {
+                    Some(used) => *used += c.packets,
+                    None if n < MAX_RECENT => {
+                        t.recent.insert(prefix, c.packets);
+                    }
+                    None => {}
+                }
+            }
             for (table, addr) in [(0, src), (1, dst)] {
                 let tables = &mut *t;
                 let map = if table == 0 {

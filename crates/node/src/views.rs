@@ -49,6 +49,8 @@ pub struct RouterView {
     pub neighbours: usize,
     /// Packets waiting for a route or a key.
     pub pending_packets: usize,
+    /// In leaf mode, the subnets the route cache holds at most.
+    pub leaf_capacity: Option<usize>,
 }
 
 /// Data packets per address.

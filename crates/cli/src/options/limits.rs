@@ -14,3 +14,5 @@ pub const LINK_CONTROL_RATE: (u64, u64, u64) = (0, 100_000_000, 20_000);
 pub const ROUTES: (u64, u64, u64) = (16, 100_000_000, 250_000);
 /// `--max-routes-per-peer`: routes learned from one neighbour.
 pub const ROUTES_PER_PEER: (u64, u64, u64) = (16, 100_000_000, 100_000);
+/// `--leaf-routes`: subnets a leaf keeps routes for.
+pub const LEAF_ROUTES: (u64, u64, u64) = (1, 1_000_000, 1_024);

@@ -344,6 +344,30 @@ fn limit_defaults_are_the_node_and_router_defaults() {
         limits::ROUTES_PER_PEER.2,
         size(router.max_routes_per_neighbour)
     );
+    assert_eq!(
+        limits::LEAF_ROUTES.2,
+        size(mycelium_proto::routing::Leaf::default().routes)
+    );
+}
+
+#[test]
+fn leaf_mode_comes_from_the_command_line_or_the_file() {
+    let s = resolved(&[], None);
+    assert!(!s.leaf);
+    assert_eq!(s.leaf_routes, 1_024);
+    let file = ConfigFile {
+        leaf: Some(true),
+        leaf_routes: Some(64),
+        ..ConfigFile::default()
+    };
+    let s = resolved(&[], Some(file.clone()));
+    assert!(s.leaf);
+    assert_eq!(s.leaf_routes, 64);
+    let s = resolved(&["--leaf", "--leaf-routes", "9"], None);
+    assert!(s.leaf);
+    assert_eq!(s.leaf_routes, 9);
+    let s = resolved(&["--leaf-routes", "9"], Some(file));
+    assert_eq!(s.leaf_routes, 9);
 }
 
 #[test]
