@@ -227,6 +227,26 @@ fn the_least_recently_used_subnet_makes_room() {
 }
 
 #[test]
+fn an_evicted_subnet_is_asked_for_again_at_once() {
+    let mut r = leaf_with_two(1);
+    r.resolve(at(10), addr(2), true);
+    r.handle_tlv(at(11), A, Tlv::Update(update(2, 0, 50)));
+    r.resolve(at(20), addr(3), true);
+    drain(&mut r);
+    // 2 was evicted a moment ago, well within the route request memory (15 s).
+    assert_eq!(
+        r.resolve(at(30), addr(2), true),
+        Resolution::Pending(key(2).subnet())
+    );
+    let asked: Vec<PeerId> = drain(&mut r)
+        .iter()
+        .filter(|t| t.tlv == request(2))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(asked, vec![A, B]);
+}
+
+#[test]
 fn a_used_route_about_to_expire_is_asked_for_again() {
     let mut r = leaf_with_two(8);
     r.resolve(at(10), addr(7), true);

@@ -25,7 +25,8 @@ pub(super) struct PendingRequest {
 impl Router {
     /// Asks every reachable neighbour for a route to `subnet` and marks it queried.
     pub(super) fn request_route(&mut self, now: Instant, subnet: Subnet) {
-        if !self.table.contains(&subnet) {
+        let new_query = !self.table.contains(&subnet);
+        if new_query {
             if !self.leaf_make_room(now) || self.table.len() >= self.cfg.limits.max_subnets {
                 return;
             }
@@ -33,10 +34,14 @@ impl Router {
                 .insert_query(subnet, now + self.cfg.route_query_timeout);
         }
         self.leaf_use(subnet);
+        // Neighbours asked less than `route_request_ttl` ago are not asked again,
+        // as upstream does. A leaf that starts a new query has no request of its
+        // own in flight (it evicted the subnet, or lost its route, since), and
+        // asking nobody would leave its packets waiting for a query that expires.
         let skip = self
             .rr_cache
             .valid(&subnet, now, self.cfg.route_request_ttl)
-            .filter(|e| e.generation == 0)
+            .filter(|e| e.generation == 0 && !(new_query && self.is_leaf()))
             .map(|e| e.receivers.clone())
             .unwrap_or_default();
         let all = self.reachable_neighbours();
