@@ -276,8 +276,8 @@ fn leaves_reach_more_destinations_than_their_cache_holds() {
 }
 
 /// The outage, in pings 100 ms apart, while `cut` runs in the middle of 80.
-fn lost_pings_while(net: &Net, from: &str, to: &str, cut: impl FnOnce()) -> usize {
-    let mut pinger = std::process::Command::new("ip")
+fn lost_pings_while(from: &str, to: &str, cut: impl FnOnce()) -> usize {
+    let pinger = std::process::Command::new("ip")
         .args([
             "netns", "exec", from, "ping", "-6", "-n", "-i", "0.1", "-c", "80", "-W", "1", to,
         ])
@@ -334,7 +334,7 @@ fn a_leaf_fails_over_to_its_other_neighbour() {
         ("r2", 4)
     };
     let dev = format!("{}b{link}", net.tag);
-    let lost = lost_pings_while(&net, &l, &a_d, || {
+    let lost = lost_pings_while(&l, &a_d, || {
         let out = net.exec(&l, &["ip", "link", "set", &dev, "down"]);
         assert!(out.status.success(), "{out:?}");
     });
