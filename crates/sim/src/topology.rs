@@ -85,7 +85,8 @@ pub struct LeafNetwork {
 /// its own subnet, ever used as such).
 ///
 /// The leaves run the network's configuration ([`Sim::config`]) in leaf mode.
-/// With no leaves this is exactly [`random_connected`].
+/// With no leaves this is exactly [`random_connected`]; with no full nodes the
+/// leaves are left unlinked.
 pub fn with_leaves(
     sim: &mut Sim,
     full: usize,

@@ -134,8 +134,22 @@ fn the_incremental_loop_check_misses_no_change() {
 
 #[test]
 fn the_same_seed_replays_the_same_soak() {
+    replays(0.0);
+}
+
+/// Leaves' routers also take inputs from the data plane (resolves and uses), in
+/// the order the world sends and receives frames: still one seed, one run.
+#[test]
+fn the_same_seed_replays_the_same_soak_with_leaves() {
+    replays(1.0 / 3.0);
+}
+
+fn replays(leaf_share: f64) {
     let run = |seed| {
-        let r = soak::run(small(seed, 20, 0.5));
+        let mut cfg = small(seed, 20, 0.5);
+        cfg.leaf_share = leaf_share;
+        cfg.leaf_routes = 3;
+        let r = soak::run(cfg);
         (
             r.sim,
             r.churn.total(),
@@ -143,8 +157,13 @@ fn the_same_seed_replays_the_same_soak() {
             r.data,
             r.loop_checks,
             r.loops,
+            r.leaf,
         )
     };
-    assert_eq!(run(5), run(5));
-    assert_ne!(run(5).0, run(6).0);
+    let first = run(5);
+    assert_eq!(first, run(5));
+    assert_ne!(first.0, run(6).0);
+    if leaf_share > 0.0 {
+        assert!(first.3.awaiting_route > 0, "no leaf asked for a route");
+    }
 }
