@@ -83,39 +83,26 @@ pub fn find_loop(sim: &Sim) -> Option<Loop> {
 /// next hop from the node's selected route), and is lost where a node has no
 /// route or the hops run out.
 pub fn unreachable_pairs(sim: &Sim) -> Vec<(NodeIdx, NodeIdx)> {
+    unreachable_from(sim, |_| true)
+}
+
+/// [`unreachable_pairs`] from the running full nodes only, to every running node.
+/// What a network with leaves converges to: a leaf holds only the routes it uses
+/// (see [`reaches`] for those).
+pub fn unreachable_from_full_nodes(sim: &Sim) -> Vec<(NodeIdx, NodeIdx)> {
+    unreachable_from(sim, |n| !sim.is_leaf(n))
+}
+
+/// The pairs of running nodes, the source one `source` accepts, that a data
+/// packet does not join.
+fn unreachable_from(sim: &Sim, source: impl Fn(NodeIdx) -> bool) -> Vec<(NodeIdx, NodeIdx)> {
     let n = sim.node_count();
     let up: Vec<NodeIdx> = (0..n).filter(|&i| sim.is_up(i)).collect();
     let mut bad = Vec::new();
-    // A data header and no payload: what the routing of a packet looks at.
     let mut frame = Vec::with_capacity(DataFrame::HEADER_LEN);
     for &dst in &up {
-        let addr = sim.address(dst);
-        for &src in &up {
-            if src == dst {
-                continue;
-            }
-            frame.clear();
-            packet::encode_header(packet::TYPE_DATA, &mut frame);
-            DataHeader {
-                hop_limit: 64,
-                src: sim.address(src),
-                dst: addr,
-            }
-            .encode(0, &mut frame);
-            let Ok(mut view) = DataFrame::new_checked(&mut frame[..]) else {
-                bad.push((src, dst));
-                continue;
-            };
-            let mut at = src;
-            let arrived = loop {
-                let own = Subnet::v6_64(sim.address(at));
-                match transit(&mut view, own, |d| sim.next_hop_node(at, d)) {
-                    Transit::Deliver => break at == dst,
-                    Transit::Forward(next) => at = next,
-                    Transit::Expired | Transit::Unrouted => break false,
-                }
-            };
-            if !arrived {
+        for &src in up.iter().filter(|&&s| s != dst && source(s)) {
+            if !delivers(sim, src, dst, &mut frame) {
                 bad.push((src, dst));
             }
         }
@@ -123,11 +110,92 @@ pub fn unreachable_pairs(sim: &Sim) -> Vec<(NodeIdx, NodeIdx)> {
     bad
 }
 
-/// Whether every running node selects a route to every other running node (a cheap
-/// count; [`unreachable_pairs`] then confirms the routes lead there).
+/// Whether a data packet from `from` arrives at `to`, carried hop by hop over
+/// selected routes as in [`unreachable_pairs`]. Both must be running.
+pub fn reaches(sim: &Sim, from: NodeIdx, to: NodeIdx) -> bool {
+    from != to
+        && sim.is_up(from)
+        && sim.is_up(to)
+        && delivers(
+            sim,
+            from,
+            to,
+            &mut Vec::with_capacity(DataFrame::HEADER_LEN),
+        )
+}
+
+/// Carries a data packet from `src` to `dst` (`frame` is scratch space for it).
+fn delivers(sim: &Sim, src: NodeIdx, dst: NodeIdx, frame: &mut Vec<u8>) -> bool {
+    // A data header and no payload: what the routing of a packet looks at.
+    frame.clear();
+    packet::encode_header(packet::TYPE_DATA, frame);
+    DataHeader {
+        hop_limit: 64,
+        src: sim.address(src),
+        dst: sim.address(dst),
+    }
+    .encode(0, frame);
+    let Ok(mut view) = DataFrame::new_checked(&mut frame[..]) else {
+        return false;
+    };
+    let mut at = src;
+    loop {
+        let own = Subnet::v6_64(sim.address(at));
+        match transit(&mut view, own, |d| sim.next_hop_node(at, d)) {
+            Transit::Deliver => return at == dst,
+            Transit::Forward(next) => at = next,
+            Transit::Expired | Transit::Unrouted => return false,
+        }
+    }
+}
+
+/// Whether every running full node selects a route to every other running node (a
+/// cheap count; [`unreachable_pairs`] then confirms the routes lead there). Leaves
+/// hold only the routes they use, and are not counted.
 pub fn all_routes_selected(sim: &Sim) -> bool {
     let up = (0..sim.node_count()).filter(|&i| sim.is_up(i)).count();
     (0..sim.node_count())
+        .filter(|&i| !sim.is_leaf(i))
         .filter_map(|i| sim.router(i))
         .all(|r| r.selected_count() >= up - 1)
+}
+
+/// A node whose selected route for another node's address goes through a leaf
+/// that is not that node: a leaf announces only its own subnet, so nobody may
+/// route through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafTransit {
+    /// The node that routes through the leaf.
+    pub node: NodeIdx,
+    /// The destination it routes to.
+    pub destination: NodeIdx,
+    /// The leaf it routes through.
+    pub leaf: NodeIdx,
+}
+
+/// Finds a running node that selects a leaf as next hop towards any node (up or
+/// down) other than that leaf.
+pub fn leaf_transit(sim: &Sim) -> Option<LeafTransit> {
+    let n = sim.node_count();
+    (0..n).filter(|&u| sim.is_up(u)).find_map(|node| {
+        (0..n).filter(|&d| d != node).find_map(|destination| {
+            let leaf = sim.next_hop_node(node, sim.address(destination))?;
+            (leaf != destination && sim.is_leaf(leaf)).then_some(LeafTransit {
+                node,
+                destination,
+                leaf,
+            })
+        })
+    })
+}
+
+/// Finds a running leaf that holds more subnets than its cache allows; returns
+/// the leaf, the subnets held and the cache size.
+pub fn overfull_leaf(sim: &Sim) -> Option<(NodeIdx, usize, usize)> {
+    (0..sim.node_count()).find_map(|i| {
+        let r = sim.router(i)?;
+        let capacity = r.leaf_capacity()?;
+        let held = r.table_size().0;
+        (held > capacity).then_some((i, held, capacity))
+    })
 }

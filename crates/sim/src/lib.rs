@@ -7,6 +7,10 @@
 //!
 //! What it does not model: bandwidth and queueing (every message takes its link's
 //! latency), and the data plane (forwarding is checked by following next hops).
+//! Tests and the soak play a node's data plane where the router needs it: a
+//! packet without a route or a key ([`Sim::resolve`]) and uses of a route
+//! ([`Sim::touch`]), which is how leaves (nodes that hold only the routes they
+//! use, [`Sim::add_node_with`]) learn routes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use mycelium_proto::routing::{Event, LinkKind, PeerId, Router, RouterConfig};
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, RouterConfig};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{self, Packet, Tlv};
-use mycelium_proto::{PublicKey, RouterId};
+use mycelium_proto::{PublicKey, RouterId, Subnet};
 
 use crate::inflight::{Interner, Packed};
 use rand::{Rng, SeedableRng};
@@ -83,6 +83,9 @@ struct Link {
 struct Node {
     router: Option<Router>,
     key: PublicKey,
+    /// The node's own configuration (a leaf's differs from a full node's); every
+    /// restart runs a fresh router with it.
+    cfg: RouterConfig,
     peers: BTreeMap<PeerId, LinkIdx>,
     timer: Option<Instant>,
     timer_gen: u64,
@@ -124,6 +127,7 @@ pub struct SimStats {
 #[derive(Debug)]
 pub struct Sim {
     now: Instant,
+    /// What [`Sim::add_node`] gives a node.
     cfg: RouterConfig,
     nodes: Vec<Node>,
     links: Vec<Link>,
@@ -166,7 +170,8 @@ pub struct Delivery {
 }
 
 impl Sim {
-    /// An empty network whose routers use `cfg`, with randomness from `seed`.
+    /// An empty network whose routers use `cfg` (unless added with
+    /// [`Sim::add_node_with`]), with randomness from `seed`.
     pub fn new(seed: u64, cfg: RouterConfig) -> Self {
         Self {
             now: Instant::ZERO,
@@ -200,8 +205,9 @@ impl Sim {
     }
 
     /// Starts (or stops) recording which nodes' routers took an input (a TLV, a
-    /// timeout, a neighbour coming or going, a crash or a restart): only those can
-    /// have changed their routes. Incremental checkers drain it with
+    /// timeout, a neighbour coming or going, a crash or a restart, a
+    /// [`Sim::resolve`] or [`Sim::touch`] from the data plane): only those can have
+    /// changed their routes. Incremental checkers drain it with
     /// [`Sim::take_touched`].
     pub fn set_track_touched(&mut self, on: bool) {
         self.touched = on.then(Vec::new);
@@ -216,7 +222,8 @@ impl Sim {
         }
     }
 
-    fn touch(&mut self, node: NodeIdx) {
+    /// Records that `node`'s router took an input, for [`Sim::take_touched`].
+    fn note_input(&mut self, node: NodeIdx) {
         if let Some(t) = self.touched.as_mut() {
             t.push(node);
         }
@@ -264,7 +271,7 @@ impl Sim {
     }
 
     /// A node's router, to change how it reports (not to feed it inputs: those go
-    /// through the simulated network).
+    /// through the simulated network, or [`Sim::resolve`] and [`Sim::touch`]).
     pub fn router_mut(&mut self, node: NodeIdx) -> Option<&mut Router> {
         self.nodes[node].router.as_mut()
     }
@@ -289,13 +296,35 @@ impl Sim {
         self.links[link].cfg
     }
 
-    /// Adds a running node with a fresh identity.
+    /// The configuration [`Sim::add_node`] gives a node.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// A node's configuration, which its restarts keep.
+    pub fn node_config(&self, node: NodeIdx) -> &RouterConfig {
+        &self.nodes[node].cfg
+    }
+
+    /// Whether the node runs in leaf mode (whether or not it is running now).
+    pub fn is_leaf(&self, node: NodeIdx) -> bool {
+        self.nodes[node].cfg.leaf.is_some()
+    }
+
+    /// Adds a running node with a fresh identity and the network's configuration.
     pub fn add_node(&mut self) -> NodeIdx {
+        self.add_node_with(self.cfg.clone())
+    }
+
+    /// Adds a running node with a fresh identity and its own configuration (a
+    /// leaf, say); the simulator still draws its hash seed.
+    pub fn add_node_with(&mut self, cfg: RouterConfig) -> NodeIdx {
         let key = PublicKey::from_bytes(self.rng.gen());
         let idx = self.nodes.len();
         self.nodes.push(Node {
             router: None,
             key,
+            cfg,
             peers: BTreeMap::new(),
             timer: None,
             timer_gen: 0,
@@ -308,11 +337,37 @@ impl Sim {
         let id = RouterId::new(self.nodes[node].key, self.rng.gen());
         let cfg = RouterConfig {
             hash_seed: self.rng.gen(),
-            ..self.cfg.clone()
+            ..self.nodes[node].cfg.clone()
         };
         self.nodes[node].router = Some(Router::new(cfg, id, self.now));
         self.nodes[node].timer = None;
         self.after_input(node);
+    }
+
+    /// What a node's data plane does with a packet for `dst` it has no route in
+    /// its snapshot for: asks its router ([`Router::resolve`], which may send
+    /// route or seqno requests, and on a leaf makes room in its cache), and sends
+    /// what the router produced. `local` is true for a packet the node originates.
+    /// `None` if the node is down.
+    pub fn resolve(&mut self, node: NodeIdx, dst: Ipv6Addr, local: bool) -> Option<Resolution> {
+        let now = self.now;
+        let resolution = self.nodes[node].router.as_mut()?.resolve(now, dst, local);
+        self.after_input(node);
+        Some(resolution)
+    }
+
+    /// What a node's data plane reports after using `subnet` `uses` times
+    /// ([`Router::touch`]: a leaf keeps it in its cache, a route close to expiry
+    /// is asked for again), and sends what the router produced. Returns whether
+    /// the subnet has a selected route (false if the node is down).
+    pub fn touch(&mut self, node: NodeIdx, subnet: Subnet, uses: u64) -> bool {
+        let now = self.now;
+        let Some(router) = self.nodes[node].router.as_mut() else {
+            return false;
+        };
+        let selected = router.touch(now, subnet, uses);
+        self.after_input(node);
+        selected
     }
 
     /// Joins two nodes with a link and connects it.
@@ -416,7 +471,7 @@ impl Sim {
         if self.nodes[node].router.take().is_none() {
             return;
         }
-        self.touch(node);
+        self.note_input(node);
         self.nodes[node].timer = None;
         let links: Vec<LinkIdx> = self.nodes[node].peers.values().copied().collect();
         for link in links {
@@ -466,7 +521,7 @@ impl Sim {
 
     /// Drains what a router produced after an input and re-arms its timer.
     fn after_input(&mut self, node: NodeIdx) {
-        self.touch(node);
+        self.note_input(node);
         let Some(router) = self.nodes[node].router.as_mut() else {
             return;
         };

@@ -8,6 +8,13 @@
 //! deadline allows it arrives exactly once and intact and its sender hears it was
 //! delivered; a message to an unreachable node is reported failed at its deadline
 //! and never arrives.
+//!
+//! Leaves hold only the routes they use, so their data plane asks their router:
+//! a leaf sending to a destination it has no route for resolves it (a route
+//! request goes out) and drops the frame; a leaf receiving a frame from a source
+//! whose key it does not hold resolves the source (the route carries the key)
+//! and drops the frame. The bus retransmits either way. Full nodes know every
+//! route and key.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +28,9 @@ use mycelium_proto::messages::{
 use mycelium_proto::routing::RouterConfig;
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::message::MessageId;
+use mycelium_proto::Subnet;
 use mycelium_sim::{check, topology, LinkConfig, LinkIdx, NodeIdx, Sim};
+use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 
 /// Hop limit of a data packet, as the node sets it.
@@ -59,6 +68,10 @@ struct World {
     /// Packets dropped for want of a route, lost on a link, and on a link that
     /// was cut under them.
     unrouted: u64,
+    /// Frames a leaf dropped while it asked for a route: to their destination
+    /// (at their origin) or to their source (at their destination, for its key).
+    awaiting_route: u64,
+    awaiting_key: u64,
     lost: u64,
     cut_off: u64,
     /// Most hops a delivered packet took.
@@ -91,6 +104,8 @@ impl World {
             seq: 0,
             log: Log::default(),
             unrouted: 0,
+            awaiting_route: 0,
+            awaiting_key: 0,
             lost: 0,
             cut_off: 0,
             max_hops: 0,
@@ -103,11 +118,12 @@ impl World {
             .find(|&n| self.sim.address(n).octets()[..8] == addr.octets()[..8])
     }
 
-    /// Runs the routers alone until every pair has a route.
+    /// Runs the routers alone until every full node has a route to every node
+    /// (leaves ask for routes when they need them).
     fn converge(&mut self) {
         let limit = self.sim.now() + Duration::from_secs(30);
         while !(check::all_routes_selected(&self.sim)
-            && check::unreachable_pairs(&self.sim).is_empty())
+            && check::unreachable_from_full_nodes(&self.sim).is_empty())
         {
             assert!(self.sim.now() < limit, "routing did not converge");
             self.sim.run_for(Duration::from_millis(100));
@@ -185,10 +201,33 @@ impl World {
         }
         if dst == p.at {
             let now = self.sim.now();
-            let key = self.sim.public_key(p.from);
+            let key = if self.sim.is_leaf(dst) {
+                let Some(key) = self.sim.router(dst).and_then(|r| r.key_for(p.t.src)) else {
+                    self.sim.resolve(dst, p.t.src, false);
+                    self.awaiting_key += 1;
+                    return;
+                };
+                self.sim.touch(dst, Subnet::v6_64(p.t.src), 1);
+                key
+            } else {
+                self.sim.public_key(p.from)
+            };
             self.max_hops = self.max_hops.max(HOP_LIMIT - p.hops_left);
             self.buses[dst].handle_frame(now, p.t.src, p.t.dst, key, &p.t.frame);
             return;
+        }
+        if p.at == p.from && self.sim.is_leaf(p.at) {
+            if self
+                .sim
+                .router(p.at)
+                .and_then(|r| r.next_hop(p.t.dst))
+                .is_none()
+            {
+                self.sim.resolve(p.at, p.t.dst, true);
+                self.awaiting_route += 1;
+                return;
+            }
+            self.sim.touch(p.at, Subnet::v6_64(p.t.dst), 1);
         }
         let (Some(link), Some(next)) = (
             self.sim.next_hop_link(p.at, p.t.dst),
@@ -608,6 +647,127 @@ fn the_same_seed_replays_the_same_run() {
     assert_eq!(run(9), run(9));
 }
 
+/// Pushes a message of `len` random bytes and runs until its sender hears it was
+/// delivered (at most `limit`).
+fn deliver(w: &mut World, from: NodeIdx, to: NodeIdx, len: usize, limit: Duration) -> Sent {
+    let data = payload(&mut w.sim, len);
+    let id = w.push(from, to, data.clone(), Duration::from_secs(300));
+    let start = w.sim.now();
+    while !w.log.delivered.contains(&(from, id)) {
+        assert!(
+            w.sim.now() - start < limit,
+            "{len} bytes from {from} to {to} not delivered in {limit:?}"
+        );
+        w.run_for(Duration::from_millis(100));
+    }
+    Sent { from, to, id, data }
+}
+
+/// A network where a third of the nodes are leaves (8 full nodes, 4 leaves):
+/// messages of every size from leaves to full nodes, from full nodes to leaves
+/// and between leaves, all under way at once, with `loss` on every hop. The
+/// leaves start with no route at all: every first frame of a leaf waits for a
+/// route request, and every first frame to a leaf for its source's key.
+fn leaves_exchange(seed: u64, loss: f64) {
+    let mut sim = Sim::new(seed, RouterConfig::default());
+    let net = topology::with_leaves(&mut sim, 8, &[8; 4], 3, link(10));
+    let mut w = World::new(sim, loss);
+    w.converge();
+    for &l in &net.leaves {
+        assert_eq!(w.sim.router(l).unwrap().table_size().0, 0);
+    }
+    let mut sent = Vec::new();
+    for (i, &len) in SIZES.iter().enumerate() {
+        let leaf = *net.leaves.choose(w.sim.rng()).unwrap();
+        let full = *net.full.choose(w.sim.rng()).unwrap();
+        let other = *net
+            .leaves
+            .iter()
+            .filter(|&&l| l != leaf)
+            .collect::<Vec<_>>()
+            .choose(w.sim.rng())
+            .unwrap();
+        let (from, to) = match i % 3 {
+            0 => (leaf, full),
+            1 => (full, leaf),
+            _ => (leaf, *other),
+        };
+        let data = payload(&mut w.sim, len);
+        let id = w.push(from, to, data.clone(), Duration::from_secs(300));
+        sent.push(Sent { from, to, id, data });
+        w.run_for(Duration::from_millis(50));
+    }
+    let start = w.sim.now();
+    while !sent
+        .iter()
+        .all(|s| w.log.delivered.contains(&(s.from, s.id)))
+    {
+        assert!(
+            w.sim.now() - start < Duration::from_secs(250),
+            "not all delivered in time"
+        );
+        w.run_for(Duration::from_secs(1));
+    }
+    w.run_for(Duration::from_secs(30));
+    for s in &sent {
+        w.assert_delivered_once(s);
+    }
+    assert_eq!(w.log.received.len(), sent.len());
+    assert!(w.awaiting_route > 0, "no leaf ever lacked a route");
+    assert!(w.awaiting_key > 0, "no leaf ever lacked a source's key");
+    assert!(check::leaf_transit(&w.sim).is_none());
+}
+
+#[test]
+fn leaves_ask_for_routes_and_keys_and_every_message_arrives_exactly_once() {
+    leaves_exchange(40, 0.0);
+    leaves_exchange(41, 0.10);
+    leaves_exchange(42, 0.30);
+}
+
+/// A leaf caching two subnets writes to, and is written to by, five nodes in
+/// turn (full nodes and leaves), twice round: each new correspondent evicts the
+/// least recently used, which is asked for again on its next turn. Every
+/// message arrives exactly once.
+#[test]
+fn a_leaf_with_a_small_cache_writes_to_more_nodes_than_it_holds() {
+    let mut sim = Sim::new(50, RouterConfig::default());
+    let net = topology::with_leaves(&mut sim, 8, &[2, 8, 8, 8], 3, link(10));
+    let small = net.leaves[0];
+    let mut w = World::new(sim, 0.05);
+    w.converge();
+    let others: Vec<NodeIdx> = net.full[..3]
+        .iter()
+        .chain(&net.leaves[1..3])
+        .copied()
+        .collect();
+    let mut sent = Vec::new();
+    for round in 0..2 {
+        for (i, &other) in others.iter().enumerate() {
+            let (from, to) = if (round + i) % 2 == 0 {
+                (small, other)
+            } else {
+                (other, small)
+            };
+            sent.push(deliver(&mut w, from, to, 3000, Duration::from_secs(60)));
+            let r = w.sim.router(small).unwrap();
+            assert!(r.table_size().0 <= 2, "{:?}", r.table_size());
+        }
+    }
+    w.run_for(Duration::from_secs(30));
+    for s in &sent {
+        w.assert_delivered_once(s);
+    }
+    let stats = w.sim.router(small).unwrap().stats();
+    assert!(stats.leaf_evictions >= 8, "{stats:?}");
+    println!(
+        "{} messages; the small leaf: {stats:?}; {} frames awaited a route, {} a key",
+        sent.len(),
+        w.awaiting_route,
+        w.awaiting_key
+    );
+}
+
 /// Every scenario over more seeds: each seed is another graph, other pairs, other
 /// losses and another moment of the cut.
 #[test]
@@ -618,6 +778,7 @@ fn every_scenario_over_many_seeds() {
             reroute_mid_message(seed, loss, seed % 2 == 0);
             unreachable(seed, loss);
             cut_off_mid_message(seed, loss);
+            leaves_exchange(seed, loss);
         }
     }
 }

@@ -142,6 +142,11 @@ impl RouteRequestCache {
         self.entries.retain(|_, e| now - e.sent < ttl);
     }
 
+    /// Forgets the request for `subnet`, so the next one goes out at once.
+    pub(crate) fn forget(&mut self, subnet: &Subnet) {
+        self.entries.remove(subnet);
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

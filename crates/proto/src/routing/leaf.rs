@@ -193,6 +193,10 @@ impl Router {
         for key in stale {
             self.pending_requests.remove(&key);
         }
+        // The request that brought the subnet in was answered (or is abandoned
+        // with the query): if the subnet is used again, it must be asked for at
+        // once, not held back as a repeat for the route-request TTL.
+        self.rr_cache.forget(&subnet);
         self.stats.leaf_evictions += 1;
         if let Some(e) = event {
             self.events.push_back(e);

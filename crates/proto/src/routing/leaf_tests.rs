@@ -226,6 +226,66 @@ fn the_least_recently_used_subnet_makes_room() {
     );
 }
 
+/// An evicted subnet used again is asked for again at once. The route-request
+/// cache, which keeps a request from going to the same neighbours twice within
+/// `route_request_ttl` (15 s), must not hold back the new request: the old one
+/// was answered, and the answer forgotten.
+#[test]
+fn an_evicted_subnet_used_again_is_asked_for_again_at_once() {
+    let mut r = leaf_with_two(2);
+    for (n, t) in [(2u8, 10u64), (3, 11)] {
+        r.resolve(at(t), addr(n), true);
+        r.handle_tlv(at(t), A, Tlv::Update(update(n, 0, 50)));
+    }
+    r.resolve(at(20), addr(4), true);
+    assert_eq!(r.stats().leaf_evictions, 1);
+    assert!(r.key_for(addr(2)).is_none());
+    drain(&mut r);
+    events(&mut r);
+
+    assert_eq!(
+        r.resolve(at(1_000), addr(2), true),
+        Resolution::Pending(key(2).subnet())
+    );
+    let asked: Vec<PeerId> = drain(&mut r)
+        .iter()
+        .filter(|t| t.tlv == request(2))
+        .map(|t| t.to)
+        .collect();
+    assert_eq!(
+        asked,
+        vec![A, B],
+        "the evicted subnet was not asked for again"
+    );
+    r.handle_tlv(at(1_010), B, Tlv::Update(update(2, 0, 60)));
+    assert_eq!(r.resolve(at(1_020), addr(2), true), Resolution::Forward(B));
+}
+
+/// A seqno request naming the leaf's own router id but another subnet, one the
+/// leaf caches: no honest node sends it (a leaf's router id is only ever the
+/// source of its own subnet), and the leaf must not answer it with the cached
+/// route, which would announce a subnet other than its own.
+#[test]
+fn a_seqno_request_for_a_cached_subnet_under_our_router_id_is_not_answered() {
+    let mut r = leaf_with_two(8);
+    r.resolve(at(10), addr(7), true);
+    r.handle_tlv(at(20), A, Tlv::Update(update(7, 0, 50)));
+    drain(&mut r);
+    r.handle_tlv(
+        at(30),
+        B,
+        Tlv::SeqnoRequest(SeqnoRequest {
+            seqno: SeqNo(1),
+            hop_count: 64,
+            router_id: rid(1),
+            prefix: key(7).subnet(),
+        }),
+    );
+    let out = drain(&mut r);
+    only_own_updates(&r, &out);
+    assert!(out.is_empty(), "{out:?}");
+}
+
 #[test]
 fn an_evicted_subnet_is_asked_for_again_at_once() {
     let mut r = leaf_with_two(1);

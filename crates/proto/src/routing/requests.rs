@@ -293,8 +293,11 @@ impl Router {
     /// bounds the traffic, while answers, new ways on and retries still get through.
     pub(super) fn handle_seqno_request(&mut self, now: Instant, from: PeerId, req: SeqnoRequest) {
         let key = (req.router_id, req.prefix, req.seqno.0);
-        if self.is_leaf() && req.router_id != self.router_id {
-            // A stub never announced the route, so nobody routes through it for it.
+        if self.is_leaf() && (req.router_id != self.router_id || req.prefix != self.own_subnet) {
+            // A stub never announced the route, so nobody routes through it for it;
+            // and it answers for its own subnet alone, whatever router id the
+            // request names (else a crafted request would make it announce a
+            // subnet it caches).
             return;
         }
         if let Some(r) = self.table.selected(&req.prefix) {

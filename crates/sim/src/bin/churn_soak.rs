@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use mycelium_sim::soak::{self, SoakConfig};
 
 const USAGE: &str = "usage: churn_soak [--nodes N] [--minutes M] [--seed S | --seeds S1,S2,..] \
-[--degree D] [--messages-per-sec R] [--link-mtbf SECS] [--node-mtbf SECS] [--quiet] [--trace] [--retracted-hold SECS] [--wall-limit MINUTES]
+[--degree D] [--messages-per-sec R] [--link-mtbf SECS] [--node-mtbf SECS] [--leaf-share F] [--leaf-routes N] [--quiet] [--trace] [--retracted-hold SECS] [--wall-limit MINUTES]
 defaults: --nodes 500 --minutes 30 --seed 1";
 
 fn main() -> ExitCode {
@@ -45,6 +45,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
     let mut trace = false;
     let mut hold = None;
     let mut wall_limit = None;
+    let mut leaf_share = None;
+    let mut leaf_routes = None;
     while let Some(flag) = args.next() {
         let mut value = |what: &str| args.next().ok_or_else(|| format!("{flag} needs {what}"));
         match flag.as_str() {
@@ -61,6 +63,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
             "--messages-per-sec" => rate = Some(number(&value("a rate")?)?),
             "--link-mtbf" => link_mtbf = Some(number::<f64>(&value("seconds")?)?),
             "--node-mtbf" => node_mtbf = Some(number::<f64>(&value("seconds")?)?),
+            "--leaf-share" => leaf_share = Some(number::<f64>(&value("a share, 0 to 1")?)?),
+            "--leaf-routes" => leaf_routes = Some(number::<usize>(&value("a count")?)?),
             "--quiet" => progress = false,
             "--trace" => trace = true,
             "--wall-limit" => wall_limit = Some(number::<f64>(&value("minutes")?)?),
@@ -86,6 +90,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
     positive(node_mtbf)?;
     positive(hold)?;
     positive(wall_limit)?;
+    if leaf_share.is_some_and(|s| !(0.0..1.0).contains(&s)) {
+        return Err("--leaf-share must be at least 0 and less than 1".into());
+    }
+    if leaf_routes == Some(0) {
+        return Err("--leaf-routes must be at least 1".into());
+    }
     Ok(seeds
         .into_iter()
         .map(|seed| {
@@ -98,6 +108,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Vec<SoakConfig>, Stri
             }
             if let Some(d) = degree {
                 cfg.degree = d;
+            }
+            if let Some(share) = leaf_share {
+                cfg.leaf_share = share;
+            }
+            if let Some(routes) = leaf_routes {
+                cfg.leaf_routes = routes;
             }
             if let Some(r) = rate {
                 cfg.messages_per_sec = r;

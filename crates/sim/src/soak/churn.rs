@@ -1,7 +1,7 @@
 //! Failure injection: links cut or silenced, nodes crashed, each failure's repair
 //! scheduled when it happens, and which nodes the working links still join.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mycelium_proto::time::Instant;
@@ -9,7 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::SoakConfig;
-use super::report::ChurnCounts;
+use super::report::{ChurnCounts, LeafCounts};
 use super::world::World;
 use crate::network::{CrashKind, LinkIdx, NodeIdx, Sim};
 
@@ -35,6 +35,8 @@ pub(super) struct Churn {
     repairs: BTreeMap<(Instant, u64), Repair>,
     seq: u64,
     pub(super) counts: ChurnCounts,
+    /// The leaf counters of the routers crashes stopped.
+    pub(super) retired_leaves: LeafCounts,
 }
 
 impl Churn {
@@ -46,6 +48,7 @@ impl Churn {
             repairs: BTreeMap::new(),
             seq: 0,
             counts: ChurnCounts::default(),
+            retired_leaves: LeafCounts::default(),
         }
     }
 
@@ -130,6 +133,9 @@ impl Churn {
         else {
             return false;
         };
+        if let Some(r) = w.sim.router(node).filter(|r| r.is_leaf()) {
+            self.retired_leaves.add(r.stats());
+        }
         if rng.gen_bool(0.5) {
             w.sim.crash(node, CrashKind::ProcessExit);
             self.counts.exits += 1;
@@ -175,9 +181,9 @@ impl Churn {
         self.counts.note_down(links_down, nodes_down);
     }
 
-    /// Per node, its component of the graph of working links between running
-    /// nodes (two nodes share one exactly when such a path joins them).
-    pub(super) fn components(&self, sim: &Sim) -> Vec<usize> {
+    /// Which running nodes a path of working links joins, with only full nodes
+    /// between its two ends (a leaf carries nothing for others).
+    pub(super) fn reach(&self, sim: &Sim) -> Reach {
         let n = self.nodes;
         let mut parent: Vec<usize> = (0..n).collect();
         fn root(p: &mut [usize], mut x: usize) -> usize {
@@ -187,17 +193,69 @@ impl Churn {
             }
             x
         }
-        for (l, down) in self.link_down.iter().enumerate() {
-            if down.is_some() {
-                continue;
-            }
-            let [a, b] = sim.link_ends(l);
-            if sim.is_up(a) && sim.is_up(b) {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                parent[ra] = rb;
+        let working: Vec<[NodeIdx; 2]> = self
+            .link_down
+            .iter()
+            .enumerate()
+            .filter(|(_, down)| down.is_none())
+            .map(|(l, _)| sim.link_ends(l))
+            .filter(|&[a, b]| sim.is_up(a) && sim.is_up(b))
+            .collect();
+        for &[a, b] in working
+            .iter()
+            .filter(|[a, b]| !sim.is_leaf(*a) && !sim.is_leaf(*b))
+        {
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            parent[ra] = rb;
+        }
+        let comp: Vec<usize> = (0..n).map(|x| root(&mut parent, x)).collect();
+        // A full node enters the full nodes' graph at its own component, a leaf at
+        // those of the full nodes its working links lead to.
+        let mut entries: Vec<Vec<usize>> = (0..n)
+            .map(|x| {
+                if sim.is_leaf(x) {
+                    Vec::new()
+                } else {
+                    vec![comp[x]]
+                }
+            })
+            .collect();
+        let mut leaf_links = BTreeSet::new();
+        for &[a, b] in &working {
+            match (sim.is_leaf(a), sim.is_leaf(b)) {
+                (true, true) => {
+                    leaf_links.insert((a.min(b), a.max(b)));
+                }
+                (true, false) => entries[a].push(comp[b]),
+                (false, true) => entries[b].push(comp[a]),
+                (false, false) => {}
             }
         }
-        (0..n).map(|x| root(&mut parent, x)).collect()
+        Reach {
+            entries,
+            leaf_links,
+        }
+    }
+}
+
+/// Which nodes a path of working links between running nodes joins, where every
+/// node between the two ends is a full node: what a message needs to have time
+/// to arrive. Without leaves, two nodes are joined exactly when they share a
+/// component of the graph of working links.
+pub(super) struct Reach {
+    /// Per node, the components of the graph of working links between running
+    /// full nodes that it enters: its own for a full node (up or down), those of
+    /// the full nodes its working links lead to for a leaf.
+    entries: Vec<Vec<usize>>,
+    /// Working links between two leaves, (smaller, larger).
+    leaf_links: BTreeSet<(NodeIdx, NodeIdx)>,
+}
+
+impl Reach {
+    /// Whether `a` and `b` are joined.
+    pub(super) fn joined(&self, a: NodeIdx, b: NodeIdx) -> bool {
+        self.entries[a].iter().any(|c| self.entries[b].contains(c))
+            || self.leaf_links.contains(&(a.min(b), a.max(b)))
     }
 }
 

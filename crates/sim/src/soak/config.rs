@@ -12,8 +12,14 @@ pub struct SoakConfig {
     pub seed: u64,
     /// Nodes.
     pub nodes: usize,
-    /// Average degree of the random graph.
+    /// Average degree of the random graph (of full nodes, when some are leaves).
     pub degree: usize,
+    /// Share of the nodes that are leaves (0 to 1): they hang off the random
+    /// graph of full nodes, one or two uplinks each (see
+    /// [`crate::topology::with_leaves`]), and hold only the routes they use.
+    pub leaf_share: f64,
+    /// Subnets a leaf's cache holds.
+    pub leaf_routes: usize,
     /// Length of the churn phase (simulated).
     pub churn: Duration,
     /// Link latencies are drawn log-uniformly from this range.
@@ -63,7 +69,8 @@ impl SoakConfig {
     /// of 2 to 80 ms with 1 % loss; each link failing every 400 s on average (30 %
     /// of failures short flaps, the rest 30 s outages on average), each node
     /// crashing every 30 min on average and staying down 21 s on average; one
-    /// message per second per hundred nodes, tried for 60 s.
+    /// message per second per hundred nodes, tried for 60 s. No leaves (with
+    /// [`SoakConfig::leaf_share`] set, caches of 16 subnets).
     ///
     /// For 500 nodes (about 1,000 links) that is 2.5 link failures and 0.28
     /// crashes per second, each followed by its repair: about 5.6 events per
@@ -73,6 +80,8 @@ impl SoakConfig {
             seed,
             nodes,
             degree: 4,
+            leaf_share: 0.0,
+            leaf_routes: 16,
             churn: Duration::from_secs_f64(minutes * 60.0),
             latency: (Duration::from_millis(2), Duration::from_millis(80)),
             control_loss: 0.01,
@@ -92,5 +101,12 @@ impl SoakConfig {
             router: RouterConfig::default(),
             wall_limit: None,
         }
+    }
+
+    /// How many of the nodes are leaves: the share of them, rounded, leaving at
+    /// least one full node.
+    pub fn leaf_count(&self) -> usize {
+        let share = self.leaf_share.clamp(0.0, 1.0);
+        ((self.nodes as f64 * share).round() as usize).min(self.nodes.saturating_sub(1))
     }
 }

@@ -13,7 +13,7 @@ use super::churn::{exp, Churn, Repair};
 use super::config::SoakConfig;
 use super::judge::{LoopJudge, MessageJudge, Msg};
 use super::loops::{LoopCheckStats, LoopWatch};
-use super::report::{ChurnCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
+use super::report::{ChurnCounts, LeafCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
 use super::world::{DataStats, World};
 use crate::check;
 use crate::network::{LinkConfig, NodeIdx, Sim, SimStats};
@@ -37,7 +37,10 @@ struct Driver {
 /// 1. A random connected graph ([`topology::random_connected`]) whose links each
 ///    get a latency drawn log-uniformly from a range, and a loss rate (control
 ///    TLVs: a retransmission delay on the reliable stream; data packets: dropped).
-///    The routers converge, checked for loops throughout.
+///    With [`SoakConfig::leaf_share`] set, that graph is of the full nodes, and
+///    the leaves hang off it ([`topology::with_leaves`]). The routers converge
+///    (every full node reaches every node; leaves ask for routes as they need
+///    them), checked for loops throughout.
 /// 2. The churn phase. Failures arrive as Poisson processes: each link fails on
 ///    average once per [`SoakConfig::link_mtbf`] (cut or silenced, half and half),
 ///    each node crashes once per [`SoakConfig::node_mtbf`] (process exit or power
@@ -50,12 +53,19 @@ struct Driver {
 ///    [`SoakConfig::messages_per_sec`], each tried for [`SoakConfig::try_for`].
 /// 3. Repair and settle: every link is restored and every node restarted; the run
 ///    goes on for [`SoakConfig::settle`] (outstanding messages finish), and every
-///    running node must then reach every other.
+///    running node (every full node, with leaves) must then reach every other.
 pub fn run(cfg: SoakConfig) -> SoakReport {
     let wall = std::time::Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_50a4);
     let mut sim = Sim::new(cfg.seed, cfg.router.clone());
-    topology::random_connected(&mut sim, cfg.nodes, cfg.degree, LinkConfig::default());
+    let leaf_caches = vec![cfg.leaf_routes; cfg.leaf_count()];
+    topology::with_leaves(
+        &mut sim,
+        cfg.nodes - leaf_caches.len(),
+        &leaf_caches,
+        cfg.degree,
+        LinkConfig::default(),
+    );
     let links = sim.link_count();
     let lo = cfg.latency.0.as_secs_f64();
     let hi = cfg.latency.1.as_secs_f64().max(lo);
@@ -77,13 +87,14 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     sim.set_trace(cfg.trace);
     let watch = LoopWatch::new(&mut sim);
     let addr_node = (0..cfg.nodes).map(|i| (sim.address(i), i)).collect();
+    let leaves = (0..cfg.nodes).map(|i| sim.is_leaf(i)).collect();
     let w = World::new(sim, cfg.data_loss, BusConfig::default());
     let mut d = Driver {
         w,
         watch,
         rng,
         churn: Churn::new(cfg.nodes, links),
-        messages: MessageJudge::new(cfg.seed, addr_node),
+        messages: MessageJudge::new(cfg.seed, addr_node, leaves),
         loops: LoopJudge::new(cfg.seed, cfg.trace),
         failures: Vec::new(),
         tables_peak: None,
@@ -100,6 +111,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         loops: LoopCounts::default(),
         messages: MessageCounts::default(),
         data: DataStats::default(),
+        leaf: LeafCounts::default(),
         sim: SimStats::default(),
         healed_in: None,
         tables_end: TableSizes::default(),
@@ -117,6 +129,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     report.loops = d.loops.counts();
     report.messages = d.messages.counts;
     report.data = d.w.stats;
+    report.leaf = LeafCounts::with_running(d.churn.retired_leaves, &d.w.sim);
     report.sim = d.w.sim.stats();
     report.tables_end = TableSizes::measure(&d.w.sim);
     report.tables_peak = d
@@ -136,8 +149,12 @@ impl Driver {
     /// the run goes on, to see how long it lasts.
     fn check(&mut self) -> Result<(), String> {
         let mut found = Vec::new();
-        self.watch.check(&mut self.w.sim, &mut found);
+        let mut transits = Vec::new();
+        self.watch.check(&mut self.w.sim, &mut found, &mut transits);
         self.loops.track(&self.w.sim, found, &mut self.failures);
+        for t in transits {
+            self.loops.leaf_transit(&self.w.sim, t, &mut self.failures);
+        }
         if self.cfg.verify_incremental {
             self.watch
                 .verify(&self.w.sim)
@@ -174,7 +191,7 @@ impl Driver {
             let t = self.now() + Duration::from_secs(1);
             self.advance(t)?;
             if check::all_routes_selected(&self.w.sim)
-                && check::unreachable_pairs(&self.w.sim).is_empty()
+                && check::unreachable_from_full_nodes(&self.w.sim).is_empty()
             {
                 break;
             }
@@ -256,7 +273,7 @@ impl Driver {
             self.take_outcomes();
             if let (Some(r), None) = (repaired, report.healed_in) {
                 if check::all_routes_selected(&self.w.sim)
-                    && check::unreachable_pairs(&self.w.sim).is_empty()
+                    && check::unreachable_from_full_nodes(&self.w.sim).is_empty()
                 {
                     report.healed_in = Some(now - r);
                 }
@@ -308,7 +325,7 @@ impl Driver {
         }
         self.full_check()?;
         if report.healed_in.is_none() {
-            let bad = check::unreachable_pairs(&self.w.sim);
+            let bad = check::unreachable_from_full_nodes(&self.w.sim);
             self.failures.push(format!(
                 "not healed {:?} after the final repair: {} pairs unreachable, e.g. {:?}",
                 self.cfg.settle,
@@ -372,9 +389,9 @@ impl Driver {
         self.check()?;
         self.churn.note_down(&self.w.sim);
         if self.messages.waiting() {
-            let comp = self.churn.components(&self.w.sim);
+            let reach = self.churn.reach(&self.w.sim);
             self.messages
-                .excuse_separated(self.now(), &self.w.sim, &comp);
+                .excuse_separated(self.now(), &self.w.sim, &reach);
         }
         Ok(())
     }
@@ -410,10 +427,9 @@ impl Driver {
             return;
         };
         let now = self.now();
-        // The components are as of the last churn event: still true now.
-        let comp = self.churn.components(&self.w.sim);
+        let reach = self.churn.reach(&self.w.sim);
         let msg = Msg::new(from, to, id, &data, now, try_for);
-        self.messages.sent(msg, comp[from] != comp[to]);
+        self.messages.sent(msg, !reach.joined(from, to));
         self.take_outcomes();
     }
 

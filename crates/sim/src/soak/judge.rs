@@ -10,10 +10,11 @@ use bytes::Bytes;
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::message::MessageId;
 
+use super::churn::Reach;
 use super::loops;
 use super::report::{LoopCounts, MessageCounts};
 use super::world::Outcome;
-use crate::check::Loop;
+use crate::check::{LeafTransit, Loop};
 use crate::network::{NodeIdx, Sim};
 
 /// How long after its deadline a message is judged: its sender has reported it
@@ -95,6 +96,8 @@ fn digest(b: &Bytes) -> u64 {
 pub(super) struct MessageJudge {
     seed: u64,
     addr_node: HashMap<Ipv6Addr, NodeIdx>,
+    /// Per node: whether it is a leaf.
+    leaves: Vec<bool>,
     msgs: Vec<Msg>,
     /// (sender, id) → message, while it is being judged or could still arrive.
     by_id: HashMap<(NodeIdx, MessageId), usize>,
@@ -104,11 +107,13 @@ pub(super) struct MessageJudge {
 }
 
 impl MessageJudge {
-    /// No message yet; `addr_node` maps each node's address to the node.
-    pub(super) fn new(seed: u64, addr_node: HashMap<Ipv6Addr, NodeIdx>) -> Self {
+    /// No message yet; `addr_node` maps each node's address to the node, `leaves`
+    /// tells the leaves.
+    pub(super) fn new(seed: u64, addr_node: HashMap<Ipv6Addr, NodeIdx>, leaves: Vec<bool>) -> Self {
         Self {
             seed,
             addr_node,
+            leaves,
             msgs: Vec::new(),
             by_id: HashMap::new(),
             pending: BTreeMap::new(),
@@ -138,9 +143,8 @@ impl MessageJudge {
     }
 
     /// After a failure or repair: excuses the messages in their window whose
-    /// sender or receiver is down, or whose pair `comp` (the components of working
-    /// links) separates.
-    pub(super) fn excuse_separated(&mut self, now: Instant, sim: &Sim, comp: &[usize]) {
+    /// sender or receiver is down, or whose pair `reach` does not join.
+    pub(super) fn excuse_separated(&mut self, now: Instant, sim: &Sim, reach: &Reach) {
         let open: Vec<usize> = self.pending.keys().map(|&(_, i)| i).collect();
         for i in open {
             let m = &mut self.msgs[i];
@@ -151,7 +155,7 @@ impl MessageJudge {
                 Some(Excuse::SenderDown)
             } else if !sim.is_up(m.to) {
                 Some(Excuse::ReceiverDown)
-            } else if comp[m.from] != comp[m.to] {
+            } else if !reach.joined(m.from, m.to) {
                 Some(Excuse::NoPath)
             } else {
                 None
@@ -243,10 +247,21 @@ impl MessageJudge {
         } else {
             return None;
         };
+        let leaf = |n: NodeIdx| if self.leaves[n] { " (a leaf)" } else { "" };
         Some(format!(
-            "message {} ({} bytes) from node {} to node {}, pushed at {:?}, deadline {:?}: \
+            "message {} ({} bytes) from node {}{} to node {}{}, pushed at {:?}, deadline {:?}: \
              {what} (received {} times, sender reported failed: {}); seed {}",
-            m.id, m.len, m.from, m.to, m.pushed, m.deadline, m.received, m.failed, self.seed
+            m.id,
+            m.len,
+            m.from,
+            leaf(m.from),
+            m.to,
+            leaf(m.to),
+            m.pushed,
+            m.deadline,
+            m.received,
+            m.failed,
+            self.seed
         ))
     }
 
@@ -260,6 +275,7 @@ impl MessageJudge {
         let m = &self.msgs[i];
         if m.received == 1 {
             self.counts.delivered += 1;
+            self.counts.leaf_delivered += u64::from(self.leaves[m.from] || self.leaves[m.to]);
             self.counts.confirmed += u64::from(m.confirmed);
             self.counts.excused_but_delivered += u64::from(m.excuse.is_some());
             return;
@@ -354,6 +370,24 @@ impl LoopJudge {
                 step,
                 failure,
             });
+        }
+    }
+
+    /// A node routing through a leaf to another destination: a failure, listed
+    /// while few (all are counted).
+    pub(super) fn leaf_transit(&mut self, sim: &Sim, t: LeafTransit, failures: &mut Vec<String>) {
+        self.counts.leaf_transits += 1;
+        if self.counts.leaf_transits <= LOOPS_DESCRIBED {
+            failures.push(format!(
+                "LEAF TRANSIT (seed {}, step {}, at {:?}): node {} routes to node {} through \
+                 leaf {}",
+                self.seed,
+                sim.stats().steps,
+                sim.now(),
+                t.node,
+                t.destination,
+                t.leaf
+            ));
         }
     }
 

@@ -21,13 +21,17 @@
 //!
 //! Unlike `find_loop`, destinations that are down are checked too: stale routes to
 //! a crashed node must not loop either.
+//!
+//! The same walk checks that nobody routes through a leaf: a next hop that is a
+//! leaf must be the destination itself. A new such edge is a changed edge, so
+//! it is seen when it appears.
 
 use std::net::Ipv6Addr;
 
 use mycelium_proto::routing::PeerId;
 use mycelium_proto::Subnet;
 
-use crate::check::Loop;
+use crate::check::{LeafTransit, Loop};
 use crate::network::{NodeIdx, Sim};
 
 /// Counters of the watch.
@@ -59,6 +63,8 @@ pub(crate) struct LoopWatch {
     touched: Vec<NodeIdx>,
     /// Destination index by its /64.
     index: std::collections::HashMap<Subnet, NodeIdx>,
+    /// Per node: whether it is a leaf.
+    leaves: Vec<bool>,
     /// Scratch: the subnets a router reported changed, then the destinations.
     changed: Vec<Subnet>,
     dests: Vec<NodeIdx>,
@@ -82,6 +88,7 @@ impl LoopWatch {
             hops: vec![None; n * n],
             touched: (0..n).collect(),
             index: (0..n).map(|i| (Subnet::v6_64(sim.address(i)), i)).collect(),
+            leaves: (0..n).map(|i| sim.is_leaf(i)).collect(),
             changed: Vec::new(),
             dests: Vec::new(),
             marks: vec![0; n],
@@ -91,21 +98,33 @@ impl LoopWatch {
     }
 
     /// Checks what the events since the last call can have changed; adds the new
-    /// cycles found to `found`.
-    pub(crate) fn check(&mut self, sim: &mut Sim, found: &mut Vec<Loop>) {
+    /// cycles found to `found`, and the new next hops through a leaf to
+    /// `transits`.
+    pub(crate) fn check(
+        &mut self,
+        sim: &mut Sim,
+        found: &mut Vec<Loop>,
+        transits: &mut Vec<LeafTransit>,
+    ) {
         self.stats.rounds += 1;
         let mut touched = std::mem::take(&mut self.touched);
         let mut more = Vec::new();
         sim.take_touched(&mut more);
         touched.append(&mut more);
         for &u in &touched {
-            self.recheck(sim, u, found);
+            self.recheck(sim, u, found, transits);
         }
         touched.clear();
         self.touched = touched;
     }
 
-    fn recheck(&mut self, sim: &mut Sim, u: NodeIdx, found: &mut Vec<Loop>) {
+    fn recheck(
+        &mut self,
+        sim: &mut Sim,
+        u: NodeIdx,
+        found: &mut Vec<Loop>,
+        transits: &mut Vec<LeafTransit>,
+    ) {
         let n = self.n;
         let Some(router) = sim.router_mut(u) else {
             if self.generations[u].take().is_some() {
@@ -152,6 +171,15 @@ impl LoopWatch {
             }
             self.hops[u * n + d] = hop;
             if hop.is_some() {
+                if let Some(next) = sim.next_hop_node(u, self.addrs[d]) {
+                    if next != d && self.leaves[next] {
+                        transits.push(LeafTransit {
+                            node: u,
+                            destination: d,
+                            leaf: next,
+                        });
+                    }
+                }
                 self.stats.paths_followed += 1;
                 if let Err(l) = self.follow(sim, u, d) {
                     found.push(l);

@@ -12,14 +12,18 @@
 //!   changed (the `loops` file says why that is exact). Destinations that
 //!   are down count too. A full check of every destination from every node runs
 //!   every [`SoakConfig::full_check_every`] of simulated time as a cross-check.
+//! - **Nobody routes through a leaf** (with [`SoakConfig::leaf_share`] set): a
+//!   next hop that is a leaf must be the destination itself; checked by the same
+//!   walk, after every event.
 //! - **No message lost that had time to arrive**: a message *had time to arrive*
 //!   when, for its whole window (from its push to its deadline), its sender and its
 //!   receiver both stayed up and were joined by a path of working links (not cut,
-//!   not silenced, both ends up). Such a message must reach its receiver exactly
-//!   once and intact, and its sender must hear it was delivered. Other messages are
-//!   *excused* and counted by their first excuse (sender down, receiver down, no
-//!   path); they must never arrive corrupted. Each message is judged
-//!   [`GRACE`] after its deadline.
+//!   not silenced, both ends up) whose nodes between the two ends are all full
+//!   nodes (a leaf carries nothing for others). Such a message must reach its
+//!   receiver exactly once and intact, and its sender must hear it was delivered.
+//!   Other messages are *excused* and counted by their first excuse (sender down,
+//!   receiver down, no path); they must never arrive corrupted. Each message is
+//!   judged [`GRACE`] after its deadline.
 //!
 //! # Files
 //!
@@ -43,5 +47,5 @@ pub use config::SoakConfig;
 pub use driver::run;
 pub use judge::{GRACE, LOOPS_DESCRIBED};
 pub use loops::LoopCheckStats;
-pub use report::{ChurnCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
+pub use report::{ChurnCounts, LeafCounts, LoopCounts, MessageCounts, SoakReport, TableSizes};
 pub use world::DataStats;

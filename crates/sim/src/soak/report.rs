@@ -8,6 +8,7 @@ use super::config::SoakConfig;
 use super::loops::LoopCheckStats;
 use super::world::DataStats;
 use crate::network::{Sim, SimStats};
+use mycelium_proto::routing::RouterStats;
 
 /// Failures and repairs done, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct MessageCounts {
     pub excused_no_path: u64,
     /// Delivered messages that had an excuse (counted as delivered).
     pub excused_but_delivered: u64,
+    /// Delivered messages whose sender or receiver is a leaf.
+    pub leaf_delivered: u64,
     /// Had time to arrive and did not, arrived twice or corrupted, or arrived
     /// without its sender hearing so: failures.
     pub lost: u64,
@@ -88,7 +91,7 @@ impl MessageCounts {
     }
 }
 
-/// Routing loops found (each one a failure).
+/// Routing loops found, and next hops through a leaf (each one a failure).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopCounts {
     /// Distinct cycles found.
@@ -104,12 +107,51 @@ pub struct LoopCounts {
     pub instantaneous: u64,
     /// Still there at the end.
     pub open_at_end: u64,
+    /// Next hops through a leaf to another destination (each a failure).
+    pub leaf_transits: u64,
 }
 
-/// Routing table sizes over the running nodes.
+/// What the leaves' routers counted, summed over every leaf and every run of
+/// its router (a crash takes a router's counters with it: they are added up
+/// first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeafCounts {
+    /// Subnets evicted to make room in a cache.
+    pub evictions: u64,
+    /// Lookups that found no route in the cache and asked for one.
+    pub misses: u64,
+    /// Uses of cached subnets the data plane reported.
+    pub hits: u64,
+    /// Updates dropped unseen, for subnets a leaf neither held nor looked for.
+    pub updates_ignored: u64,
+}
+
+impl LeafCounts {
+    /// Adds a leaf router's counters.
+    pub(super) fn add(&mut self, s: RouterStats) {
+        self.evictions += s.leaf_evictions;
+        self.misses += s.leaf_misses;
+        self.hits += s.leaf_hits;
+        self.updates_ignored += s.leaf_updates_ignored;
+    }
+
+    /// `retired` plus the counters of the leaves running in `sim`.
+    pub(super) fn with_running(retired: Self, sim: &Sim) -> Self {
+        let mut all = retired;
+        for r in (0..sim.node_count()).filter_map(|i| sim.router(i)) {
+            if r.is_leaf() {
+                all.add(r.stats());
+            }
+        }
+        all
+    }
+}
+
+/// Routing table sizes over the running nodes: the full nodes, and apart from
+/// them the leaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableSizes {
-    /// Running nodes measured.
+    /// Running full nodes measured.
     pub nodes: usize,
     /// Subnets per table: least, most, total.
     pub subnets: (usize, usize, usize),
@@ -123,6 +165,10 @@ pub struct TableSizes {
     pub seqno_requests_max: usize,
     /// Remembered route requests, most in one node.
     pub route_requests_max: usize,
+    /// Running leaves measured.
+    pub leaves: usize,
+    /// Subnets per leaf table (cached or looked for): least, most, total.
+    pub leaf_subnets: (usize, usize, usize),
 }
 
 impl TableSizes {
@@ -132,11 +178,21 @@ impl TableSizes {
             subnets: (usize::MAX, 0, 0),
             routes: (usize::MAX, 0, 0),
             selected: (usize::MAX, 0),
+            leaf_subnets: (usize::MAX, 0, 0),
             ..Self::default()
         };
         for r in (0..sim.node_count()).filter_map(|i| sim.router(i)) {
-            t.nodes += 1;
             let (subnets, routes) = r.table_size();
+            if r.is_leaf() {
+                t.leaves += 1;
+                t.leaf_subnets = (
+                    t.leaf_subnets.0.min(subnets),
+                    t.leaf_subnets.1.max(subnets),
+                    t.leaf_subnets.2 + subnets,
+                );
+                continue;
+            }
+            t.nodes += 1;
             let selected = r.selected_count();
             let (sources, seqno, rr) = r.cache_sizes();
             t.subnets = (
@@ -158,6 +214,9 @@ impl TableSizes {
             t.subnets.0 = 0;
             t.routes.0 = 0;
             t.selected.0 = 0;
+        }
+        if t.leaves == 0 {
+            t.leaf_subnets.0 = 0;
         }
         t
     }
@@ -183,6 +242,12 @@ impl TableSizes {
             sources_max: self.sources_max.max(o.sources_max),
             seqno_requests_max: self.seqno_requests_max.max(o.seqno_requests_max),
             route_requests_max: self.route_requests_max.max(o.route_requests_max),
+            leaves: self.leaves.max(o.leaves),
+            leaf_subnets: (
+                self.leaf_subnets.0.min(o.leaf_subnets.0),
+                self.leaf_subnets.1.max(o.leaf_subnets.1),
+                self.leaf_subnets.2.max(o.leaf_subnets.2),
+            ),
         }
     }
 }
@@ -211,6 +276,8 @@ pub struct SoakReport {
     pub messages: MessageCounts,
     /// Data packets.
     pub data: DataStats,
+    /// The leaves' cache counters.
+    pub leaf: LeafCounts,
     /// The simulator's counters.
     pub sim: SimStats,
     /// Simulated time from the final repair until every node reached every other;
@@ -229,7 +296,10 @@ pub struct SoakReport {
 impl SoakReport {
     /// No loop, no lost message, healed.
     pub fn ok(&self) -> bool {
-        self.failures.is_empty() && self.loops.found == 0 && self.messages.lost == 0
+        self.failures.is_empty()
+            && self.loops.found == 0
+            && self.loops.leaf_transits == 0
+            && self.messages.lost == 0
     }
 }
 
@@ -249,6 +319,14 @@ impl fmt::Display for SoakReport {
              control loss {}, data loss {}",
             c.nodes, self.links, c.degree, c.latency.0, c.latency.1, c.control_loss, c.data_loss
         )?;
+        if c.leaf_count() > 0 {
+            writeln!(
+                f,
+                "leaves         {} of the nodes, caching {} subnets each",
+                c.leaf_count(),
+                c.leaf_routes
+            )?;
+        }
         writeln!(
             f,
             "simulated      {:.1} s total: converged in {:.1} s, churn {:.1} s{}, settle {:.1} s",
@@ -314,6 +392,13 @@ impl fmt::Display for SoakReport {
             self.loops.total_time.as_secs_f64(),
             self.loops.open_at_end
         )?;
+        if c.leaf_count() > 0 {
+            writeln!(
+                f,
+                "leaf transit   {} next hops through a leaf towards another node",
+                self.loops.leaf_transits
+            )?;
+        }
         writeln!(
             f,
             "messages       {} sent, {} delivered ({} confirmed to sender, {} despite an excuse), \
@@ -335,6 +420,22 @@ impl fmt::Display for SoakReport {
              {} cut off, max {} hops",
             d.forwarded, d.arrived, d.unrouted, d.lost, d.cut_off, d.max_hops
         )?;
+        if c.leaf_count() > 0 {
+            let lc = &self.leaf;
+            writeln!(
+                f,
+                "leaf traffic   {} messages delivered to or from a leaf; frames dropped while \
+                 a leaf asked for a route: {} to their destination, {} to their source (its \
+                 key); caches: {} misses, {} hits, {} evictions, {} pushed updates ignored",
+                m.leaf_delivered,
+                d.awaiting_route,
+                d.awaiting_key,
+                lc.misses,
+                lc.hits,
+                lc.evictions,
+                lc.updates_ignored
+            )?;
+        }
         for (name, t) in [
             ("tables end", &self.tables_end),
             ("tables peak", &self.tables_peak),
@@ -359,11 +460,27 @@ impl fmt::Display for SoakReport {
                 t.seqno_requests_max,
                 t.route_requests_max
             )?;
+            if t.leaves > 0 {
+                writeln!(
+                    f,
+                    "{:<14} {} leaves; subnets min {} avg {} max {}",
+                    "",
+                    t.leaves,
+                    t.leaf_subnets.0,
+                    t.leaf_subnets.2 / t.leaves,
+                    t.leaf_subnets.1
+                )?;
+            }
         }
         match self.healed_in {
             Some(h) => writeln!(
                 f,
-                "healed         every node reaches every other {:.1} s after the final repair",
+                "healed         every {} {:.1} s after the final repair",
+                if c.leaf_count() > 0 {
+                    "full node reaches every node"
+                } else {
+                    "node reaches every other"
+                },
                 h.as_secs_f64()
             )?,
             None => writeln!(f, "healed         NO")?,

@@ -6,6 +6,16 @@
 //! the control stream, which is reliable). No route, a link closing under the
 //! packet, or a node that is down drops it; the bus retransmits. A crash takes the
 //! node's bus with it; a restart gives it an empty one.
+//!
+//! A leaf holds only the routes it uses, so its data plane asks its router, as
+//! the node does: a frame it originates for a destination without a selected
+//! route makes it resolve the destination (a route request) and is dropped; a
+//! frame it receives from a source whose key it does not hold makes it resolve
+//! the source (the route carries the key) and is dropped; the bus retransmits.
+//! Every other frame a leaf sends or accepts is reported as a use
+//! ([`Sim::touch`]), which keeps the subnet in its cache. A full node's data
+//! plane knows every route and key, and is modelled as before: no route drops
+//! the frame, and a receiver takes the sender's key as it is.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -14,6 +24,7 @@ use bytes::Bytes;
 use mycelium_proto::messages::{BusConfig, Event, MessageBus, NewMessage, TopicConfig, Transmit};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::message::MessageId;
+use mycelium_proto::Subnet;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -47,6 +58,11 @@ pub struct DataStats {
     pub arrived: u64,
     /// Most hops a packet took to arrive.
     pub max_hops: u8,
+    /// Frames a leaf originated without a route, dropped while it asked for one.
+    pub awaiting_route: u64,
+    /// Frames a leaf received from a source whose key it lacked, dropped while it
+    /// asked for the source's route.
+    pub awaiting_key: u64,
 }
 
 /// What a bus reported, for the driver.
@@ -234,16 +250,40 @@ impl World {
         };
         if dst == p.at {
             let now = self.sim.now();
-            let key = self.sim.public_key(p.from);
             let Some(bus) = self.buses[dst].as_mut() else {
                 self.stats.cut_off += 1;
                 return;
+            };
+            let key = if self.sim.is_leaf(dst) {
+                let src = p.t.src;
+                let Some(key) = self.sim.router(dst).and_then(|r| r.key_for(src)) else {
+                    self.sim.resolve(dst, src, false);
+                    self.stats.awaiting_key += 1;
+                    return;
+                };
+                self.sim.touch(dst, Subnet::v6_64(src), 1);
+                key
+            } else {
+                self.sim.public_key(p.from)
             };
             self.stats.arrived += 1;
             self.stats.max_hops = self.stats.max_hops.max(HOP_LIMIT - p.hops_left);
             bus.handle_frame(now, p.t.src, p.t.dst, key, &p.t.frame);
             self.pump_node(dst);
             return;
+        }
+        if p.at == p.from && self.sim.is_leaf(p.at) {
+            if self
+                .sim
+                .router(p.at)
+                .and_then(|r| r.next_hop(p.t.dst))
+                .is_none()
+            {
+                self.sim.resolve(p.at, p.t.dst, true);
+                self.stats.awaiting_route += 1;
+                return;
+            }
+            self.sim.touch(p.at, Subnet::v6_64(p.t.dst), 1);
         }
         let (Some(link), Some(next)) = (
             self.sim.next_hop_link(p.at, p.t.dst),
