@@ -307,6 +307,40 @@ fn an_evicted_subnet_is_asked_for_again_at_once() {
 }
 
 #[test]
+fn a_neighbour_back_from_silence_is_asked_for_the_cached_subnets() {
+    let mut r = leaf_with_two(8);
+    r.resolve(at(10), addr(7), true);
+    r.handle_tlv(at(20), A, Tlv::Update(update(7, 0, 50)));
+    drain(&mut r);
+    // B falls silent, its routes go; it answers a Hello again later.
+    r.handle_timeout(at(3_000));
+    r.handle_tlv(
+        at(3_100),
+        B,
+        Tlv::Ihu(crate::wire::tlv::Ihu {
+            rx_cost: Metric(10),
+            interval: Interval(6000),
+            address: None,
+        }),
+    );
+    r.handle_timeout(at(3_400));
+    r.handle_tlv(
+        at(3_500),
+        B,
+        Tlv::Ihu(crate::wire::tlv::Ihu {
+            rx_cost: Metric(10),
+            interval: Interval(6000),
+            address: None,
+        }),
+    );
+    let out = drain(&mut r);
+    assert!(
+        out.iter().any(|t| t.to == B && t.tlv == request(7)),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_used_route_about_to_expire_is_asked_for_again() {
     let mut r = leaf_with_two(8);
     r.resolve(at(10), addr(7), true);

@@ -792,17 +792,22 @@ impl Router {
     }
 
     /// What a new (or newly reachable) neighbour gets: our own routes, requests for
-    /// what we are looking for, and optionally a request for its whole table.
+    /// what we are looking for (a leaf: for all it holds), and optionally a request
+    /// for its whole table.
     fn greet(&mut self, now: Instant, peer: PeerId) {
         if let Some(n) = self.neighbours.get_mut(&peer) {
             n.last_hello_sent = now;
             n.last_ihu = now;
         }
         self.announce_own(now, Some(peer));
+        // A leaf asks for every subnet it holds as well: it does not ask for whole
+        // tables, so without this a neighbour that comes back would give it no
+        // second route to fail over to until the destination's seqno changed.
+        let leaf = self.is_leaf();
         let queried: Vec<Subnet> = self
             .table
             .iter()
-            .filter(|(_, e)| matches!(e, SubnetEntry::Queried { .. }))
+            .filter(|(_, e)| leaf || matches!(e, SubnetEntry::Queried { .. }))
             .map(|(s, _)| s)
             .collect();
         for subnet in queried {
