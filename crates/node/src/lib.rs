@@ -300,6 +300,7 @@ pub async fn start(
     let mut router_cfg = cfg.router.clone();
     router_cfg.hash_seed = rng.gen();
     let max_subnets = router_cfg.limits.max_subnets;
+    let leaf = router_cfg.leaf.is_some();
     let router = Router::new(router_cfg, router_id, mycelium_proto::time::Instant::ZERO);
     let forwarding = snapshot::TableWriter::new(max_subnets, rng.gen());
     tracing::info!(
@@ -353,11 +354,17 @@ pub async fn start(
         replays: replay::ReplayFilter::default(),
     });
     let tasks = TaskTracker::new();
+    let (control_in_flight, read_chunk) = if leaf {
+        (router::LEAF_CONTROL_IN_FLIGHT, link::LEAF_READ_CHUNK)
+    } else {
+        (router::CONTROL_IN_FLIGHT, link::READ_CHUNK)
+    };
     let links = Arc::new(link::Links::new(
         to_core,
-        Arc::new(Semaphore::new(router::CONTROL_IN_FLIGHT)),
+        Arc::new(Semaphore::new(control_in_flight)),
         control_queue::control_queue_bytes(max_subnets),
         cfg.limits,
+        read_chunk,
         path.clone(),
         tasks.clone(),
     ));

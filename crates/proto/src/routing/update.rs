@@ -34,6 +34,11 @@ impl Router {
     }
 
     pub(super) fn handle_update(&mut self, now: Instant, from: PeerId, u: Update) {
+        // First, before the filters hash the key: nearly every update a leaf gets
+        // is for a subnet it does not want.
+        if self.leaf_ignores(&u.subnet) {
+            return;
+        }
         if !self.passes_filters(&u) {
             self.stats.updates_filtered += 1;
             return;
@@ -43,9 +48,6 @@ impl Router {
         // part of our /64 away from us: those are ignored too.
         if self.own_subnet.contains_subnet(&u.subnet) {
             self.stats.updates_for_own_subnet += 1;
-            return;
-        }
-        if self.leaf_ignores(&u.subnet) {
             return;
         }
         let subnet = u.subnet;
