@@ -79,6 +79,12 @@ cargo run --locked -q --profile test -p mycelium-bench --bin route_scale -- \
   --node-bin "$public/mycelium" 2000x4 2>&1 | tee "$log" || scale_status=$?
 if [ "$scale_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
+echo "== leaf mode at scale: 2 links push 100,000 subnets each at a full node, then at a leaf (RSS growth under 2 MiB)"
+scale_status=0
+cargo run --locked -q --profile test -p mycelium-bench --bin route_scale -- \
+  --node-bin "$public/mycelium" --compare-leaf 1024 100000x2 2>&1 | tee "$log" || scale_status=$?
+if [ "$scale_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "== cross builds: Windows and Linux aarch64 release, macOS and Windows clippy"
 cross_status=0
 ./scripts/cross.sh 2>&1 | tee "$log" || cross_status=$?
