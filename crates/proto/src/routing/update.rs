@@ -45,6 +45,16 @@ impl Router {
             self.stats.updates_for_own_subnet += 1;
             return;
         }
+        if u.metric.0 == 0 {
+            // Only a subnet's owner announces it at metric 0 (anyone passing it on
+            // adds at least its static link cost), and the filters above checked
+            // that the router id's key owns the subnet. The first such update on
+            // a link names the node at its other end; it is kept, so a neighbour
+            // cannot change who it is on a link already open.
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                n.identity.get_or_insert(u.router_id);
+            }
+        }
         if self.leaf_ignores(&u.subnet) {
             return;
         }
