@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use mycelium_proto::routing::{Event, PeerId, Resolution, Router, SubnetEntry};
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{control, Metric, Tlv};
-use mycelium_proto::Subnet;
+use mycelium_proto::{PublicKey, Subnet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{CoreCmd, Query, Unrouted, Work};
 use crate::control_queue::{ControlFull, ControlTx};
+use crate::quic_flaps::{Admission, QuicFlaps, QuicLinkEnd, Resume, Verdict};
 use crate::snapshot::{LinkTx, Snapshot, TableWriter};
 use crate::stats::{NodeStats, PacketStats};
 use crate::views::{RouteInfo, RouterView, RoutesView};
@@ -57,6 +58,9 @@ struct Link {
     control: ControlTx,
     close: CancellationToken,
     conn_id: String,
+    kind: LinkKind,
+    /// The peer's socket address (none for vsock).
+    remote: Option<std::net::SocketAddr>,
     /// Control packets encoded during this flush, sent as one chunk at its end.
     out: BytesMut,
     out_packets: u64,
@@ -76,6 +80,9 @@ pub(crate) struct CoreParts {
     /// What the data plane counted, including which subnets it used.
     pub(crate) packets: Arc<PacketStats>,
     pub(crate) shutdown: CancellationToken,
+    /// Pause QUIC to neighbours that keep dropping it while TCP to them is up
+    /// (the default; see [`crate::quic_flaps`]).
+    pub(crate) pause_flapping_quic: bool,
 }
 
 pub(crate) struct Core {
@@ -105,6 +112,8 @@ pub(crate) struct Core {
     pending_total: usize,
     unknown: Map<Subnet, VecDeque<BytesMut>>,
     unknown_total: usize,
+    /// QUIC neighbours that drop their links when they have large packets for us.
+    flaps: QuicFlaps,
     /// Times the whole forwarding table was compared with the router's because
     /// the router could not list what changed.
     #[cfg(test)]
@@ -122,6 +131,7 @@ impl Core {
             stats,
             packets,
             shutdown,
+            pause_flapping_quic,
         } = parts;
         router.track_selection_changes();
         Self {
@@ -145,6 +155,7 @@ impl Core {
             pending_total: 0,
             unknown: Map::default(),
             unknown_total: 0,
+            flaps: QuicFlaps::new(pause_flapping_quic),
             #[cfg(test)]
             full_publications: Arc::default(),
         }
@@ -200,6 +211,7 @@ impl Core {
                 peer,
                 kind,
                 conn_id,
+                remote,
                 data,
                 control,
                 close,
@@ -211,6 +223,8 @@ impl Core {
                         control,
                         close,
                         conn_id,
+                        kind,
+                        remote,
                         out: BytesMut::new(),
                         out_packets: 0,
                     },
@@ -219,7 +233,11 @@ impl Core {
                 NodeStats::bump(&self.stats.links_up);
                 self.router.handle_peer_up(now, peer, kind);
             }
-            CoreCmd::LinkDown { peer } => {
+            CoreCmd::LinkDown { peer, quic } => {
+                if let Some(end) = quic {
+                    // Before the router forgets who was at the other end.
+                    self.quic_link_down(now, peer, &end);
+                }
                 self.links.remove(&peer);
                 self.link_txs.remove(&peer);
                 self.links_changed = true;
@@ -309,7 +327,130 @@ impl Core {
                     .collect();
                 let _ = reply.send(metrics);
             }
+            Query::QuicAdmission(addr, reply) => {
+                let _ = reply.send(self.quic_admission(now, addr));
+            }
+            Query::QuicPauses(reply) => {
+                let _ = reply.send(self.flaps.pauses(now));
+            }
         }
+    }
+
+    /// A link (other than `except`) that is not QUIC and leads to the node whose key
+    /// is `identity`; while either key is not known, to the same IP address. Its
+    /// connection identifier.
+    fn stream_link_to(
+        &self,
+        identity: Option<PublicKey>,
+        ip: std::net::IpAddr,
+        except: Option<PeerId>,
+    ) -> Option<&str> {
+        let ip = ip.to_canonical();
+        self.links
+            .iter()
+            .filter(|(p, l)| Some(**p) != except && !matches!(l.kind, LinkKind::Quic { .. }))
+            .find(|(p, l)| {
+                let theirs = self
+                    .router
+                    .neighbour_router_id(**p)
+                    .map(|id| id.public_key());
+                match (identity, theirs) {
+                    (Some(ours), Some(theirs)) => ours == theirs,
+                    _ => l.remote.is_some_and(|r| r.ip().to_canonical() == ip),
+                }
+            })
+            .map(|(_, l)| l.conn_id.as_str())
+    }
+
+    /// A QUIC link ended: a neighbour that drops QUIC links when it has a large
+    /// packet for us is recognised, counted and logged (once), and QUIC to it is
+    /// paused while a stream link to it is up.
+    fn quic_link_down(&mut self, now: Instant, peer: PeerId, end: &QuicLinkEnd) {
+        let identity = self
+            .router
+            .neighbour_router_id(peer)
+            .map(|id| id.public_key());
+        let stream = self
+            .stream_link_to(identity, end.remote.ip(), Some(peer))
+            .map(str::to_owned);
+        let verdict = self.flaps.link_down(now, end, identity, stream.is_some());
+        if verdict == Verdict::Ignored {
+            return;
+        }
+        NodeStats::bump(&self.stats.quic_oversize_drops);
+        let who = match identity {
+            Some(key) => format!("QUIC peer {} (node {key})", end.remote),
+            None => format!("QUIC peer {}", end.remote),
+        };
+        let minutes = |d: Duration| d.as_secs().div_ceil(60);
+        match (verdict, stream) {
+            (Verdict::Counted { strikes }, _) => tracing::debug!(
+                "{who} closed our QUIC link without a reason {} ms after it opened, \
+                 {} data packets in ({strikes} in a row)",
+                end.lived.as_millis(),
+                end.data_packets
+            ),
+            (Verdict::Recognised { strikes, pause }, Some(tcp)) => {
+                NodeStats::bump(&self.stats.quic_oversize_neighbours);
+                let action = match pause {
+                    Some(p) => format!(
+                        "we neither dial QUIC to it nor accept QUIC from it for {} min",
+                        minutes(p)
+                    ),
+                    None => "pausing QUIC is off (--no-quic-pause)".to_owned(),
+                };
+                tracing::warn!(
+                    "{who} dropped our QUIC link {strikes} times in a row, each time just \
+                     after it opened or carried data: it closes a QUIC connection whenever \
+                     it has a packet for us too large for a datagram (as upstream mycelium \
+                     v0.7 does with every full-size packet). Its traffic stays on {tcp}; \
+                     {action}."
+                );
+            }
+            (Verdict::Recognised { strikes, .. }, None) => {
+                NodeStats::bump(&self.stats.quic_oversize_neighbours);
+                tracing::warn!(
+                    "{who} dropped our QUIC link {strikes} times in a row, each time just \
+                     after it opened or carried data: it closes a QUIC connection whenever \
+                     it has a packet for us too large for a datagram (as upstream mycelium \
+                     v0.7 does with every full-size packet). QUIC is our only link to it, \
+                     so such packets from it (bulk transfers, anything near the 1400-byte \
+                     MTU) are lost and each one breaks the link; add a tcp:// peer for \
+                     this node to carry them. Redialling QUIC as usual; further drops are \
+                     counted in mycelium_quic_oversize_drops_total, not logged."
+                );
+            }
+            (Verdict::Again { pause: Some(p) }, Some(tcp)) => tracing::info!(
+                "{who} dropped our QUIC link again, as before: its traffic stays on {tcp}; \
+                 no QUIC to or from it for {} min",
+                minutes(p)
+            ),
+            (Verdict::Again { .. }, _) => tracing::debug!(
+                "{who} dropped our QUIC link again ({} data packets in)",
+                end.data_packets
+            ),
+            (Verdict::Ignored, _) => {}
+        }
+    }
+
+    /// Whether QUIC to or from `addr` may go ahead now.
+    fn quic_admission(&mut self, now: Instant, addr: std::net::SocketAddr) -> Admission {
+        let stream_up = match self.flaps.paused_neighbour(addr) {
+            Some(identity) => self.stream_link_to(identity, addr.ip(), None).is_some(),
+            None => return Admission::Go,
+        };
+        let admission = self.flaps.admit(now, addr, stream_up);
+        match admission {
+            Admission::Resumed(Resume::Elapsed) => {
+                tracing::info!("QUIC pause for {addr} over; QUIC to it again")
+            }
+            Admission::Resumed(Resume::StreamLinkDown) => tracing::info!(
+                "QUIC pause for {addr} ended early: no TCP link to that node any more, so \
+                 QUIC is all there is"
+            ),
+            Admission::Go | Admission::Paused(_) => {}
+        }
+        admission
     }
 
     /// The metric to `addr` over its selected route plus the cost of the link to
@@ -610,6 +751,7 @@ pub(crate) mod testing {
             stats: Arc::default(),
             packets: Arc::default(),
             shutdown: CancellationToken::new(),
+            pause_flapping_quic: true,
         });
         let full_publications = core.full_publications.clone();
         tokio::spawn(core.run());
@@ -635,6 +777,7 @@ pub(crate) mod testing {
             peer,
             kind: LinkKind::Tcp { ipv4: true },
             conn_id: format!("test {peer}"),
+            remote: None,
             data: data_tx,
             control: control_tx,
             close: close.clone(),
