@@ -505,3 +505,49 @@ fn a_neighbour_of_ours_keeps_quic() {
     assert_eq!(metric(net, &c.b, "mycelium_quic_oversize_drops_total"), 0.0);
     assert!(!log.contains("dropped our QUIC link"), "{log}");
 }
+
+/// U dials B over QUIC (upstream dials from its listening port), B dials U over
+/// TCP: once U is recognised, B refuses U's QUIC connections for the pause, and
+/// U's traffic for B stays on TCP.
+#[test]
+fn inbound_quic_from_it_is_refused_while_paused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    require(runs(&["curl", "--version"]), "curl");
+    require(runs(&["iperf3", "--version"]), "iperf3");
+    let mut net = Net::new("qi");
+    let (a, u, b) = (net.ns("a"), net.ns("u"), net.ns("b"));
+    let (_, u_for_a) = net.link(&a, &u);
+    let (u_for_b, b_for_u) = net.link(&u, &b);
+    let u_peers = [format!("quic://[{b_for_u}]:9651")];
+    net.node_args(&u, &u_peers, true, false, &UPSTREAM);
+    net.node_args(&a, &[format!("tcp://[{u_for_a}]:9651")], false, false, &[]);
+    let b_peers = [format!("tcp://[{u_for_b}]:9651")];
+    let addr_b = net.node_args(
+        &b,
+        &b_peers,
+        true,
+        false,
+        &["--metrics-api-address", METRICS],
+    );
+    net.wait_reachable(&a, &addr_b, Duration::from_secs(20));
+    net.server(&b, "iperf3", &["iperf3", "-s", "-1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mbits, _) = iperf3_report(iperf3(&a, &addr_b, 14, BULK_RATE));
+    let log = net.log(&b);
+    let refusals = metric(&net, &b, "mycelium_quic_paused_refusals_total");
+    println!(
+        "inbound QUIC from an upstream-like relay: iperf3 {mbits:.0} Mbit/s; QUIC link \
+         drops {}; connections refused while paused {refusals}",
+        quic_downs(&log)
+    );
+    let Some(at) = log.find(RECOGNISED) else {
+        panic!("U was not recognised\n{}", net.logs());
+    };
+    // Known by its key, from its own route: the TCP link is the same node.
+    let line = log.lines().find(|l| l.contains(RECOGNISED)).unwrap_or("");
+    assert!(line.contains("(node ") && line.contains("stays on TCP"), "{line}");
+    assert_eq!(quic_ups(&log[at..]), 0, "QUIC accepted again:\n{log}");
+    assert!(refusals >= 1.0, "{log}");
+    assert_eq!(metric(&net, &b, "mycelium_quic_paused_peers"), 1.0);
+    assert!(mbits > 250.0, "{mbits}\n{}", net.logs());
+}
