@@ -545,7 +545,10 @@ fn inbound_quic_from_it_is_refused_while_paused() {
     };
     // Known by its key, from its own route: the TCP link is the same node.
     let line = log.lines().find(|l| l.contains(RECOGNISED)).unwrap_or("");
-    assert!(line.contains("(node ") && line.contains("stays on TCP"), "{line}");
+    assert!(
+        line.contains("(node ") && line.contains("stays on TCP"),
+        "{line}"
+    );
     assert_eq!(quic_ups(&log[at..]), 0, "QUIC accepted again:\n{log}");
     assert!(refusals >= 1.0, "{log}");
     assert_eq!(metric(&net, &b, "mycelium_quic_paused_peers"), 1.0);

@@ -19,7 +19,7 @@ use crate::cmd::CoreCmd;
 use crate::control_queue::{control_queue, ControlChunk, ControlRx};
 use crate::limits::{Limits, TokenBucket};
 use crate::path::DataPath;
-use crate::quic_flaps::QuicLinkEnd;
+use crate::quic_flaps::{CloseCause, QuicLinkEnd};
 use crate::registry::{EntryHandle, LinkCounters};
 use crate::stats::NodeStats;
 
@@ -166,7 +166,7 @@ pub(crate) async fn run_with_datagrams<R, W>(
     // how it ended.
     let quic = quic.map(|conn| QuicLinkEnd {
         remote: conn.remote_address(),
-        cause: crate::quic::close_cause(&conn),
+        cause: CloseCause::of(&conn),
         lived: opened.elapsed(),
         data_packets: data_packets.load(Ordering::Relaxed),
     });

@@ -33,7 +33,7 @@ use crate::cmd::{CoreCmd, Query};
 use crate::link;
 use crate::path::DataPath;
 use crate::peering::Peering;
-use crate::quic_flaps::{Admission, CloseCause};
+use crate::quic_flaps::Admission;
 use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerError, PeerKind};
 use crate::stats::NodeStats;
 
@@ -48,24 +48,8 @@ const REDIAL: Duration = Duration::from_secs(5);
 const PAUSE_RECHECK: Duration = Duration::from_secs(5);
 /// The reason our node gives when it closes a QUIC link (code 0). Upstream closes
 /// with no reason at all; a reason tells a neighbour of ours that this close is not
-/// upstream's datagram-size drop. Upstream only logs it.
+/// upstream's datagram-size drop; upstream ignores what a close says.
 pub(crate) const CLOSE_REASON: &[u8] = b"link closed";
-
-/// How `conn` ended, as far as this side can tell; `Local` while it is open.
-pub(crate) fn close_cause(conn: &quinn::Connection) -> CloseCause {
-    match conn.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
-            if c.error_code == quinn::VarInt::from_u32(0) && c.reason.is_empty() {
-                CloseCause::PeerDropped
-            } else {
-                CloseCause::PeerClosed
-            }
-        }
-        None | Some(quinn::ConnectionError::LocallyClosed) => CloseCause::Local,
-        Some(quinn::ConnectionError::TimedOut) => CloseCause::TimedOut,
-        Some(_) => CloseCause::Other,
-    }
-}
 
 /// Asks the core whether QUIC to or from `addr` may go ahead now (going ahead if
 /// the core is gone: the node is stopping then, and the caller's cancellation
@@ -407,5 +391,59 @@ async fn read_datagrams(
         let snapshot = path.snapshot.load();
         path.handle_data(&mut local, &snapshot, packet).await;
         path.finish(&mut local).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::quic_flaps::CloseCause;
+    use mycelium_proto::SecretKey;
+
+    fn node_endpoint() -> quinn::Endpoint {
+        let key = SecretKey::generate(&mut rand::thread_rng()).public_key();
+        endpoint(0, RouterId::new(key, [0; 6]), None).unwrap()
+    }
+
+    /// A connection from `a` to `b`: (a's end, b's end).
+    async fn connect(
+        a: &quinn::Endpoint,
+        b: &quinn::Endpoint,
+    ) -> (quinn::Connection, quinn::Connection) {
+        let port = b.local_addr().unwrap().port();
+        let to = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+        let connecting = a.connect(to, SERVER_NAME).unwrap();
+        let incoming = b.accept().await.unwrap();
+        let (ours, theirs) = tokio::join!(connecting, incoming);
+        (ours.unwrap(), theirs.unwrap())
+    }
+
+    /// What our side sees when the other drops its connection (every handle gone,
+    /// as upstream does when a datagram does not fit) is told apart from a close
+    /// of ours, which gives a reason, and from our own close.
+    #[tokio::test]
+    async fn how_a_connection_ended_is_told_apart() {
+        let (a, b) = (node_endpoint(), node_endpoint());
+        let wait = Duration::from_secs(5);
+
+        let (ours, theirs) = connect(&a, &b).await;
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local, "still open");
+        drop(theirs);
+        tokio::time::timeout(wait, ours.closed()).await.unwrap();
+        assert_eq!(CloseCause::of(&ours), CloseCause::PeerDropped);
+
+        let (ours, theirs) = connect(&a, &b).await;
+        theirs.close(0u32.into(), CLOSE_REASON);
+        tokio::time::timeout(wait, ours.closed()).await.unwrap();
+        assert_eq!(CloseCause::of(&ours), CloseCause::PeerClosed);
+        // Closing our end afterwards overwrites what is known: read it first.
+        ours.close(0u32.into(), CLOSE_REASON);
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local);
+
+        let (ours, _theirs) = connect(&a, &b).await;
+        ours.close(0u32.into(), CLOSE_REASON);
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local);
     }
 }

@@ -86,6 +86,25 @@ pub(crate) enum CloseCause {
     Other,
 }
 
+impl CloseCause {
+    /// How `conn` ended, as far as this side can tell; `Local` while it is open.
+    /// Must be read before our side closes it, which would overwrite the reason.
+    pub(crate) fn of(conn: &quinn::Connection) -> Self {
+        match conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                if c.error_code == quinn::VarInt::from_u32(0) && c.reason.is_empty() {
+                    Self::PeerDropped
+                } else {
+                    Self::PeerClosed
+                }
+            }
+            None | Some(quinn::ConnectionError::LocallyClosed) => Self::Local,
+            Some(quinn::ConnectionError::TimedOut) => Self::TimedOut,
+            Some(_) => Self::Other,
+        }
+    }
+}
+
 /// What the core learns when a QUIC link ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QuicLinkEnd {
