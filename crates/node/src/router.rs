@@ -769,15 +769,24 @@ pub(crate) mod testing {
 
     /// Brings a link up, as a link task does.
     pub(crate) async fn link_up(core: &TestCore) -> FakeLink {
+        link_up_as(core, LinkKind::Tcp { ipv4: true }, None).await
+    }
+
+    /// Brings a link of this kind to this address up, as a link task does.
+    pub(crate) async fn link_up_as(
+        core: &TestCore,
+        kind: LinkKind,
+        remote: Option<std::net::SocketAddr>,
+    ) -> FakeLink {
         let peer = PeerId(core.next_peer.fetch_add(1, Ordering::Relaxed));
         let (data_tx, data) = mpsc::channel(64);
         let (control_tx, control) = control_queue(core.control_queue_bytes);
         let close = CancellationToken::new();
         let up = CoreCmd::LinkUp {
             peer,
-            kind: LinkKind::Tcp { ipv4: true },
+            kind,
             conn_id: format!("test {peer}"),
-            remote: None,
+            remote,
             data: data_tx,
             control: control_tx,
             close: close.clone(),
@@ -1092,5 +1101,75 @@ mod tests {
                 assert_eq!(u.metric.0, 0, "a leaf announced {}", u.subnet);
             }
         }
+    }
+
+    async fn quic_admission(core: &TestCore, addr: std::net::SocketAddr) -> Admission {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let query = CoreCmd::Query(Query::QuicAdmission(addr, tx));
+        assert!(core.core_tx.send(query).await.is_ok());
+        rx.await.unwrap()
+    }
+
+    /// A QUIC link that the node at its other end dropped, `ms` after it opened.
+    fn dropped(remote: std::net::SocketAddr, ms: u64) -> Option<QuicLinkEnd> {
+        Some(QuicLinkEnd {
+            remote,
+            cause: crate::quic_flaps::CloseCause::PeerDropped,
+            lived: Duration::from_millis(ms),
+            data_packets: 1,
+        })
+    }
+
+    /// A node reached over TCP on IPv4 and over QUIC on IPv6: its links are known
+    /// to lead to one node by the key of its own route, so its QUIC is paused after
+    /// two drops, and the pause ends when the TCP link does. A QUIC link whose
+    /// node has another key is not taken for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tcp_link_to_a_dropping_quic_neighbour_is_found_by_its_key() {
+        let shared = start_core(config(1_000));
+        let quic_at: std::net::SocketAddr = "[2001:db8::7]:9651".parse().unwrap();
+        let tcp_at: std::net::SocketAddr = "192.0.2.7:9651".parse().unwrap();
+        let tcp = link_up_as(&shared, LinkKind::Tcp { ipv4: true }, Some(tcp_at)).await;
+        receive(&shared, tcp.peer, &[Tlv::Update(test_update(7, 0))]).await;
+        for round in 0..2 {
+            let quic = link_up_as(&shared, LinkKind::Quic { ipv4: false }, Some(quic_at)).await;
+            receive(&shared, quic.peer, &[Tlv::Update(test_update(7, 0))]).await;
+            let down = CoreCmd::LinkDown {
+                peer: quic.peer,
+                quic: dropped(quic_at, 200),
+            };
+            assert!(shared.core_tx.send(down).await.is_ok());
+            let admission = quic_admission(&shared, quic_at).await;
+            if round == 0 {
+                assert_eq!(admission, Admission::Go, "one drop paused it");
+            } else {
+                assert!(matches!(admission, Admission::Paused(_)), "{admission:?}");
+            }
+        }
+        // Another node behind the TCP link's IP address (another port), dropping
+        // its QUIC link twice: its key is not the TCP neighbour's, so it has no
+        // TCP link; recognised, not paused.
+        let other_at: std::net::SocketAddr = "192.0.2.7:9652".parse().unwrap();
+        for _ in 0..2 {
+            let quic = link_up_as(&shared, LinkKind::Quic { ipv4: true }, Some(other_at)).await;
+            receive(&shared, quic.peer, &[Tlv::Update(test_update(9, 0))]).await;
+            let down = CoreCmd::LinkDown {
+                peer: quic.peer,
+                quic: dropped(other_at, 200),
+            };
+            assert!(shared.core_tx.send(down).await.is_ok());
+        }
+        assert_eq!(quic_admission(&shared, other_at).await, Admission::Go);
+        // The TCP link goes: QUIC is all there is to node 7 now.
+        let down = CoreCmd::LinkDown {
+            peer: tcp.peer,
+            quic: None,
+        };
+        assert!(shared.core_tx.send(down).await.is_ok());
+        assert_eq!(
+            quic_admission(&shared, quic_at).await,
+            Admission::Resumed(Resume::StreamLinkDown)
+        );
+        assert_eq!(quic_admission(&shared, quic_at).await, Admission::Go);
     }
 }
