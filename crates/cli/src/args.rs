@@ -230,6 +230,18 @@ pub(crate) struct NodeArgs {
     #[arg(long, hide = true)]
     pub(crate) upstream_timers: bool,
 
+    /// Upstream's QUIC data sending exactly: every data packet as a datagram, and
+    /// the whole connection dropped when one does not fit. For tests that need a
+    /// neighbour that behaves like upstream.
+    #[arg(long, hide = true)]
+    pub(crate) upstream_quic_datagrams: bool,
+
+    /// Keep dialling QUIC to a neighbour recognised as dropping its QUIC link
+    /// whenever it has a large packet for us (it is still logged and counted).
+    /// For measuring what the pause saves.
+    #[arg(long, hide = true)]
+    pub(crate) no_quic_pause: bool,
+
     #[command(flatten)]
     pub(crate) dns: DnsArgs,
 

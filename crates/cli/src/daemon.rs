@@ -52,6 +52,8 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
                 ..mycelium_node::ProxySettings::default()
             },
             dns: settings.enable_dns.then(|| settings.dns.to_config()),
+            pause_flapping_quic: !settings.no_quic_pause,
+            upstream_quic_datagrams: settings.upstream_quic_datagrams,
         };
         let (node, done) = mycelium_node::start(cfg, shutdown.clone()).await?;
         // Bound now, so that a taken port or an unusable cache directory stops the

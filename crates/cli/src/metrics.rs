@@ -206,6 +206,48 @@ pub(crate) async fn collect(node: &Node) -> Registry {
         rx_packets,
     );
 
+    // Neighbours that drop QUIC links whenever they have a large packet for us
+    // (upstream v0.7.10 does): the peer list cannot say why such a QUIC peer is
+    // not connected (the API's peer object has a fixed set of fields), so the
+    // metrics do.
+    counter(
+        &mut r,
+        "mycelium_quic_oversize_drops",
+        "QUIC links a neighbour closed without a reason right after they opened or carried \
+         data: how upstream drops a link when a packet for us does not fit a datagram",
+        value(&stats.quic_oversize_drops),
+    );
+    counter(
+        &mut r,
+        "mycelium_quic_oversize_neighbours",
+        "Neighbours recognised as dropping QUIC links whenever they have a large packet for us",
+        value(&stats.quic_oversize_neighbours),
+    );
+    counter(
+        &mut r,
+        "mycelium_quic_paused_refusals",
+        "Inbound QUIC connections refused while QUIC to their address was paused",
+        value(&stats.quic_paused_refusals),
+    );
+    let pauses = node.quic_pauses().await;
+    gauge(
+        &mut r,
+        "mycelium_quic_paused_peers",
+        "QUIC peers neither dialled nor accepted for now: they drop QUIC links when they \
+         have large packets for us, and a TCP link to them carries their traffic",
+        pauses.len(),
+    );
+    let left = Family::<Labels, Gauge>::default();
+    for (endpoint, d) in &pauses {
+        left.get_or_create(&vec![("endpoint", endpoint.to_string())])
+            .set(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "mycelium_quic_pause_seconds",
+        "Seconds left in the pause of QUIC to a peer, by endpoint",
+        left,
+    );
+
     // The routing table.
     gauge(
         &mut r,
@@ -423,6 +465,9 @@ mod tests {
             "mycelium_routes_selected 0",
             "mycelium_defences_total{defence=\"replayed_packet\"} 0",
             "mycelium_defences_total{defence=\"update_for_own_subnet\"} 0",
+            "mycelium_quic_oversize_drops_total 0",
+            "mycelium_quic_oversize_neighbours_total 0",
+            "mycelium_quic_paused_peers 0",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }

@@ -102,6 +102,10 @@ pub(crate) struct NodeSettings {
     pub(crate) leaf_routes: u64,
     /// Upstream's routing timers (command line only, hidden).
     pub(crate) upstream_timers: bool,
+    /// Upstream's QUIC datagram sending (command line only, hidden).
+    pub(crate) upstream_quic_datagrams: bool,
+    /// No pausing of QUIC to neighbours that drop it (command line only, hidden).
+    pub(crate) no_quic_pause: bool,
     /// Private network name (TLS-PSK identity), 2 to 64 bytes.
     #[cfg(feature = "private")]
     pub(crate) network_name: Option<String>,
@@ -328,6 +332,8 @@ pub(crate) fn resolve(cli: &Cli, config: Option<ConfigFile>) -> anyhow::Result<N
             .or(file.leaf_routes)
             .unwrap_or(limits::LEAF_ROUTES.2),
         upstream_timers: args.upstream_timers,
+        upstream_quic_datagrams: args.upstream_quic_datagrams,
+        no_quic_pause: args.no_quic_pause,
         #[cfg(feature = "private")]
         network_name: match args.private.network_name.clone() {
             Some(name) => Some(name),

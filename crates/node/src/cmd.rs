@@ -2,7 +2,8 @@
 //! the packets it hands back to the data plane ([`Work`]), and message frames for
 //! the bus ([`InboundFrame`]).
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mycelium_proto::routing::{LinkKind, PeerId};
@@ -12,6 +13,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::control_queue::ControlTx;
+use crate::quic_flaps::{Admission, QuicLinkEnd};
 use crate::snapshot::LinkTx;
 use crate::views::{RouterView, RoutesView};
 
@@ -48,12 +50,17 @@ pub(crate) enum CoreCmd {
         peer: PeerId,
         kind: LinkKind,
         conn_id: String,
+        /// The peer's socket address (none for vsock): names the node at the other
+        /// end while its key is not known.
+        remote: Option<SocketAddr>,
         data: LinkTx,
         control: ControlTx,
         close: CancellationToken,
     },
     LinkDown {
         peer: PeerId,
+        /// How a QUIC link ended; `None` for other links.
+        quic: Option<QuicLinkEnd>,
     },
     /// Control TLVs read from one link, in order.
     Control {
@@ -65,10 +72,7 @@ pub(crate) enum CoreCmd {
     /// A packet to hold until its destination has a route.
     Unrouted(Unrouted),
     /// A data packet for us from a source whose key we do not know yet.
-    UnknownSource {
-        src: Ipv6Addr,
-        packet: BytesMut,
-    },
+    UnknownSource { src: Ipv6Addr, packet: BytesMut },
     /// A question from the API.
     Query(Query),
 }
@@ -87,6 +91,11 @@ pub(crate) enum Query {
         request_routes: bool,
         reply: oneshot::Sender<Vec<Option<u16>>>,
     },
+    /// Whether QUIC to or from this address may go ahead now (see
+    /// [`crate::quic_flaps`]).
+    QuicAdmission(SocketAddr, oneshot::Sender<Admission>),
+    /// The addresses QUIC is paused for, with the time left.
+    QuicPauses(oneshot::Sender<Vec<(SocketAddr, Duration)>>),
 }
 
 /// Packets handed to the data plane's worker task: what the router task held, and

@@ -53,6 +53,17 @@ pub struct NodeConfig {
     pub proxy: ProxySettings,
     /// The DNS forwarder (`--enable-dns`); `None` disables it.
     pub dns: Option<DnsConfig>,
+    /// Stop dialling (and accepting) QUIC for a while to a neighbour that keeps
+    /// dropping its QUIC link whenever it has a packet too large for a datagram for
+    /// us (upstream v0.7.10 does), as long as a TCP link to it is up. On by
+    /// default; off, such neighbours are still recognised, logged and counted
+    /// (for measuring what the pause saves).
+    pub pause_flapping_quic: bool,
+    /// Test only: send data on QUIC links as upstream v0.7.10 does, every data
+    /// packet as a datagram whatever its size, dropping the whole connection when
+    /// one does not fit. Lets a test stand one of our nodes in for an upstream
+    /// neighbour. Off by default: a packet that does not fit goes on the stream.
+    pub upstream_quic_datagrams: bool,
 }
 
 impl NodeConfig {
@@ -77,6 +88,8 @@ impl NodeConfig {
             limits: Limits::default(),
             proxy: ProxySettings::default(),
             dns: None,
+            pause_flapping_quic: true,
+            upstream_quic_datagrams: false,
         }
     }
 }

@@ -39,6 +39,7 @@ mod path;
 mod peering;
 pub mod proxy;
 mod quic;
+mod quic_flaps;
 mod registry;
 mod replay;
 mod router;
@@ -175,6 +176,18 @@ impl Node {
     /// The router's counters and table sizes.
     pub async fn router(&self) -> RouterView {
         self.ask(Query::Router).await.unwrap_or_default()
+    }
+
+    /// The QUIC peers not dialled (nor accepted) for now, with the time left:
+    /// neighbours that drop their QUIC link whenever they have a large packet for
+    /// us, reached over TCP meanwhile. Empty once the node has stopped.
+    pub async fn quic_pauses(&self) -> Vec<(Endpoint, std::time::Duration)> {
+        self.ask(Query::QuicPauses)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(addr, left)| (Endpoint::quic(addr), left))
+            .collect()
     }
 
     /// The message bus.
@@ -367,6 +380,7 @@ pub async fn start(
         read_chunk,
         path.clone(),
         tasks.clone(),
+        cfg.upstream_quic_datagrams,
     ));
     let peering = Arc::new(Peering::new(
         links,
@@ -386,6 +400,7 @@ pub async fn start(
             stats: path.stats.clone(),
             packets: path.packets.clone(),
             shutdown: shutdown.clone(),
+            pause_flapping_quic: cfg.pause_flapping_quic,
         })
         .run(),
     );

@@ -19,6 +19,7 @@ use crate::cmd::CoreCmd;
 use crate::control_queue::{control_queue, ControlChunk, ControlRx};
 use crate::limits::{Limits, TokenBucket};
 use crate::path::DataPath;
+use crate::quic_flaps::{CloseCause, QuicLinkEnd};
 use crate::registry::{EntryHandle, LinkCounters};
 use crate::stats::NodeStats;
 
@@ -53,6 +54,8 @@ pub(crate) struct Links {
     pub(crate) path: Arc<DataPath>,
     /// Where link tasks are spawned, so that shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
+    /// Test only: send data on QUIC links as upstream does (see [`Datagrams`]).
+    pub(crate) upstream_datagrams: bool,
     next_peer: AtomicU64,
 }
 
@@ -65,6 +68,7 @@ impl Links {
         read_chunk: usize,
         path: Arc<DataPath>,
         tasks: TaskTracker,
+        upstream_datagrams: bool,
     ) -> Self {
         Self {
             to_core,
@@ -74,6 +78,7 @@ impl Links {
             read_chunk,
             path,
             tasks,
+            upstream_datagrams,
             // From 1: the forwarding table stores "no next hop" as 0.
             next_peer: AtomicU64::new(1),
         }
@@ -95,6 +100,8 @@ pub(crate) struct LinkMeta {
     pub(crate) kind: LinkKind,
     /// `TCP <local> <-> <remote>`, `QUIC -> <remote>`.
     pub(crate) conn_id: String,
+    /// The peer's socket address (none for vsock).
+    pub(crate) remote: Option<std::net::SocketAddr>,
     pub(crate) origin: &'static str,
     pub(crate) entry: EntryHandle,
 }
@@ -107,20 +114,25 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    run_with_datagrams(links, reader, writer, meta, None).await;
+    run_with_datagrams(links, reader, writer, meta, None, Arc::default()).await;
 }
 
 /// Like [`run`], with data packets sent as QUIC datagrams where they fit.
+/// `data_packets` counts the data packets the link carries both ways (the QUIC
+/// datagram reader adds its own): with how the connection ended, it tells the
+/// core whether a neighbour dropped a busy link ([`crate::quic_flaps`]).
 pub(crate) async fn run_with_datagrams<R, W>(
     links: &Links,
     reader: R,
     writer: W,
     meta: LinkMeta,
-    datagrams: Option<quinn::Connection>,
+    quic: Option<quinn::Connection>,
+    data_packets: Arc<AtomicU64>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let opened = std::time::Instant::now();
     let peer = links.new_peer_id();
     let close = meta.entry.cancel.child_token();
     let (data_tx, data_rx) = mpsc::channel(links.limits.link_data_queue.max(1));
@@ -129,6 +141,7 @@ pub(crate) async fn run_with_datagrams<R, W>(
         peer,
         kind: meta.kind,
         conn_id: meta.conn_id.clone(),
+        remote: meta.remote,
         data: data_tx,
         control: control_tx,
         close: close.clone(),
@@ -139,19 +152,34 @@ pub(crate) async fn run_with_datagrams<R, W>(
     let label = format!("{} ({})", meta.conn_id, meta.origin);
     tracing::info!("{peer} up: {label}");
     let counters = meta.entry.counters.clone();
+    let datagrams = quic.clone().map(|conn| Datagrams {
+        conn,
+        upstream: links.upstream_datagrams,
+    });
     let writer_task = links.tasks.spawn(write_loop(
         writer,
         control_rx,
         data_rx,
         close.clone(),
         datagrams,
-        counters.clone(),
+        Tallies {
+            link: counters.clone(),
+            data_packets: data_packets.clone(),
+        },
     ));
-    let reason = read_loop(links, peer, reader, &close, &counters).await;
+    let reason = read_loop(links, peer, reader, &close, &counters, &data_packets).await;
     close.cancel();
     let _ = writer_task.await;
+    // Read before anyone on our side closes the connection, which would overwrite
+    // how it ended.
+    let quic = quic.map(|conn| QuicLinkEnd {
+        remote: conn.remote_address(),
+        cause: CloseCause::of(&conn),
+        lived: opened.elapsed(),
+        data_packets: data_packets.load(Ordering::Relaxed),
+    });
     tracing::info!("{peer} down ({reason}): {label}");
-    let _ = links.to_core.send(CoreCmd::LinkDown { peer }).await;
+    let _ = links.to_core.send(CoreCmd::LinkDown { peer, quic }).await;
 }
 
 /// Control TLVs read from a link and not yet handed to the core.
@@ -195,6 +223,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     close: &CancellationToken,
     counters: &LinkCounters,
+    data_packets: &AtomicU64,
 ) -> String {
     let read_chunk = links.read_chunk;
     let mut buf = BytesMut::with_capacity(read_chunk);
@@ -215,6 +244,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         // Take every whole packet out of the buffer.
         let mut packets = 0;
+        let mut data = 0;
         loop {
             let (kind, len) = match wire::decode(&buf) {
                 Ok(d) => (
@@ -238,6 +268,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             packets += 1;
             match kind {
                 None => {
+                    data += 1;
                     // What the peer sent before this packet reaches the core first,
                     // as when every TLV went on its own (an Update, then data for
                     // its subnet).
@@ -282,6 +313,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return why;
         }
         counters.received_packets(packets);
+        if data > 0 {
+            data_packets.fetch_add(data, Ordering::Relaxed);
+        }
         path.finish(&mut local).await;
         let read = tokio::select! {
             _ = close.cancelled() => return "closed".into(),
@@ -295,26 +329,69 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Sends a data packet as a datagram if there is a datagram channel and it fits;
-/// returns it back otherwise.
+/// How a QUIC link sends data packets as datagrams.
+struct Datagrams {
+    conn: quinn::Connection,
+    /// Test only (`--upstream-quic-datagrams`): as upstream v0.7.10 does, every
+    /// data packet goes as a datagram whatever its size, and one the QUIC library
+    /// refuses (too large) ends the whole connection, which the peer sees closed
+    /// with code 0 and no reason, as when upstream drops its connection. Our
+    /// default writes a packet that does not fit on the stream instead.
+    upstream: bool,
+}
+
+/// The link must end: upstream's datagram behaviour dropped the connection.
+struct Dropped;
+
+/// Sends a data packet as a datagram if the link has datagrams and it fits;
+/// returns it back otherwise (for the stream).
 fn try_datagram(
-    datagrams: &Option<quinn::Connection>,
+    datagrams: &Option<Datagrams>,
     packet: Bytes,
     sent: &mut Sent,
-) -> Option<Bytes> {
-    let Some(conn) = datagrams else {
-        return Some(packet);
+) -> Result<Option<Bytes>, Dropped> {
+    let Some(d) = datagrams else {
+        return Ok(Some(packet));
     };
-    match conn.max_datagram_size() {
-        Some(max) if packet.len() <= max => match conn.send_datagram(packet.clone()) {
+    if d.upstream {
+        let len = packet.len();
+        return match d.conn.send_datagram(packet) {
+            Ok(()) => {
+                sent.add(len);
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::info!(
+                    "upstream QUIC emulation: a {len}-byte data packet for {} cannot go \
+                     as a datagram ({e}; limit {:?}); dropping the connection",
+                    d.conn.remote_address(),
+                    d.conn.max_datagram_size()
+                );
+                // Code 0, no reason: what quinn sends when upstream drops its
+                // last handle on the connection.
+                d.conn.close(0u32.into(), b"");
+                Err(Dropped)
+            }
+        };
+    }
+    match d.conn.max_datagram_size() {
+        Some(max) if packet.len() <= max => match d.conn.send_datagram(packet.clone()) {
             Ok(()) => {
                 sent.add(packet.len());
-                None
+                Ok(None)
             }
-            Err(_) => Some(packet),
+            Err(_) => Ok(Some(packet)),
         },
-        _ => Some(packet),
+        _ => Ok(Some(packet)),
     }
+}
+
+/// Where a writer reports what it sent.
+struct Tallies {
+    /// The registry entry's counters.
+    link: Arc<LinkCounters>,
+    /// Data packets this link carried.
+    data_packets: Arc<AtomicU64>,
 }
 
 /// What a writer sent since it last told the link's counters.
@@ -322,11 +399,15 @@ fn try_datagram(
 struct Sent {
     bytes: usize,
     packets: u64,
+    /// Data packets among them.
+    data: u64,
 }
 
 impl Sent {
+    /// Counts one data packet.
     fn add(&mut self, bytes: usize) {
         self.add_packets(bytes, 1);
+        self.data += 1;
     }
 
     fn add_packets(&mut self, bytes: usize, packets: u64) {
@@ -334,8 +415,11 @@ impl Sent {
         self.packets += packets;
     }
 
-    fn report(&mut self, counters: &LinkCounters) {
-        counters.sent(self.bytes, self.packets);
+    fn report(&mut self, tallies: &Tallies) {
+        tallies.link.sent(self.bytes, self.packets);
+        if self.data > 0 {
+            tallies.data_packets.fetch_add(self.data, Ordering::Relaxed);
+        }
         *self = Self::default();
     }
 }
@@ -433,8 +517,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut control: ControlRx,
     mut data: mpsc::Receiver<Bytes>,
     close: CancellationToken,
-    datagrams: Option<quinn::Connection>,
-    counters: Arc<LinkCounters>,
+    datagrams: Option<Datagrams>,
+    tallies: Tallies,
 ) {
     // A buffer of capacity 0 passes vectored writes straight through.
     let capacity = if writer.is_write_vectored() {
@@ -452,13 +536,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             biased;
             _ = close.cancelled() => break,
             Some(c) = control.recv() => Some(Outgoing::Control(c)),
-            Some(b) = data.recv() => try_datagram(&datagrams, b, &mut sent).map(Outgoing::Data),
+            Some(b) = data.recv() => match try_datagram(&datagrams, b, &mut sent) {
+                Ok(b) => b.map(Outgoing::Data),
+                Err(Dropped) => break,
+            },
             else => break,
         };
         // Batch whatever else is ready into the same write: control first. A control
         // chunk holds every control packet the core had for this link at once, so
         // one chunk may be a whole routing table.
         let mut next = first;
+        let mut dropped = false;
         for _ in 0..WRITE_BATCH {
             let item = match next.take() {
                 Some(item) => item,
@@ -466,8 +554,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     Some(c) => Outgoing::Control(c),
                     None => match data.try_recv() {
                         Ok(b) => match try_datagram(&datagrams, b, &mut sent) {
-                            Some(b) => Outgoing::Data(b),
-                            None => continue,
+                            Ok(Some(b)) => Outgoing::Data(b),
+                            Ok(None) => continue,
+                            Err(Dropped) => {
+                                dropped = true;
+                                break;
+                            }
                         },
                         Err(_) => break,
                     },
@@ -485,15 +577,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        let written =
-            write_gathered(&mut out, &mut gather).await.is_ok() && out.flush().await.is_ok();
+        let written = !dropped
+            && write_gathered(&mut out, &mut gather).await.is_ok()
+            && out.flush().await.is_ok();
         for c in chunks.drain(..) {
             control.done(&c);
         }
         if !written {
             break;
         }
-        sent.report(&counters);
+        sent.report(&tallies);
     }
     close.cancel();
     let _ = out.shutdown().await;

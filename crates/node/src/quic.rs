@@ -6,8 +6,16 @@
 //! the current datagram limit goes on the stream (upstream accepts that; upstream
 //! itself kills the connection instead), and a datagram that is not a whole packet is
 //! dropped and counted, not taken as a hang-up.
+//!
+//! Upstream neighbours still drop our QUIC links whenever they have a large packet
+//! for us; [`crate::quic_flaps`] recognises them, and while a TCP link to the same
+//! node is up we neither dial QUIC to them nor accept it from them for a while
+//! ([`dial`], [`accept`] ask the core first). When our node closes a link it says
+//! why in the close frame ([`CLOSE_REASON`]), so that our nodes' closes are never
+//! taken for upstream's.
 
 use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +29,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use crate::cmd::{CoreCmd, Query};
 use crate::link;
 use crate::path::DataPath;
 use crate::peering::Peering;
+use crate::quic_flaps::Admission;
 use crate::registry::{ConnectionState, EntryHandle, LinkCounters, PeerError, PeerKind};
 use crate::stats::NodeStats;
 
@@ -33,6 +43,25 @@ const SERVER_NAME: &str = "dummy.mycelium";
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream redials a static peer every 5 s.
 const REDIAL: Duration = Duration::from_secs(5);
+/// While QUIC to a peer is paused, how often the dialler asks again (a pause ends
+/// early when the TCP link to the peer goes down).
+const PAUSE_RECHECK: Duration = Duration::from_secs(5);
+/// The reason our node gives when it closes a QUIC link (code 0). Upstream closes
+/// with no reason at all; a reason tells a neighbour of ours that this close is not
+/// upstream's datagram-size drop; upstream ignores what a close says.
+pub(crate) const CLOSE_REASON: &[u8] = b"link closed";
+
+/// Asks the core whether QUIC to or from `addr` may go ahead now (going ahead if
+/// the core is gone: the node is stopping then, and the caller's cancellation
+/// comes next).
+async fn admission(peering: &Peering, addr: SocketAddr) -> Admission {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let query = CoreCmd::Query(Query::QuicAdmission(addr, tx));
+    if peering.links.to_core.send(query).await.is_err() {
+        return Admission::Go;
+    }
+    rx.await.unwrap_or(Admission::Go)
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -204,6 +233,17 @@ pub(crate) async fn accept(peering: Arc<Peering>, endpoint: quinn::Endpoint) {
             continue;
         };
         let remote = incoming.remote_address();
+        if let Admission::Paused(left) = admission(&peering, remote).await {
+            // A neighbour that drops QUIC links whenever it has a large packet for
+            // us, reachable over TCP: its traffic stays there (quic_flaps).
+            NodeStats::bump(&peering.stats().quic_paused_refusals);
+            tracing::debug!(
+                "refusing QUIC from {remote}: paused for {} s more",
+                left.as_secs()
+            );
+            incoming.refuse();
+            continue;
+        }
         let entry = match peering.registry.insert(
             Endpoint::quic(remote),
             PeerKind::Inbound,
@@ -248,6 +288,13 @@ pub(crate) async fn dial(peering: Arc<Peering>, endpoint: quinn::Endpoint, entry
         return;
     };
     loop {
+        // Not while QUIC to it is paused; the entry stays `Dead` meanwhile.
+        while let Admission::Paused(left) = admission(&peering, addr).await {
+            tokio::select! {
+                _ = entry.cancel.cancelled() => return,
+                _ = tokio::time::sleep(left.min(PAUSE_RECHECK)) => {}
+            }
+        }
         peering
             .registry
             .set_state(&entry, ConnectionState::Connecting);
@@ -292,25 +339,42 @@ async fn run(
     let meta = link::LinkMeta {
         kind: quic_kind(&remote),
         conn_id: format!("QUIC -> {remote}"),
+        remote: Some(remote),
         origin,
         entry: entry.clone(),
     };
+    let data_packets = Arc::new(AtomicU64::new(0));
     let datagrams = peering.tasks.spawn(read_datagrams(
         peering.links.path.clone(),
         conn.clone(),
         entry.counters.clone(),
+        data_packets.clone(),
     ));
-    link::run_with_datagrams(&peering.links, recv, send, meta, Some(conn.clone())).await;
+    link::run_with_datagrams(
+        &peering.links,
+        recv,
+        send,
+        meta,
+        Some(conn.clone()),
+        data_packets,
+    )
+    .await;
     datagrams.abort();
-    conn.close(0u32.into(), b"");
+    conn.close(0u32.into(), CLOSE_REASON);
 }
 
 /// Data packets arriving as datagrams: one whole packet each.
-async fn read_datagrams(path: Arc<DataPath>, conn: quinn::Connection, counters: Arc<LinkCounters>) {
+async fn read_datagrams(
+    path: Arc<DataPath>,
+    conn: quinn::Connection,
+    counters: Arc<LinkCounters>,
+    data_packets: Arc<AtomicU64>,
+) {
     let mut local = path.local();
     while let Ok(datagram) = conn.read_datagram().await {
         counters.received(datagram.len());
         counters.received_packets(1);
+        data_packets.fetch_add(1, Ordering::Relaxed);
         let packet_len = match wire::decode(&datagram) {
             Ok(d) if matches!(d.packet, Packet::Data(_)) => d.len,
             _ => {
@@ -327,5 +391,59 @@ async fn read_datagrams(path: Arc<DataPath>, conn: quinn::Connection, counters: 
         let snapshot = path.snapshot.load();
         path.handle_data(&mut local, &snapshot, packet).await;
         path.finish(&mut local).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::quic_flaps::CloseCause;
+    use mycelium_proto::SecretKey;
+
+    fn node_endpoint() -> quinn::Endpoint {
+        let key = SecretKey::generate(&mut rand::thread_rng()).public_key();
+        endpoint(0, RouterId::new(key, [0; 6]), None).unwrap()
+    }
+
+    /// A connection from `a` to `b`: (a's end, b's end).
+    async fn connect(
+        a: &quinn::Endpoint,
+        b: &quinn::Endpoint,
+    ) -> (quinn::Connection, quinn::Connection) {
+        let port = b.local_addr().unwrap().port();
+        let to = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+        let connecting = a.connect(to, SERVER_NAME).unwrap();
+        let incoming = b.accept().await.unwrap();
+        let (ours, theirs) = tokio::join!(connecting, incoming);
+        (ours.unwrap(), theirs.unwrap())
+    }
+
+    /// What our side sees when the other drops its connection (every handle gone,
+    /// as upstream does when a datagram does not fit) is told apart from a close
+    /// of ours, which gives a reason, and from our own close.
+    #[tokio::test]
+    async fn how_a_connection_ended_is_told_apart() {
+        let (a, b) = (node_endpoint(), node_endpoint());
+        let wait = Duration::from_secs(5);
+
+        let (ours, theirs) = connect(&a, &b).await;
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local, "still open");
+        drop(theirs);
+        tokio::time::timeout(wait, ours.closed()).await.unwrap();
+        assert_eq!(CloseCause::of(&ours), CloseCause::PeerDropped);
+
+        let (ours, theirs) = connect(&a, &b).await;
+        theirs.close(0u32.into(), CLOSE_REASON);
+        tokio::time::timeout(wait, ours.closed()).await.unwrap();
+        assert_eq!(CloseCause::of(&ours), CloseCause::PeerClosed);
+        // Closing our end afterwards overwrites what is known: read it first.
+        ours.close(0u32.into(), CLOSE_REASON);
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local);
+
+        let (ours, _theirs) = connect(&a, &b).await;
+        ours.close(0u32.into(), CLOSE_REASON);
+        assert_eq!(CloseCause::of(&ours), CloseCause::Local);
     }
 }

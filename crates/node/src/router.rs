@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use mycelium_proto::routing::{Event, PeerId, Resolution, Router, SubnetEntry};
+use mycelium_proto::routing::{Event, LinkKind, PeerId, Resolution, Router, SubnetEntry};
 use mycelium_proto::time::Instant;
 use mycelium_proto::wire::{control, Metric, Tlv};
-use mycelium_proto::Subnet;
+use mycelium_proto::{PublicKey, Subnet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{CoreCmd, Query, Unrouted, Work};
 use crate::control_queue::{ControlFull, ControlTx};
+use crate::quic_flaps::{Admission, QuicFlaps, QuicLinkEnd, Resume, Verdict};
 use crate::snapshot::{LinkTx, Snapshot, TableWriter};
 use crate::stats::{NodeStats, PacketStats};
 use crate::views::{RouteInfo, RouterView, RoutesView};
@@ -61,6 +62,9 @@ struct Link {
     control: ControlTx,
     close: CancellationToken,
     conn_id: String,
+    kind: LinkKind,
+    /// The peer's socket address (none for vsock).
+    remote: Option<std::net::SocketAddr>,
     /// Control packets encoded during this flush, sent as one chunk at its end.
     out: BytesMut,
     out_packets: u64,
@@ -80,6 +84,9 @@ pub(crate) struct CoreParts {
     /// What the data plane counted, including which subnets it used.
     pub(crate) packets: Arc<PacketStats>,
     pub(crate) shutdown: CancellationToken,
+    /// Pause QUIC to neighbours that keep dropping it while TCP to them is up
+    /// (the default; see [`crate::quic_flaps`]).
+    pub(crate) pause_flapping_quic: bool,
 }
 
 pub(crate) struct Core {
@@ -109,6 +116,8 @@ pub(crate) struct Core {
     pending_total: usize,
     unknown: Map<Subnet, VecDeque<BytesMut>>,
     unknown_total: usize,
+    /// QUIC neighbours that drop their links when they have large packets for us.
+    flaps: QuicFlaps,
     /// Times the whole forwarding table was compared with the router's because
     /// the router could not list what changed.
     #[cfg(test)]
@@ -126,6 +135,7 @@ impl Core {
             stats,
             packets,
             shutdown,
+            pause_flapping_quic,
         } = parts;
         router.track_selection_changes();
         Self {
@@ -149,6 +159,7 @@ impl Core {
             pending_total: 0,
             unknown: Map::default(),
             unknown_total: 0,
+            flaps: QuicFlaps::new(pause_flapping_quic),
             #[cfg(test)]
             full_publications: Arc::default(),
         }
@@ -204,6 +215,7 @@ impl Core {
                 peer,
                 kind,
                 conn_id,
+                remote,
                 data,
                 control,
                 close,
@@ -215,6 +227,8 @@ impl Core {
                         control,
                         close,
                         conn_id,
+                        kind,
+                        remote,
                         out: BytesMut::new(),
                         out_packets: 0,
                     },
@@ -223,7 +237,11 @@ impl Core {
                 NodeStats::bump(&self.stats.links_up);
                 self.router.handle_peer_up(now, peer, kind);
             }
-            CoreCmd::LinkDown { peer } => {
+            CoreCmd::LinkDown { peer, quic } => {
+                if let Some(end) = quic {
+                    // Before the router forgets who was at the other end.
+                    self.quic_link_down(now, peer, &end);
+                }
                 self.links.remove(&peer);
                 self.link_txs.remove(&peer);
                 self.links_changed = true;
@@ -313,7 +331,130 @@ impl Core {
                     .collect();
                 let _ = reply.send(metrics);
             }
+            Query::QuicAdmission(addr, reply) => {
+                let _ = reply.send(self.quic_admission(now, addr));
+            }
+            Query::QuicPauses(reply) => {
+                let _ = reply.send(self.flaps.pauses(now));
+            }
         }
+    }
+
+    /// A link (other than `except`) that is not QUIC and leads to the node whose key
+    /// is `identity`; while either key is not known, to the same IP address. Its
+    /// connection identifier.
+    fn stream_link_to(
+        &self,
+        identity: Option<PublicKey>,
+        ip: std::net::IpAddr,
+        except: Option<PeerId>,
+    ) -> Option<&str> {
+        let ip = ip.to_canonical();
+        self.links
+            .iter()
+            .filter(|(p, l)| Some(**p) != except && !matches!(l.kind, LinkKind::Quic { .. }))
+            .find(|(p, l)| {
+                let theirs = self
+                    .router
+                    .neighbour_router_id(**p)
+                    .map(|id| id.public_key());
+                match (identity, theirs) {
+                    (Some(ours), Some(theirs)) => ours == theirs,
+                    _ => l.remote.is_some_and(|r| r.ip().to_canonical() == ip),
+                }
+            })
+            .map(|(_, l)| l.conn_id.as_str())
+    }
+
+    /// A QUIC link ended: a neighbour that drops QUIC links when it has a large
+    /// packet for us is recognised, counted and logged (once), and QUIC to it is
+    /// paused while a stream link to it is up.
+    fn quic_link_down(&mut self, now: Instant, peer: PeerId, end: &QuicLinkEnd) {
+        let identity = self
+            .router
+            .neighbour_router_id(peer)
+            .map(|id| id.public_key());
+        let stream = self
+            .stream_link_to(identity, end.remote.ip(), Some(peer))
+            .map(str::to_owned);
+        let verdict = self.flaps.link_down(now, end, identity, stream.is_some());
+        if verdict == Verdict::Ignored {
+            return;
+        }
+        NodeStats::bump(&self.stats.quic_oversize_drops);
+        let who = match identity {
+            Some(key) => format!("QUIC peer {} (node {key})", end.remote),
+            None => format!("QUIC peer {}", end.remote),
+        };
+        let minutes = |d: Duration| d.as_secs().div_ceil(60);
+        match (verdict, stream) {
+            (Verdict::Counted { strikes }, _) => tracing::debug!(
+                "{who} closed our QUIC link without a reason {} ms after it opened, \
+                 {} data packets in ({strikes} in a row)",
+                end.lived.as_millis(),
+                end.data_packets
+            ),
+            (Verdict::Recognised { strikes, pause }, Some(tcp)) => {
+                NodeStats::bump(&self.stats.quic_oversize_neighbours);
+                let action = match pause {
+                    Some(p) => format!(
+                        "we neither dial QUIC to it nor accept QUIC from it for {} min",
+                        minutes(p)
+                    ),
+                    None => "pausing QUIC is off (--no-quic-pause)".to_owned(),
+                };
+                tracing::warn!(
+                    "{who} dropped our QUIC link {strikes} times in a row, each time just \
+                     after it opened or carried data: it closes a QUIC connection whenever \
+                     it has a packet for us too large for a datagram (as upstream mycelium \
+                     v0.7 does with every full-size packet). Its traffic stays on {tcp}; \
+                     {action}."
+                );
+            }
+            (Verdict::Recognised { strikes, .. }, None) => {
+                NodeStats::bump(&self.stats.quic_oversize_neighbours);
+                tracing::warn!(
+                    "{who} dropped our QUIC link {strikes} times in a row, each time just \
+                     after it opened or carried data: it closes a QUIC connection whenever \
+                     it has a packet for us too large for a datagram (as upstream mycelium \
+                     v0.7 does with every full-size packet). QUIC is our only link to it, \
+                     so such packets from it (bulk transfers, anything near the 1400-byte \
+                     MTU) are lost and each one breaks the link; add a tcp:// peer for \
+                     this node to carry them. Redialling QUIC as usual; further drops are \
+                     counted in mycelium_quic_oversize_drops_total, not logged."
+                );
+            }
+            (Verdict::Again { pause: Some(p) }, Some(tcp)) => tracing::info!(
+                "{who} dropped our QUIC link again, as before: its traffic stays on {tcp}; \
+                 no QUIC to or from it for {} min",
+                minutes(p)
+            ),
+            (Verdict::Again { .. }, _) => tracing::debug!(
+                "{who} dropped our QUIC link again ({} data packets in)",
+                end.data_packets
+            ),
+            (Verdict::Ignored, _) => {}
+        }
+    }
+
+    /// Whether QUIC to or from `addr` may go ahead now.
+    fn quic_admission(&mut self, now: Instant, addr: std::net::SocketAddr) -> Admission {
+        let stream_up = match self.flaps.paused_neighbour(addr) {
+            Some(identity) => self.stream_link_to(identity, addr.ip(), None).is_some(),
+            None => return Admission::Go,
+        };
+        let admission = self.flaps.admit(now, addr, stream_up);
+        match admission {
+            Admission::Resumed(Resume::Elapsed) => {
+                tracing::info!("QUIC pause for {addr} over; QUIC to it again")
+            }
+            Admission::Resumed(Resume::StreamLinkDown) => tracing::info!(
+                "QUIC pause for {addr} ended early: no TCP link to that node any more, so \
+                 QUIC is all there is"
+            ),
+            Admission::Go | Admission::Paused(_) => {}
+        }
+        admission
     }
 
     /// The metric to `addr` over its selected route plus the cost of the link to
@@ -614,6 +755,7 @@ pub(crate) mod testing {
             stats: Arc::default(),
             packets: Arc::default(),
             shutdown: CancellationToken::new(),
+            pause_flapping_quic: true,
         });
         let full_publications = core.full_publications.clone();
         tokio::spawn(core.run());
@@ -631,14 +773,24 @@ pub(crate) mod testing {
 
     /// Brings a link up, as a link task does.
     pub(crate) async fn link_up(core: &TestCore) -> FakeLink {
+        link_up_as(core, LinkKind::Tcp { ipv4: true }, None).await
+    }
+
+    /// Brings a link of this kind to this address up, as a link task does.
+    pub(crate) async fn link_up_as(
+        core: &TestCore,
+        kind: LinkKind,
+        remote: Option<std::net::SocketAddr>,
+    ) -> FakeLink {
         let peer = PeerId(core.next_peer.fetch_add(1, Ordering::Relaxed));
         let (data_tx, data) = mpsc::channel(64);
         let (control_tx, control) = control_queue(core.control_queue_bytes);
         let close = CancellationToken::new();
         let up = CoreCmd::LinkUp {
             peer,
-            kind: LinkKind::Tcp { ipv4: true },
+            kind,
             conn_id: format!("test {peer}"),
+            remote,
             data: data_tx,
             control: control_tx,
             close: close.clone(),
@@ -953,5 +1105,75 @@ mod tests {
                 assert_eq!(u.metric.0, 0, "a leaf announced {}", u.subnet);
             }
         }
+    }
+
+    async fn quic_admission(core: &TestCore, addr: std::net::SocketAddr) -> Admission {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let query = CoreCmd::Query(Query::QuicAdmission(addr, tx));
+        assert!(core.core_tx.send(query).await.is_ok());
+        rx.await.unwrap()
+    }
+
+    /// A QUIC link that the node at its other end dropped, `ms` after it opened.
+    fn dropped(remote: std::net::SocketAddr, ms: u64) -> Option<QuicLinkEnd> {
+        Some(QuicLinkEnd {
+            remote,
+            cause: crate::quic_flaps::CloseCause::PeerDropped,
+            lived: Duration::from_millis(ms),
+            data_packets: 1,
+        })
+    }
+
+    /// A node reached over TCP on IPv4 and over QUIC on IPv6: its links are known
+    /// to lead to one node by the key of its own route, so its QUIC is paused after
+    /// two drops, and the pause ends when the TCP link does. A QUIC link whose
+    /// node has another key is not taken for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tcp_link_to_a_dropping_quic_neighbour_is_found_by_its_key() {
+        let shared = start_core(config(1_000));
+        let quic_at: std::net::SocketAddr = "[2001:db8::7]:9651".parse().unwrap();
+        let tcp_at: std::net::SocketAddr = "192.0.2.7:9651".parse().unwrap();
+        let tcp = link_up_as(&shared, LinkKind::Tcp { ipv4: true }, Some(tcp_at)).await;
+        receive(&shared, tcp.peer, &[Tlv::Update(test_update(7, 0))]).await;
+        for round in 0..2 {
+            let quic = link_up_as(&shared, LinkKind::Quic { ipv4: false }, Some(quic_at)).await;
+            receive(&shared, quic.peer, &[Tlv::Update(test_update(7, 0))]).await;
+            let down = CoreCmd::LinkDown {
+                peer: quic.peer,
+                quic: dropped(quic_at, 200),
+            };
+            assert!(shared.core_tx.send(down).await.is_ok());
+            let admission = quic_admission(&shared, quic_at).await;
+            if round == 0 {
+                assert_eq!(admission, Admission::Go, "one drop paused it");
+            } else {
+                assert!(matches!(admission, Admission::Paused(_)), "{admission:?}");
+            }
+        }
+        // Another node behind the TCP link's IP address (another port), dropping
+        // its QUIC link twice: its key is not the TCP neighbour's, so it has no
+        // TCP link; recognised, not paused.
+        let other_at: std::net::SocketAddr = "192.0.2.7:9652".parse().unwrap();
+        for _ in 0..2 {
+            let quic = link_up_as(&shared, LinkKind::Quic { ipv4: true }, Some(other_at)).await;
+            receive(&shared, quic.peer, &[Tlv::Update(test_update(9, 0))]).await;
+            let down = CoreCmd::LinkDown {
+                peer: quic.peer,
+                quic: dropped(other_at, 200),
+            };
+            assert!(shared.core_tx.send(down).await.is_ok());
+        }
+        assert_eq!(quic_admission(&shared, other_at).await, Admission::Go);
+        // The TCP link goes: QUIC is all there is to node 7 now.
+        let down = CoreCmd::LinkDown {
+            peer: tcp.peer,
+            quic: None,
+        };
+        assert!(shared.core_tx.send(down).await.is_ok());
+        assert_eq!(
+            quic_admission(&shared, quic_at).await,
+            Admission::Resumed(Resume::StreamLinkDown)
+        );
+        assert_eq!(quic_admission(&shared, quic_at).await, Admission::Go);
     }
 }

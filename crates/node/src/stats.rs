@@ -56,6 +56,15 @@ pub struct NodeStats {
     pub connections_rate_limited: AtomicU64,
     /// Inbound connections closed because the inbound peer table was full.
     pub connections_over_limit: AtomicU64,
+    /// QUIC links a neighbour dropped the way upstream does when it has a packet
+    /// too large for a datagram to send us (closed by the peer without a reason,
+    /// right after carrying data or opening; see `quic_flaps`).
+    pub quic_oversize_drops: AtomicU64,
+    /// Neighbours recognised as dropping QUIC links that way (each once, until
+    /// forgotten).
+    pub quic_oversize_neighbours: AtomicU64,
+    /// Inbound QUIC connections refused because QUIC to their address was paused.
+    pub quic_paused_refusals: AtomicU64,
 }
 
 /// The names of [`NodeStats::tlvs`]' entries, in order.

@@ -230,6 +230,7 @@ async fn run_stream(
     let meta = |kind, conn_id| link::LinkMeta {
         kind,
         conn_id,
+        remote: Some(remote),
         origin,
         entry: entry.clone(),
     };

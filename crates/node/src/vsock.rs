@@ -95,6 +95,7 @@ async fn run_stream(
     let meta = link::LinkMeta {
         kind: LinkKind::Vsock,
         conn_id: format!("VSOCK {local} <-> {remote}"),
+        remote: None,
         origin,
         entry: entry.clone(),
     };

@@ -770,6 +770,18 @@ impl Router {
         self.neighbours.iter().map(|(p, n)| (*p, n.cost()))
     }
 
+    /// The router id of the node at the other end of `peer`'s link, once known:
+    /// that of the first update the neighbour sent for a subnet its key owns at
+    /// metric 0 (its own subnet, which every node announces on every new link at
+    /// once). Two links whose neighbours share a public key lead to the same node,
+    /// even when they run over different addresses (a node's TCP and QUIC
+    /// endpoints are often an IPv4 and an IPv6 address). `None` for an unknown
+    /// peer, or before that update arrived. The driver uses it to tell which of
+    /// its links go to one node; nothing in routing depends on it.
+    pub fn neighbour_router_id(&self, peer: PeerId) -> Option<RouterId> {
+        self.neighbours.get(&peer).and_then(|n| n.identity)
+    }
+
     // ----- internals shared by the submodules -----------------------------------
 
     fn send(&mut self, to: PeerId, tlv: Tlv) {

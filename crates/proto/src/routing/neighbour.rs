@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::identity::RouterId;
 use crate::time::Instant;
 use crate::wire::{Metric, SeqNo};
 
@@ -83,6 +84,11 @@ pub(crate) struct Neighbour {
     /// While unreachable: when it was first heard again. It is reachable again
     /// only once it answers a Hello sent since (see `Router::handle_tlv`).
     pub(crate) waking_since: Option<Instant>,
+    /// Who is at the other end: the router id of the first update it sent for a
+    /// subnet of its own (metric 0), which every node sends on every new link. Two
+    /// links with the same key here lead to the same node, whatever their
+    /// addresses (see `Router::neighbour_router_id`).
+    pub(crate) identity: Option<RouterId>,
 }
 
 impl Neighbour {
@@ -96,6 +102,7 @@ impl Neighbour {
             link_cost: initial_cost,
             reachable: true,
             waking_since: None,
+            identity: None,
         }
     }
 

@@ -588,3 +588,39 @@ fn router_ids_of_one_subnet_are_bounded() {
     tick(&mut r, t, t + 8_000, &[A, B]);
     assert_eq!(r.next_hop(key(9).address()), Some(A));
 }
+
+#[test]
+fn a_neighbour_is_named_by_its_own_metric_zero_update() {
+    // One node on two links (say TCP and QUIC to different addresses): both name
+    // it once its own subnet arrives at metric 0; nothing else names a neighbour.
+    let mut r = router();
+    r.handle_peer_up(at(0), A, TCP4);
+    r.handle_peer_up(at(0), B, LinkKind::Quic { ipv4: false });
+    assert_eq!(r.neighbour_router_id(A), None);
+    // A route it relays (metric above 0) does not say who it is.
+    r.handle_tlv(at(1), A, Tlv::Update(update(3, 0, 20)));
+    // Nor does a metric-0 update the router id's key does not own (filtered).
+    let forged = Update {
+        router_id: rid(4),
+        ..update(3, 1, 0)
+    };
+    r.handle_tlv(at(1), A, Tlv::Update(forged));
+    // Nor one for our own subnet under our router id.
+    r.handle_tlv(at(1), A, Tlv::Update(update(1, 5, 0)));
+    assert_eq!(r.neighbour_router_id(A), None);
+    r.handle_tlv(at(2), A, Tlv::Update(update(2, 0, 0)));
+    r.handle_tlv(at(2), B, Tlv::Update(update(2, 0, 0)));
+    assert_eq!(r.neighbour_router_id(A), Some(rid(2)));
+    assert_eq!(
+        r.neighbour_router_id(A).map(|id| id.public_key()),
+        r.neighbour_router_id(B).map(|id| id.public_key())
+    );
+    // The first name sticks: a later metric-0 update for another owner's subnet
+    // does not rename the link.
+    r.handle_tlv(at(3), A, Tlv::Update(update(5, 0, 0)));
+    assert_eq!(r.neighbour_router_id(A), Some(rid(2)));
+    // A link that is gone, or never was, names nobody.
+    r.handle_peer_down(at(4), A);
+    assert_eq!(r.neighbour_router_id(A), None);
+    assert_eq!(r.neighbour_router_id(PeerId(99)), None);
+}

@@ -35,8 +35,9 @@ impl Router {
 
     pub(super) fn handle_update(&mut self, now: Instant, from: PeerId, u: Update) {
         // First, before the filters hash the key: nearly every update a leaf gets
-        // is for a subnet it does not want.
-        if self.leaf_ignores(&u.subnet) {
+        // is for a subnet it does not want. Not a metric-0 one: it may name the
+        // neighbour (below).
+        if u.metric.0 != 0 && self.leaf_ignores(&u.subnet) {
             return;
         }
         if !self.passes_filters(&u) {
@@ -48,6 +49,19 @@ impl Router {
         // part of our /64 away from us: those are ignored too.
         if self.own_subnet.contains_subnet(&u.subnet) {
             self.stats.updates_for_own_subnet += 1;
+            return;
+        }
+        if u.metric.0 == 0 {
+            // Only a subnet's owner announces it at metric 0 (anyone passing it on
+            // adds at least its static link cost), and the filters above checked
+            // that the router id's key owns the subnet. The first such update on
+            // a link names the node at its other end; it is kept, so a neighbour
+            // cannot change who it is on a link already open.
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                n.identity.get_or_insert(u.router_id);
+            }
+        }
+        if self.leaf_ignores(&u.subnet) {
             return;
         }
         let subnet = u.subnet;
