@@ -341,8 +341,11 @@ const BULK_RATE: &str = "500M";
 
 /// The recommended set-up against an upstream node, TCP and QUIC, with the pause
 /// off: every QUIC link B brings up is dropped at U's first full-size packet,
-/// for as long as U prefers QUIC. These are the figures "before".
+/// for as long as U prefers QUIC. These are the figures "before", run by hand
+/// (`cargo test --test e2e_quic_flap -- --ignored`): 25 s the suite's time budget
+/// keeps for tests of what the node does.
 #[test]
+#[ignore = "hand-run figure: the flapping without the pause (the README's \"before\")"]
 fn without_the_pause_the_quic_link_keeps_flapping() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut c = chain("qb", &UPSTREAM, &["tcp", "quic"], &["--no-quic-pause"]);

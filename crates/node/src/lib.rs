@@ -375,12 +375,14 @@ pub async fn start(
     let links = Arc::new(link::Links::new(
         to_core,
         Arc::new(Semaphore::new(control_in_flight)),
-        control_queue::control_queue_bytes(max_subnets),
-        cfg.limits,
-        read_chunk,
+        link::LinkSettings {
+            control_queue_bytes: control_queue::control_queue_bytes(max_subnets),
+            limits: cfg.limits,
+            read_chunk,
+            upstream_datagrams: cfg.upstream_quic_datagrams,
+        },
         path.clone(),
         tasks.clone(),
-        cfg.upstream_quic_datagrams,
     ));
     let peering = Arc::new(Peering::new(
         links,

@@ -59,17 +59,28 @@ pub(crate) struct Links {
     next_peer: AtomicU64,
 }
 
+/// How links read, queue and send: [`Links`]' settings.
+pub(crate) struct LinkSettings {
+    pub(crate) control_queue_bytes: usize,
+    pub(crate) limits: Limits,
+    pub(crate) read_chunk: usize,
+    pub(crate) upstream_datagrams: bool,
+}
+
 impl Links {
     pub(crate) fn new(
         to_core: mpsc::Sender<CoreCmd>,
         control_permits: Arc<Semaphore>,
-        control_queue_bytes: usize,
-        limits: Limits,
-        read_chunk: usize,
+        settings: LinkSettings,
         path: Arc<DataPath>,
         tasks: TaskTracker,
-        upstream_datagrams: bool,
     ) -> Self {
+        let LinkSettings {
+            control_queue_bytes,
+            limits,
+            read_chunk,
+            upstream_datagrams,
+        } = settings;
         Self {
             to_core,
             control_permits,
