@@ -120,16 +120,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The value of metric `name` on the node in `ns` (0 if absent).
 fn metric(net: &Net, ns: &str, name: &str) -> f64 {
-    let url = format!("http://{METRICS}/metrics");
-    let out = net.exec(ns, &["curl", "-sf", "-g", &url]);
-    assert!(out.status.success(), "metrics of {ns}: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(' ')?;
-            (n == name).then(|| v.trim().parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+    net.metric(ns, METRICS, name)
 }
 
 /// The routes (selected and fallback) of the node in `ns`, as (subnet, next hop).

@@ -221,6 +221,21 @@ impl Net {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The value of metric `name` on the node in `ns`, whose metrics listen on
+    /// `listen` (0 if absent). Needs `curl`.
+    pub(crate) fn metric(&self, ns: &str, listen: &str, name: &str) -> f64 {
+        let url = format!("http://{listen}/metrics");
+        let out = self.exec(ns, &["curl", "-sf", "-g", &url]);
+        assert!(out.status.success(), "metrics of {ns}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name).then(|| v.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Whether one ping from `ns` to `addr` is answered within a second.
     pub(crate) fn ping(&self, ns: &str, addr: &str) -> bool {
         self.exec(ns, &["ping", "-6", "-c", "1", "-W", "1", addr])
