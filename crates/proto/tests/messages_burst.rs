@@ -42,7 +42,7 @@ impl RngCore for Ids {
 
 /// One step of the virtual clock.
 const STEP: Duration = Duration::from_micros(100);
-/// One-way latency.
+/// One-way latency of a local link.
 const LATENCY: Duration = Duration::from_micros(500);
 /// Pushes the application tries per step: 40,000 a second, faster than the bus
 /// delivers, so the sender's queue grows until a budget refuses.
@@ -65,6 +65,11 @@ struct Run {
 /// sender accepts them (a refused push is tried again the next step), the
 /// receiver's inbox drained by a reader that pops once every `pop_every` steps.
 fn burst(count: usize, cfg: BusConfig, pop_every: u32) -> Run {
+    burst_over(count, cfg, pop_every, LATENCY)
+}
+
+/// [`burst`] over a path with one-way latency `latency`.
+fn burst_over(count: usize, cfg: BusConfig, pop_every: u32, latency: Duration) -> Run {
     let ka = SecretKey::from_bytes([1; 32]).public_key();
     let kb = SecretKey::from_bytes([2; 32]).public_key();
     let (ia, ib) = (ka.address(), kb.address());
@@ -121,7 +126,7 @@ fn burst(count: usize, cfg: BusConfig, pop_every: u32) -> Run {
         for (to_b, bus) in [(true, &mut a), (false, &mut b)] {
             while let Some(t) = bus.poll_transmit() {
                 seq += 1;
-                wire.insert((now + LATENCY, seq), (to_b, t.frame));
+                wire.insert((now + latency, seq), (to_b, t.frame));
             }
             while bus.poll_event().is_some() {}
         }
@@ -205,4 +210,23 @@ fn full_budgets_refuse_pushes_without_slowing_what_they_accepted() {
     let big = burst(6_000, cfg, 5);
     assert!(big.refused > 0, "the budget never refused");
     assert_steady((500, &small), (6_000, &big), 3.0);
+}
+
+#[test]
+fn a_burst_over_a_long_path_is_pipelined() {
+    // A message costs three round trips (INIT, chunk, DONE, each acknowledged), so
+    // over 100 ms round trips the burst's pace is set by how many messages are on
+    // their way at once: 256 by default. At the 16 of before, 2,000 messages took
+    // 37.5 s here (53 a second); at 256, 2.4 s.
+    let latency = Duration::from_millis(50);
+    let run = burst_over(2_000, BusConfig::default(), 1, latency);
+    let cfg = BusConfig::default();
+    let rounds = 2_000usize.div_ceil(cfg.max_sending_per_destination);
+    let ideal = latency * 2 * 3 * rounds as u32;
+    assert!(
+        run.took < ideal * 2,
+        "2,000 messages over 100 ms round trips took {:?} (ideal {ideal:?})",
+        run.took
+    );
+    assert_eq!(run.refused, 0);
 }

@@ -101,9 +101,48 @@ struct Usage {
 #[derive(Debug, Default)]
 struct Gate {
     sending: Usage,
-    /// The messages being sent (at most a few: the gate's bound).
+    /// The send windows of the messages being sent
+    /// ([`BusConfig::max_sending_window_per_destination`]).
+    window: u64,
+    /// The messages being sent (at most the gate's bound).
     active: Vec<MessageId>,
+    /// Waiting to start, in push order. A message that ends while waiting
+    /// (aborted, forgotten) stays until it reaches the front and is skipped there:
+    /// removing it from the middle costs the queue's length, and a burst of
+    /// 100,000 aborted at once would cost 100,000 times that.
     queued: VecDeque<MessageId>,
+}
+
+impl Gate {
+    /// Whether a message of `len` bytes may start now. One always may when
+    /// nothing is being sent, whatever its size.
+    fn fits(&self, cfg: &BusConfig, len: u64) -> bool {
+        self.sending.count == 0
+            || (self.sending.count < cfg.max_sending_per_destination
+                && self.sending.bytes + len <= cfg.max_sending_bytes_per_destination
+                && self.window + window(cfg, len) <= cfg.max_sending_window_per_destination)
+    }
+
+    fn enter(&mut self, cfg: &BusConfig, id: MessageId, len: u64) {
+        self.sending.count += 1;
+        self.sending.bytes += len;
+        self.window += window(cfg, len);
+        self.active.push(id);
+    }
+
+    fn leave(&mut self, cfg: &BusConfig, id: MessageId, len: u64) {
+        self.sending.count = self.sending.count.saturating_sub(1);
+        self.sending.bytes = self.sending.bytes.saturating_sub(len);
+        self.window = self.window.saturating_sub(window(cfg, len));
+        if let Some(i) = self.active.iter().position(|&a| a == id) {
+            self.active.swap_remove(i);
+        }
+    }
+}
+
+/// The most a message of `len` bytes has unacknowledged at once.
+fn window(cfg: &BusConfig, len: u64) -> u64 {
+    len.min(cfg.send_window.max(1) as u64 * cfg.chunk_size as u64)
 }
 
 #[derive(Debug)]
@@ -302,14 +341,8 @@ impl MessageBus {
         self.outbound_active.count += 1;
         self.outbound_active.bytes += len;
         let gate = self.gates.entry(prefix_64(o.dst)).or_default();
-        let sending = gate.sending;
-        if sending.count == 0
-            || (sending.count < self.cfg.max_sending_per_destination
-                && sending.bytes + len <= self.cfg.max_sending_bytes_per_destination)
-        {
-            gate.sending.count += 1;
-            gate.sending.bytes += len;
-            gate.active.push(id);
+        if gate.fits(&self.cfg, len) {
+            gate.enter(&self.cfg, id, len);
         } else {
             o.queued = true;
             gate.queued.push_back(id);
@@ -398,29 +431,24 @@ impl MessageBus {
         let Some(gate) = self.gates.get_mut(&prefix) else {
             return;
         };
-        if queued {
-            gate.queued.retain(|&q| q != id);
-        } else {
-            gate.sending.count = gate.sending.count.saturating_sub(1);
-            gate.sending.bytes = gate.sending.bytes.saturating_sub(len);
-            gate.active.retain(|&a| a != id);
+        // A message that ends while queued is skipped when it reaches the front.
+        if !queued {
+            gate.leave(&self.cfg, id, len);
         }
         while let Some(&next) = gate.queued.front() {
-            let Some(o) = self.outbound.get_mut(&next).filter(|o| o.queued) else {
-                // Not expected (a message leaves the queue as it ends), but harmless.
+            let Some(o) = self
+                .outbound
+                .get_mut(&next)
+                .filter(|o| o.queued && o.is_active())
+            else {
                 gate.queued.pop_front();
                 continue;
             };
-            let fits = gate.sending.count == 0
-                || (gate.sending.count < self.cfg.max_sending_per_destination
-                    && gate.sending.bytes + o.len <= self.cfg.max_sending_bytes_per_destination);
-            if !fits {
+            if !gate.fits(&self.cfg, o.len) {
                 break;
             }
             gate.queued.pop_front();
-            gate.sending.count += 1;
-            gate.sending.bytes += o.len;
-            gate.active.push(next);
+            gate.enter(&self.cfg, next, o.len);
             o.queued = false;
             self.to_start.push(next);
         }

@@ -237,8 +237,16 @@ impl Outbound {
     ) -> Serviced {
         let mut aborted = false;
         if self.is_active() && now >= self.deadline {
-            // A message still queued has sent nothing to abort.
-            if !self.queued {
+            // A message that never sent its INIT (still queued, or let through its
+            // gate only now) has nothing to abort at the receiver.
+            let silent = matches!(
+                self.phase,
+                Phase::Init {
+                    first_sent: None,
+                    ..
+                }
+            );
+            if !self.queued && !silent {
                 emit(out, self.src, self.dst, Frame::Aborted { id: self.id });
             }
             self.finish(Phase::Aborted);

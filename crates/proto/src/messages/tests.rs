@@ -626,10 +626,12 @@ fn an_idle_partial_message_is_dropped() {
 #[test]
 fn one_source_cannot_hold_more_partial_messages_than_its_share() {
     let (a, mut b) = pair();
-    for i in 0..20u8 {
+    let share = b.bus.cfg.max_partial_per_source;
+    for i in 0..share as u16 + 4 {
         let mut init = Vec::new();
+        let [hi, lo] = i.to_be_bytes();
         Frame::Init {
-            id: MessageId([i; 8]),
+            id: MessageId([hi, lo, 0, 0, 0, 0, 0, 1]),
             reply: false,
             length: 10,
             topic: b"",
@@ -637,11 +639,11 @@ fn one_source_cannot_hold_more_partial_messages_than_its_share() {
         .encode(&mut init);
         // Another address of the same /64 counts as the same source.
         let mut src = a.ip.octets();
-        src[15] = i;
+        src[15] = lo;
         b.bus
             .handle_frame(Instant::ZERO, Ipv6Addr::from(src), b.ip, a.key, &init);
     }
-    assert_eq!(b.bus.partial.len(), 16);
+    assert_eq!(b.bus.partial.len(), share);
     assert_eq!(b.bus.stats().refused_partial_limit, 4);
 }
 
@@ -812,22 +814,25 @@ fn a_burst_to_one_destination_starts_within_the_receivers_partial_limit() {
     let (mut a, mut b) = pair();
     let now = Instant::ZERO;
     let mut rng = Counter(0);
-    let ids: Vec<_> = (0..40u8)
+    let gate = a.bus.cfg.max_sending_per_destination;
+    // The receiver takes as many at once as the sender starts.
+    assert_eq!(gate, b.bus.cfg.max_partial_per_source);
+    let ids: Vec<_> = (0..gate + 40)
         .map(|i| {
             a.bus
-                .push(now, msg(&a, &b, b"", &[i; 100]), &mut rng)
+                .push(now, msg(&a, &b, b"", &[i as u8; 100]), &mut rng)
                 .unwrap()
         })
         .collect();
-    // Only the first 16 send their INIT; the rest wait, Pending.
+    // Only the first `gate` send their INIT; the rest wait, Pending.
     let inits = drain(&mut a.bus);
-    assert_eq!(inits.len(), 16);
+    assert_eq!(inits.len(), gate);
     for t in inits {
         assert_eq!(flags_of(&t), flags::INIT);
         b.bus.handle_frame(now, t.src, t.dst, a.key, &t.frame);
     }
     assert_eq!(
-        a.bus.message_info(now, ids[39]).unwrap().state,
+        a.bus.message_info(now, ids[gate]).unwrap().state,
         MessageState::Pending
     );
     // As messages finish, the queued ones start, in order, and nothing is refused
@@ -879,6 +884,79 @@ fn the_gate_is_per_destination_and_counts_bytes() {
         .unwrap();
     let sent: Vec<_> = drain(&mut a.bus).iter().map(|t| t.dst).collect();
     assert_eq!(sent, [b.ip, c.ip, c.ip]);
+}
+
+#[test]
+fn large_messages_start_no_more_than_the_window_budget_allows() {
+    let (mut a, mut b) = pair();
+    let now = Instant::ZERO;
+    let mut rng = Counter(0);
+    let cfg = a.bus.cfg.clone();
+    let full_window = (cfg.send_window * cfg.chunk_size) as u64;
+    let fit = (cfg.max_sending_window_per_destination / full_window) as usize;
+    assert!((2..cfg.max_sending_per_destination).contains(&fit));
+    // Large messages, then small ones behind them: push order is kept, so the
+    // small ones wait too.
+    let large = vec![7u8; 2 * full_window as usize];
+    let mut ids = Vec::new();
+    for i in 0..fit + 8 {
+        let payload = if i < fit + 3 {
+            large.clone()
+        } else {
+            vec![i as u8; 10]
+        };
+        let m = msg(&a, &b, b"", &payload);
+        ids.push(a.bus.push(now, m, &mut rng).unwrap());
+    }
+    let inits = drain(&mut a.bus);
+    assert_eq!(inits.len(), fit);
+    for t in inits {
+        b.bus.handle_frame(now, t.src, t.dst, a.key, &t.frame);
+    }
+    assert_eq!(
+        a.bus.message_info(now, ids[fit]).unwrap().state,
+        MessageState::Pending
+    );
+    // Everything arrives, nothing refused.
+    shuttle(&mut a, &mut b, now);
+    let mut got: Vec<_> = std::iter::from_fn(|| b.bus.pop(false, None))
+        .map(|m| m.id)
+        .collect();
+    // Started in push order; the small ones finish first.
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    assert_eq!(b.bus.stats().refused_partial_limit, 0);
+    assert!(a.bus.gates.is_empty());
+}
+
+#[test]
+fn a_large_queue_aborted_at_once_empties_its_gate() {
+    let (mut a, b) = pair();
+    let now = Instant::ZERO;
+    let mut rng = Counter(0);
+    // 50,000 messages to a silent destination, all given up on at the same time:
+    // the queue is walked once, not once per message.
+    for i in 0..50_000u32 {
+        let mut m = msg(&a, &b, b"", &i.to_be_bytes());
+        m.try_for = Some(Duration::from_secs(1));
+        a.bus.push(now, m, &mut rng).unwrap();
+    }
+    drain(&mut a.bus);
+    let started = std::time::Instant::now();
+    a.bus.handle_timeout(now + Duration::from_secs(1));
+    let aborted = drain(&mut a.bus);
+    // Only the messages that had sent their INIT say ABORTED.
+    assert_eq!(aborted.len(), a.bus.cfg.max_sending_per_destination);
+    assert_eq!(a.bus.stats().aborted, 50_000);
+    assert!(a.bus.gates.is_empty());
+    assert_eq!((a.bus.usage().sending, a.bus.usage().sending_bytes), (0, 0));
+    // Generous: quadratic removal took minutes here.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
