@@ -45,6 +45,7 @@ fn config() -> BusConfig {
         max_statuses: 8,
         max_sending_per_destination: 2,
         max_sending_bytes_per_destination: 12 << 10,
+        max_sending_window_per_destination: 8 << 10,
         max_inbox_bytes: 24 << 10,
         max_inbox_messages: 6,
         max_partial_per_source: 3,
