@@ -419,19 +419,6 @@ fn messages_cross_a_relay_with_topics_and_a_reply() {
     assert_eq!(reply["srcIp"], addr_c.as_str());
 }
 
-/// The sum of every series of metric family `name` (`name{...} value` lines) on
-/// the node in `ns`, whose metrics listen on `listen`.
-fn metric_sum(net: &Net, ns: &str, listen: &str, name: &str) -> f64 {
-    let url = format!("http://{listen}/metrics");
-    let out = net.exec(ns, &["curl", "-sf", "-g", &url]);
-    assert!(out.status.success(), "metrics of {ns}: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_message_burst_over_quic_loses_no_datagram() {
     // A QUIC link over a 1500-byte veth. QUIC packets full of small datagrams (the
@@ -488,18 +475,18 @@ fn a_message_burst_over_quic_loses_no_datagram() {
     let codes = String::from_utf8_lossy(&out.stdout);
     let accepted = codes.lines().filter(|c| *c == "201").count();
     assert_eq!(accepted, COUNT, "{:?}", out);
-    let delivered = || metric_sum_plain(&net, &b, "mycelium_messages_delivered_total");
+    let delivered = || net.metric(&b, "[::1]:9999", "mycelium_messages_delivered_total");
     net.wait_for("every message delivered", Duration::from_secs(60), || {
         delivered() >= COUNT as f64
     });
     let took = started.elapsed();
     // Every datagram one side sent, the other received (the stream's control
     // packets are counted too; one may be on its way as we look).
-    let sent_ab = metric_sum(&net, &a, "[::1]:9999", "mycelium_peer_tx_packets_total");
-    let got_ab = metric_sum(&net, &b, "[::1]:9999", "mycelium_peer_rx_packets_total");
-    let sent_ba = metric_sum(&net, &b, "[::1]:9999", "mycelium_peer_tx_packets_total");
-    let got_ba = metric_sum(&net, &a, "[::1]:9999", "mycelium_peer_rx_packets_total");
-    let retransmitted = metric_sum_plain(&net, &a, "mycelium_message_retransmissions_total");
+    let sent_ab = net.metric_sum(&a, "[::1]:9999", "mycelium_peer_tx_packets_total");
+    let got_ab = net.metric_sum(&b, "[::1]:9999", "mycelium_peer_rx_packets_total");
+    let sent_ba = net.metric_sum(&b, "[::1]:9999", "mycelium_peer_tx_packets_total");
+    let got_ba = net.metric_sum(&a, "[::1]:9999", "mycelium_peer_rx_packets_total");
+    let retransmitted = net.metric(&a, "[::1]:9999", "mycelium_message_retransmissions_total");
     println!(
         "{COUNT} messages over QUIC: all delivered {:.2} s after the first POST; \
          packets A->B {sent_ab} sent, {got_ab} received; B->A {sent_ba} sent, \
@@ -509,10 +496,6 @@ fn a_message_burst_over_quic_loses_no_datagram() {
     assert!(sent_ab - got_ab <= 2.0, "A->B lost {}", sent_ab - got_ab);
     assert!(sent_ba - got_ba <= 2.0, "B->A lost {}", sent_ba - got_ba);
     assert_eq!(delivered(), COUNT as f64, "delivered more than sent");
-}
-
-fn metric_sum_plain(net: &Net, ns: &str, name: &str) -> f64 {
-    net.metric(ns, "[::1]:9999", name)
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -236,6 +236,20 @@ impl Net {
             .unwrap_or(0.0)
     }
 
+    /// The sum of every series of metric family `name` (`name{...} value` lines)
+    /// on the node in `ns`, whose metrics listen on `listen`. Needs `curl`.
+    pub(crate) fn metric_sum(&self, ns: &str, listen: &str, name: &str) -> f64 {
+        let url = format!("http://{listen}/metrics");
+        let out = self.exec(ns, &["curl", "-sf", "-g", &url]);
+        assert!(out.status.success(), "metrics of {ns}: {out:?}");
+        let family = format!("{name}{{");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&family))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Whether one ping from `ns` to `addr` is answered within a second.
     pub(crate) fn ping(&self, ns: &str, addr: &str) -> bool {
         self.exec(ns, &["ping", "-6", "-c", "1", "-W", "1", addr])
