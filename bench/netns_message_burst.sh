@@ -77,7 +77,7 @@ run() {
   [ -n "$b_ip" ] || { echo "B's API never answered"; cat "$dir/b.log"; exit 1; }
   local routed=""
   for _ in $(seq 100); do
-    if ip netns exec "$A" curl -s 'http://[::1]:8989/api/v1/admin/routes/selected' | grep -qF "\"$b_subnet\""; then
+    if grep -qF "\"$b_subnet\"" < <(ip netns exec "$A" curl -s 'http://[::1]:8989/api/v1/admin/routes/selected'); then
       routed=1; break
     fi
     sleep 0.1

@@ -30,7 +30,7 @@ mkdir dist
 # it out of the built binary).
 ship() {
   cp "$target_dir/$1" "dist/$2"
-  if [ -f "$target_dir/$1.debug" ] && "${3%objcopy}objdump" -h "dist/$2" | grep -q '\.gnu_debuglink'; then
+  if [ -f "$target_dir/$1.debug" ] && grep -q '\.gnu_debuglink' < <("${3%objcopy}objdump" -h "dist/$2"); then
     cp "$target_dir/$1.debug" "dist/$2.debug"
     "$3" --remove-section=.gnu_debuglink "dist/$2"
     (cd dist && "$3" --add-gnu-debuglink="$2.debug" "$2")

@@ -13,7 +13,7 @@ set -euo pipefail
 bin=$1
 objcopy=${2:-objcopy}
 objdump=${objcopy%objcopy}objdump
-if "$objdump" -h "$bin" | grep -q '\.gnu_debuglink'; then
+if grep -q '\.gnu_debuglink' < <("$objdump" -h "$bin"); then
   echo "split-debug: $bin already has its debug information apart"
   exit 0
 fi

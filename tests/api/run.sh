@@ -34,7 +34,7 @@ want="$(sed -n 's/^schemathesis==\([^ ]*\).*/\1/p' "$here/requirements.txt")"
 
 # ----- outside the namespace: install, build, then re-enter in one -----
 if [ -z "${API_TEST_IN_NETNS:-}" ]; then
-  if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "version $want"; then
+  if ! grep -qF "version $want" < <("$venv/bin/schemathesis" --version 2>/dev/null); then
     echo "run.sh: installing schemathesis $want into $venv" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"

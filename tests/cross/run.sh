@@ -291,7 +291,7 @@ wait_route() {
   local from="$1" to="$2" subnet deadline=$((SECONDS + timeout_s))
   subnet="$(api "$to" /admin | json nodeSubnet)" || { why="no subnet from $to's API"; return 1; }
   while [ "$SECONDS" -lt "$deadline" ]; do
-    api "$from" /admin/routes/selected 2>/dev/null | grep -qF "\"subnet\":\"$subnet\"" && return 0
+    grep -qF "\"subnet\":\"$subnet\"" < <(api "$from" /admin/routes/selected 2>/dev/null) && return 0
     kill -0 "${node_pid[$from]}" 2>/dev/null || { why="node $from exited: $(log_tail "$from")"; return 1; }
     sleep 0.5
   done

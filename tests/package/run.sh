@@ -17,6 +17,10 @@ cd "$(dirname "$0")/../.."
 
 passed=0
 failed=0
+# Output is searched with `grep -q PATTERN < <(COMMAND)`, never `COMMAND | grep -q`:
+# under pipefail, a command still writing when grep has matched and quit dies of
+# SIGPIPE and fails the check (`ip addr` writes the TUN's link-local address after
+# its overlay address, and lost that race once in CI).
 check() { # check NAME COMMAND...: runs the command, counts and reports it
   local name=$1
   shift
@@ -74,11 +78,12 @@ contents() {
       grep -q " $f\$" "$work/contents" || { echo "  missing: $f"; return 1; }
     done &&
     grep -q ' ./usr/lib/debug/.*\.debug$' "$work/contents" &&
-    dpkg-deb -I "$deb" conffiles | grep -qx /etc/mycelium/mycelium.toml
+    grep -qx /etc/mycelium/mycelium.toml < <(dpkg-deb -I "$deb" conffiles)
 }
 check "the package holds the binary, the unit, the settings file (conffile) and the debug file" contents
 stripped() { # the installed binary carries no debug sections of its own
-  ! readelf -S /usr/bin/mycelium | grep -q '\.debug_line'
+  local sections
+  sections="$(readelf -S /usr/bin/mycelium)" && ! grep -q '\.debug_line' <<<"$sections"
 }
 check "dpkg installs it" dpkg -i "$deb"
 check "the installed binary is stripped" stripped
@@ -120,7 +125,7 @@ tun_up() {
   local addr
   addr="$(sed -n 's/.*"nodeIp":"\([0-9a-f:]*\)".*/\1/p' "$work/admin.json")"
   echo "  overlay address: $addr"
-  [ -n "$addr" ] && ip -n "$ns" -6 addr show dev mycelium | grep -q "inet6 $addr/"
+  [ -n "$addr" ] && grep -q "inet6 $addr/" < <(ip -n "$ns" -6 addr show dev mycelium)
 }
 check "its TUN device (mycelium) carries the node's overlay address" tun_up
 no_peers() {

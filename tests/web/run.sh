@@ -139,7 +139,7 @@ if [ -n "${MYCELIUM_BIN:-}" ]; then
   echo "run.sh: node A at $WEBVIEW_NODE_A, node B at $WEBVIEW_NODE_B (peered to $WEBVIEW_A_ENDPOINT)" >&2
   # Real nodes: every check must run, none is skipped.
   export WEBVIEW_STRICT=1
-  "$MYCELIUM_BIN" --help 2>/dev/null | grep -q -- --api-token-file || {
+  grep -q -- --api-token-file < <("$MYCELIUM_BIN" --help 2>/dev/null) || {
     echo "run.sh: $MYCELIUM_BIN has no --api-token-file: cannot test the token prompt" >&2
     exit 1
   }
