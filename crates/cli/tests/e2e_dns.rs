@@ -202,10 +202,12 @@ fn dns_forwarder_overlay_path_failover_fallback_and_bounds() {
     assert_ne!(sent_id, 0x4d59, "the client's id went out: {log}");
 
     // The candidate that exists nowhere: A asks its neighbours for its route, again
-    // and again (the only part of the forwarder other nodes see).
+    // and again (the only part of the forwarder other nodes see). A request waits
+    // 15 s for an answer before the next goes out, so C sees another within the
+    // limit (two more could take just over 30 s).
     let before = route_requests(&net, &c);
-    net.wait_for("more route requests at C", limit, || {
-        route_requests(&net, &c) >= before + 2
+    net.wait_for("another route request at C", limit, || {
+        route_requests(&net, &c) > before
     });
 
     // Input filtering: a response or a datagram shorter than a header gets no
