@@ -45,7 +45,9 @@
 //! * **Retransmission storm**: upstream resends everything unacknowledged every
 //!   100 ms for 300 s and sends all chunks at once. We keep at most
 //!   [`BusConfig::send_window`] chunks unacknowledged, resend after a timeout
-//!   estimated from round trips, and back off to [`BusConfig::max_rto`] while
+//!   estimated from round trips (remembered per destination /64, so that each
+//!   new message of a burst over a slow path starts from what the earlier ones
+//!   measured), and back off to [`BusConfig::max_rto`] while
 //!   nothing is acknowledged. The outbound store is bounded too. At most
 //!   [`BusConfig::max_sending_per_destination`] messages to one /64 are being sent
 //!   at once; the rest wait their turn instead of sending INITs the receiver would
@@ -72,6 +74,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand_core::RngCore;
@@ -83,7 +86,7 @@ pub use types::{
 };
 
 use inbound::{Completed, Partial};
-use outbound::{emit, NewOutbound, Outbound};
+use outbound::{emit, NewOutbound, Outbound, RttEstimate};
 use timers::{TimerKey, Timers};
 
 use crate::identity::PublicKey;
@@ -145,6 +148,20 @@ fn window(cfg: &BusConfig, len: u64) -> u64 {
     len.min(cfg.send_window.max(1) as u64 * cfg.chunk_size as u64)
 }
 
+/// Destinations whose round trip is remembered for the next message to them, at
+/// most. Only acknowledgements of messages we chose to send make entries.
+const PATH_MEMORY: usize = 1024;
+
+/// How long a destination's round trip is remembered after its last sample.
+const PATH_MEMORY_FOR: Duration = Duration::from_secs(120);
+
+/// The round trip to one destination /64, shared by the messages sent to it.
+#[derive(Debug)]
+struct PathMemory {
+    estimate: RttEstimate,
+    updated: Instant,
+}
+
 #[derive(Debug)]
 struct Waiter {
     until: Instant,
@@ -161,6 +178,33 @@ fn prefix_64(a: Ipv6Addr) -> u64 {
     (u128::from(a) >> 64) as u64
 }
 
+/// Adds a round-trip sample to the memory of destination `prefix`. A new
+/// destination in a full memory takes the place of the one sampled longest ago.
+fn remember_path(
+    paths: &mut BTreeMap<u64, PathMemory>,
+    prefix: u64,
+    sample: Duration,
+    now: Instant,
+) {
+    if let Some(p) = paths.get_mut(&prefix) {
+        if now >= p.updated + PATH_MEMORY_FOR {
+            // Too old to go on from: start over.
+            p.estimate = RttEstimate::default();
+        }
+        p.estimate.sample(sample);
+        p.updated = now;
+        return;
+    }
+    if paths.len() >= PATH_MEMORY {
+        if let Some(oldest) = paths.iter().min_by_key(|(_, p)| p.updated).map(|(&k, _)| k) {
+            paths.remove(&oldest);
+        }
+    }
+    let mut estimate = RttEstimate::default();
+    estimate.sample(sample);
+    paths.insert(prefix, PathMemory { estimate, updated: now });
+}
+
 /// The message bus. See the module documentation.
 #[derive(Debug)]
 pub struct MessageBus {
@@ -172,6 +216,9 @@ pub struct MessageBus {
     outbound_active: Usage,
     /// Per destination /64: messages being sent and messages waiting to start.
     gates: BTreeMap<u64, Gate>,
+    /// Per destination /64: the round trip its acknowledgements measured, so that
+    /// a new message starts from it instead of from [`BusConfig::initial_rto`].
+    paths: BTreeMap<u64, PathMemory>,
     /// Messages that just got through their gate, to service once the current
     /// one is done (a loop, not recursion: starting one may finish another).
     to_start: Vec<MessageId>,
@@ -200,6 +247,7 @@ impl MessageBus {
             finished: BTreeSet::new(),
             outbound_active: Usage::default(),
             gates: BTreeMap::new(),
+            paths: BTreeMap::new(),
             to_start: Vec::new(),
             partial: BTreeMap::new(),
             partial_by_source: BTreeMap::new(),
@@ -392,6 +440,15 @@ impl MessageBus {
         let Some(o) = self.outbound.get_mut(&id) else {
             return;
         };
+        if o.is_starting() {
+            if let Some(p) = self
+                .paths
+                .get(&prefix_64(o.dst))
+                .filter(|p| now < p.updated + PATH_MEMORY_FOR)
+            {
+                o.start(&p.estimate, &self.cfg);
+            }
+        }
         let was_active = o.is_active();
         let held = o.held_bytes();
         let s = o.service(now, &self.cfg, &mut self.transmits, &mut self.stats);
@@ -551,6 +608,9 @@ impl MessageBus {
         let held = o.held_bytes();
         if !f(o, now, &self.cfg) {
             return false;
+        }
+        if let Some(sample) = o.take_rtt_sample() {
+            remember_path(&mut self.paths, prefix_64(src), sample, now);
         }
         if was_active && o.state() == MessageState::Read {
             // The DONE-ACK was lost, but the READ says the message arrived.

@@ -33,26 +33,15 @@ pub(super) fn emit(out: &mut VecDeque<Transmit>, src: Ipv6Addr, dst: Ipv6Addr, f
     });
 }
 
-/// Round-trip estimate and the current retransmission timeout of one message.
-#[derive(Debug)]
-struct Rtt {
+/// A smoothed round trip and its variation (RFC 6298), from acknowledgements.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RttEstimate {
     srtt: Option<Duration>,
     rttvar: Duration,
-    rto: Duration,
-    backed_off_at: Option<Instant>,
 }
 
-impl Rtt {
-    fn new(cfg: &BusConfig) -> Self {
-        Self {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: cfg.initial_rto.clamp(cfg.min_rto, cfg.max_rto),
-            backed_off_at: None,
-        }
-    }
-
-    fn sample(&mut self, s: Duration) {
+impl RttEstimate {
+    pub(super) fn sample(&mut self, s: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(s);
@@ -66,15 +55,59 @@ impl Rtt {
         }
     }
 
+    /// The retransmission timeout the estimate gives, once it has a sample.
+    fn rto(&self, cfg: &BusConfig) -> Option<Duration> {
+        // A quarter of the round trip at least on top of it: with steady samples
+        // the variance vanishes, and a timeout equal to the round trip fires just
+        // as the acknowledgements arrive.
+        let srtt = self.srtt?;
+        let margin = (self.rttvar * 4).max(srtt / 4);
+        Some((srtt + margin).clamp(cfg.min_rto, cfg.max_rto))
+    }
+}
+
+/// Round-trip estimate and the current retransmission timeout of one message.
+#[derive(Debug)]
+struct Rtt {
+    estimate: RttEstimate,
+    rto: Duration,
+    backed_off_at: Option<Instant>,
+    /// The last unambiguous sample (an acknowledgement of something sent once),
+    /// not yet handed to the destination's shared estimate.
+    fresh: Option<Duration>,
+}
+
+impl Rtt {
+    fn new(cfg: &BusConfig) -> Self {
+        Self {
+            estimate: RttEstimate::default(),
+            rto: cfg.initial_rto.clamp(cfg.min_rto, cfg.max_rto),
+            backed_off_at: None,
+            fresh: None,
+        }
+    }
+
+    /// Takes `path` (what earlier messages to the same destination measured) as
+    /// this message's starting estimate, if it has one.
+    fn seed(&mut self, path: &RttEstimate, cfg: &BusConfig) {
+        if let Some(rto) = path.rto(cfg) {
+            self.estimate = *path;
+            self.rto = rto;
+        }
+    }
+
+    fn sample(&mut self, s: Duration, unambiguous: bool) {
+        self.estimate.sample(s);
+        if unambiguous {
+            self.fresh = Some(s);
+        }
+    }
+
     /// Something was acknowledged: back to the estimate. Without one yet, a
     /// backed-off timeout stays (Karn): the path may simply be slower than it.
     fn progress(&mut self, cfg: &BusConfig) {
-        if let Some(srtt) = self.srtt {
-            // A quarter of the round trip at least on top of it: with steady samples
-            // the variance vanishes, and a timeout equal to the round trip fires
-            // just as the acknowledgements arrive.
-            let margin = (self.rttvar * 4).max(srtt / 4);
-            self.rto = (srtt + margin).clamp(cfg.min_rto, cfg.max_rto);
+        if let Some(rto) = self.estimate.rto(cfg) {
+            self.rto = rto;
         }
         self.backed_off_at = None;
     }
@@ -186,6 +219,26 @@ impl Outbound {
             timer: None,
             queued: false,
         }
+    }
+
+    /// The message is about to send its first INIT: it starts from the round
+    /// trip earlier messages to that destination measured, so that on a path
+    /// slower than [`BusConfig::initial_rto`] (a long one, or a busy receiver)
+    /// each new message of a burst does not send its INIT twice to learn it.
+    pub(super) fn start(&mut self, path: &RttEstimate, cfg: &BusConfig) {
+        self.rtt.seed(path, cfg);
+    }
+
+    /// Whether the message is about to send its first INIT (it is through its
+    /// gate and has sent nothing yet).
+    pub(super) fn is_starting(&self) -> bool {
+        !self.queued && matches!(self.phase, Phase::Init { first_sent: None, .. })
+    }
+
+    /// The round trip the last acknowledgement measured, for the destination's
+    /// shared estimate; `None` if it measured nothing unambiguous.
+    pub(super) fn take_rtt_sample(&mut self) -> Option<Duration> {
+        self.rtt.fresh.take()
     }
 
     /// Whether the message still holds its payload and sends frames.
@@ -404,14 +457,19 @@ impl Outbound {
 
     /// INIT-ACK: start sending chunks. Returns whether anything changed.
     pub(super) fn on_init_ack(&mut self, now: Instant, cfg: &BusConfig) -> bool {
-        let Phase::Init { first_sent, .. } = self.phase else {
+        let Phase::Init {
+            first_sent,
+            last_sent,
+        } = self.phase
+        else {
             return false;
         };
         // Timed from the first INIT even if it was resent: the ACK may answer a
         // later copy, so this errs long, the safe side, and it keeps a path slower
-        // than the initial timeout from having every chunk sent twice.
+        // than the initial timeout from having every chunk sent twice. Only an
+        // INIT sent once measures the path for the messages after this one.
         if let Some(t) = first_sent {
-            self.rtt.sample(now - t);
+            self.rtt.sample(now - t, first_sent == last_sent);
         }
         self.rtt.progress(cfg);
         let chunks = chunking::layout(self.len, cfg.chunk_size as u64, cfg.min_chunk_size as u64)
@@ -466,7 +524,7 @@ impl Outbound {
         *acked += 1;
         in_flight.remove(&(sent, i));
         if !c.resent {
-            self.rtt.sample(now - sent);
+            self.rtt.sample(now - sent, true);
         }
         self.rtt.progress(cfg);
         true

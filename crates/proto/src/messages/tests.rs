@@ -1001,3 +1001,100 @@ fn a_queued_message_is_aborted_silently_and_leaves_the_queue() {
     assert_eq!(got, [first, last]);
     assert!(a.bus.gates.is_empty());
 }
+
+/// Runs `a` and `b` joined by a link that takes `one_way` each way, from `now`
+/// until `a` has no message being sent (or `limit` passes). Returns the time.
+fn run_delayed(a: &mut Node, b: &mut Node, mut now: Instant, one_way: Duration, limit: Instant) -> Instant {
+    // Frames on the link: (arrival, towards b, frame).
+    let mut link: VecDeque<(Instant, bool, Transmit)> = VecDeque::new();
+    loop {
+        for t in drain(&mut a.bus) {
+            link.push_back((now + one_way, true, t));
+        }
+        for t in drain(&mut b.bus) {
+            link.push_back((now + one_way, false, t));
+        }
+        if a.bus.usage().sending == 0 && link.is_empty() {
+            return now;
+        }
+        let next = [
+            link.front().map(|f| f.0),
+            a.bus.poll_timeout(),
+            b.bus.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap();
+        assert!(next <= limit, "still sending at {limit:?}");
+        now = next.max(now);
+        while link.front().is_some_and(|f| f.0 <= now) {
+            let (_, to_b, t) = link.pop_front().unwrap();
+            if to_b {
+                b.bus.handle_frame(now, t.src, t.dst, a.key, &t.frame);
+            } else {
+                a.bus.handle_frame(now, t.src, t.dst, b.key, &t.frame);
+            }
+        }
+        if a.bus.poll_timeout().is_some_and(|t| t <= now) {
+            a.bus.handle_timeout(now);
+        }
+        if b.bus.poll_timeout().is_some_and(|t| t <= now) {
+            b.bus.handle_timeout(now);
+        }
+    }
+}
+
+#[test]
+fn a_new_message_starts_from_the_round_trip_the_last_one_measured() {
+    let (mut a, mut b) = pair();
+    let one_way = Duration::from_millis(150);
+    let mut rng = Counter(0);
+    let limit = Instant::ZERO + Duration::from_secs(600);
+    // The first message over a 300 ms round trip learns it the hard way: its INIT
+    // times out at 100 ms and goes again.
+    a.bus
+        .push(Instant::ZERO, msg(&a, &b, b"", b"first"), &mut rng)
+        .unwrap();
+    let now = run_delayed(&mut a, &mut b, Instant::ZERO, one_way, limit);
+    let learning = a.bus.stats().retransmissions;
+    assert!(learning >= 1, "{learning}");
+    // The next ones to the same destination start from what it measured: nothing
+    // is sent twice, however many go at once.
+    for i in 0..50u32 {
+        a.bus
+            .push(now, msg(&a, &b, b"", &i.to_be_bytes()), &mut rng)
+            .unwrap();
+    }
+    let now = run_delayed(&mut a, &mut b, now, one_way, limit);
+    assert_eq!(a.bus.stats().retransmissions, learning);
+    assert_eq!(b.bus.inbox_len(), 51);
+    // Two minutes later the memory has lapsed: a new message starts from the
+    // initial timeout again.
+    let later = now + PATH_MEMORY_FOR;
+    a.bus.handle_timeout(later);
+    a.bus
+        .push(later, msg(&a, &b, b"", b"later"), &mut rng)
+        .unwrap();
+    run_delayed(&mut a, &mut b, later, one_way, limit + PATH_MEMORY_FOR);
+    assert!(a.bus.stats().retransmissions > learning);
+}
+
+#[test]
+fn the_path_memory_is_bounded_and_forgets_the_stalest() {
+    let mut paths = BTreeMap::new();
+    let t0 = Instant::ZERO;
+    for p in 0..PATH_MEMORY as u64 {
+        remember_path(&mut paths, p, 10 * MS, t0 + Duration::from_millis(p));
+    }
+    assert_eq!(paths.len(), PATH_MEMORY);
+    // A new destination in a full memory replaces the one sampled longest ago.
+    let now = t0 + Duration::from_secs(10);
+    remember_path(&mut paths, u64::MAX, 10 * MS, now);
+    assert_eq!(paths.len(), PATH_MEMORY);
+    assert!(!paths.contains_key(&0) && paths.contains_key(&1) && paths.contains_key(&u64::MAX));
+    // A sample to a known one updates it in place.
+    remember_path(&mut paths, 1, 30 * MS, now);
+    assert_eq!(paths.len(), PATH_MEMORY);
+    assert_eq!(paths[&1].updated, now);
+}
