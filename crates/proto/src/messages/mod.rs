@@ -202,7 +202,13 @@ fn remember_path(
     }
     let mut estimate = RttEstimate::default();
     estimate.sample(sample);
-    paths.insert(prefix, PathMemory { estimate, updated: now });
+    paths.insert(
+        prefix,
+        PathMemory {
+            estimate,
+            updated: now,
+        },
+    );
 }
 
 /// The message bus. See the module documentation.

@@ -232,7 +232,14 @@ impl Outbound {
     /// Whether the message is about to send its first INIT (it is through its
     /// gate and has sent nothing yet).
     pub(super) fn is_starting(&self) -> bool {
-        !self.queued && matches!(self.phase, Phase::Init { first_sent: None, .. })
+        !self.queued
+            && matches!(
+                self.phase,
+                Phase::Init {
+                    first_sent: None,
+                    ..
+                }
+            )
     }
 
     /// The round trip the last acknowledgement measured, for the destination's

@@ -1004,7 +1004,13 @@ fn a_queued_message_is_aborted_silently_and_leaves_the_queue() {
 
 /// Runs `a` and `b` joined by a link that takes `one_way` each way, from `now`
 /// until `a` has no message being sent (or `limit` passes). Returns the time.
-fn run_delayed(a: &mut Node, b: &mut Node, mut now: Instant, one_way: Duration, limit: Instant) -> Instant {
+fn run_delayed(
+    a: &mut Node,
+    b: &mut Node,
+    mut now: Instant,
+    one_way: Duration,
+    limit: Instant,
+) -> Instant {
     // Frames on the link: (arrival, towards b, frame).
     let mut link: VecDeque<(Instant, bool, Transmit)> = VecDeque::new();
     loop {
