@@ -27,6 +27,7 @@ mod conn_limit;
 mod fake;
 mod host_check;
 pub mod http;
+pub mod httpd;
 pub mod model;
 pub mod rpc;
 
@@ -64,6 +65,9 @@ pub struct ApiConfig {
     /// Most connections each server keeps open (upstream's RPC server: 100); more
     /// wait in the accept queue until one closes.
     pub max_connections: usize,
+    /// The wait for the head of each request on a connection; one that sends
+    /// nothing for this long is closed, freeing its place ([`httpd`]).
+    pub header_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +77,7 @@ impl Default for ApiConfig {
             max_body_bytes: 10 << 20,
             max_rpc_request_bytes: 10 << 20,
             max_connections: 100,
+            header_timeout: httpd::DEFAULT_HEADER_TIMEOUT,
         }
     }
 }
@@ -120,10 +125,10 @@ pub async fn serve_http(
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
     let listen = host_check::listen_addr(&listener);
-    let listener = conn_limit::Limited::new(listener, cfg.max_connections);
+    let limits = limits(&cfg);
     let state = AppState::new(backend, cfg, closing.clone()).listening_on(listen);
     let router = http::router_with(state);
-    serve(listener, router, closing, shutdown).await
+    serve(listener, router, limits, closing, shutdown).await
 }
 
 /// Serves the JSON-RPC API on `listener` (POST on any path, WebSocket upgrades)
@@ -136,15 +141,24 @@ pub async fn serve_rpc(
 ) -> io::Result<()> {
     let closing = CancellationToken::new();
     let listen = host_check::listen_addr(&listener);
-    let listener = conn_limit::Limited::new(listener, cfg.max_connections);
+    let limits = limits(&cfg);
     let state = AppState::new(backend, cfg, closing.clone()).listening_on(listen);
     let router = rpc::router_with(state);
-    serve(listener, router, closing, shutdown).await
+    serve(listener, router, limits, closing, shutdown).await
+}
+
+fn limits(cfg: &ApiConfig) -> httpd::Limits {
+    httpd::Limits {
+        max_connections: cfg.max_connections,
+        header_timeout: cfg.header_timeout,
+        http2: true,
+    }
 }
 
 async fn serve(
-    listener: conn_limit::Limited,
+    listener: TcpListener,
     router: axum::Router,
+    limits: httpd::Limits,
     closing: CancellationToken,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -155,8 +169,7 @@ async fn serve(
             () = signal.cancelled() => {}
         }
     });
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(closing.clone().cancelled_owned());
+    let server = httpd::serve(listener, router, limits, closing.clone().cancelled_owned());
     let result = tokio::select! {
         r = server => r,
         () = async {

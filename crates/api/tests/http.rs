@@ -476,6 +476,86 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
     assert_eq!(resp.status(), 200);
 }
 
+/// Reads from `stream` until the server closes it; how long that took.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0; 1024];
+    loop {
+        match tokio::time::timeout_at((started + limit).into(), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("the server kept the connection open past {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
+    let cfg = ApiConfig {
+        max_connections: 1,
+        header_timeout: Duration::from_millis(300),
+        ..ApiConfig::default()
+    };
+    let srv = start(Kind::Http, cfg).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    // Silent from the start.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let took = closed_within(&mut idle, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    // A client that trickles its request's head a byte at a time.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let trickle = async {
+        use tokio::io::AsyncWriteExt;
+        for b in b"GET /api/v1/admin HTTP/1.1\r\nHost: localhost\r\n"
+            .iter()
+            .cycle()
+        {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), trickle)
+        .await
+        .expect("the server kept taking a head that never ends");
+    // Kept alive after a response, then silent.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        kept.write_all(b"GET /api/v1/admin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    closed_within(&mut kept, Duration::from_secs(5)).await;
+    // The place is free again.
+    let resp = client()
+        .get(format!("{}/api/v1/admin", srv.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_long_poll_outlasts_the_header_timeout() {
+    let cfg = ApiConfig {
+        header_timeout: Duration::from_millis(200),
+        ..ApiConfig::default()
+    };
+    let srv = start(Kind::Http, cfg).await;
+    let started = Instant::now();
+    let resp = client()
+        .get(format!("{}/api/v1/messages?timeout=1", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
 #[tokio::test]
 async fn the_page_carries_its_security_headers() {
     let srv = http().await;

@@ -6,7 +6,7 @@
 //!
 //! The crate owns the whole feature and knows nothing of the node: the binary
 //! calls [`bind`] at start-up (so a taken port or an unusable cache directory
-//! stops the node before it runs) and [`Cdn::serve`] until shutdown.
+//! stops the node before it runs), then serves [`Cdn::into_parts`] until shutdown.
 //!
 //! Where upstream trusts its input, this one does not: registries come from an
 //! allow-list instead of the request's host header, every length read from the
@@ -25,7 +25,6 @@ pub mod registry;
 mod server;
 pub mod shard;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -208,13 +207,10 @@ impl Cdn {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then lets requests in progress finish.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> io::Result<()> {
-        axum::serve(self.listener, server::router(self.helper))
-            .with_graceful_shutdown(shutdown)
-            .await
+    /// The bound listener and the router to serve on it. The binary serves them
+    /// with the same server as its APIs, which bounds connections and the wait for
+    /// each request's head.
+    pub fn into_parts(self) -> (TcpListener, axum::Router) {
+        (self.listener, server::router(self.helper))
     }
 }

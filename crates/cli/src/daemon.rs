@@ -83,7 +83,13 @@ pub(crate) fn run_node(settings: NodeSettings, key: SecretKey) -> anyhow::Result
                 ),
                 Err(e) => tracing::warn!("CDN helper listening, address unknown: {e}"),
             }
-            servers.spawn(cdn.serve(shutdown.clone().cancelled_owned()));
+            let (listener, router) = cdn.into_parts();
+            servers.spawn(mycelium_api::httpd::serve(
+                listener,
+                router,
+                mycelium_api::httpd::Limits::default(),
+                shutdown.clone().cancelled_owned(),
+            ));
         }
         // As upstream: an HTTP API address that cannot be bound only disables the API.
         match TcpListener::bind(settings.api_addr).await {

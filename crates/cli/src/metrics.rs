@@ -37,9 +37,13 @@ pub(crate) async fn serve(
             async move { scrape(&node).await }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    mycelium_api::httpd::serve(
+        listener,
+        app,
+        mycelium_api::httpd::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 async fn scrape(node: &Node) -> axum::response::Response {
