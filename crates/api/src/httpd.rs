@@ -3,13 +3,14 @@
 //!
 //! * At most [`Limits::max_connections`] connections are open at once; clients
 //!   past the cap wait in the kernel's accept queue.
-//! * A connection must send the head of each request within
-//!   [`Limits::header_timeout`]: from when it is accepted, and from the end of the
-//!   previous response while it is kept alive. One that sends nothing, or a byte
-//!   now and then, is closed and its place freed. Without this, as many idle
-//!   connections as the cap would shut everyone else out for good. A request
-//!   whose head has arrived is not timed: long-polls and WebSockets last as
-//!   long as they need.
+//! * A client must not keep the server waiting for what a request still has to
+//!   send for longer than [`Limits::read_timeout`]: the request's head (from when
+//!   the connection is accepted, or from the end of the previous response while
+//!   it is kept alive), or the next piece of its body. A connection that sends
+//!   nothing, or a byte now and then, is closed and its place freed. Without
+//!   this, as many idle connections as the cap would shut everyone else out for
+//!   good. Nothing else is timed: long-polls, slow responses and WebSockets last
+//!   as long as they need.
 //!
 //! On shutdown the server stops accepting, answers no new request, lets the ones
 //! in progress finish, and returns once every connection has closed.
@@ -30,19 +31,20 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
 
 use crate::conn_limit::Counted;
 
-/// The wait for a request's head unless configured otherwise.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// [`Limits::read_timeout`] unless configured otherwise.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What one server allows.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections open at once, at least one.
     pub max_connections: usize,
-    /// The wait for the head of each request.
-    pub header_timeout: Duration,
+    /// The longest wait for a request's head, or for the next piece of its body.
+    pub read_timeout: Duration,
     /// Whether clients may speak HTTP/2 (h2c, by prior knowledge) besides HTTP/1.1.
     pub http2: bool,
 }
@@ -51,7 +53,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 100,
-            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             http2: false,
         }
     }
@@ -73,15 +75,15 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.read_timeout);
     if limits.http2 {
         // An HTTP/2 connection has no head to time once its preface is in: one
         // that stops answering pings is closed instead.
         builder
             .http2()
             .timer(TokioTimer::new())
-            .keep_alive_interval(limits.header_timeout)
-            .keep_alive_timeout(limits.header_timeout)
+            .keep_alive_interval(limits.read_timeout)
+            .keep_alive_timeout(limits.read_timeout)
             .enable_connect_protocol();
     }
     let builder = if limits.http2 {
@@ -113,16 +115,18 @@ pub async fn serve(
         connections.spawn(async move {
             let started = tokio::select! {
                 () = stopping.cancelled() => false,
-                ready = tokio::time::timeout(limits.header_timeout, first_bytes(&stream)) => {
+                ready = tokio::time::timeout(limits.read_timeout, first_bytes(&stream)) => {
                     matches!(ready, Ok(Ok(true)))
                 }
             };
             if !started {
                 return;
             }
-            let service = TowerToHyperService::new(
-                router.map_request(|req: hyper::Request<Incoming>| req.map(Body::new)),
-            );
+            let service = TowerToHyperService::new(router.map_request(
+                move |req: hyper::Request<Incoming>| {
+                    req.map(|body| Body::new(TimeoutBody::new(limits.read_timeout, body)))
+                },
+            ));
             // The permit goes with the stream, into a WebSocket that takes it over.
             let io = TokioIo::new(Counted::new(stream, permit));
             let conn = builder.serve_connection_with_upgrades(io, service);

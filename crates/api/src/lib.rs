@@ -65,9 +65,9 @@ pub struct ApiConfig {
     /// Most connections each server keeps open (upstream's RPC server: 100); more
     /// wait in the accept queue until one closes.
     pub max_connections: usize,
-    /// The wait for the head of each request on a connection; one that sends
-    /// nothing for this long is closed, freeing its place ([`httpd`]).
-    pub header_timeout: Duration,
+    /// The longest a client may keep a server waiting for a request's head or the
+    /// next piece of its body; a connection that does is closed ([`httpd`]).
+    pub read_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -77,7 +77,7 @@ impl Default for ApiConfig {
             max_body_bytes: 10 << 20,
             max_rpc_request_bytes: 10 << 20,
             max_connections: 100,
-            header_timeout: httpd::DEFAULT_HEADER_TIMEOUT,
+            read_timeout: httpd::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -150,7 +150,7 @@ pub async fn serve_rpc(
 fn limits(cfg: &ApiConfig) -> httpd::Limits {
     httpd::Limits {
         max_connections: cfg.max_connections,
-        header_timeout: cfg.header_timeout,
+        read_timeout: cfg.read_timeout,
         http2: true,
     }
 }

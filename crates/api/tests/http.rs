@@ -494,7 +494,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> D
 async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
     let cfg = ApiConfig {
         max_connections: 1,
-        header_timeout: Duration::from_millis(300),
+        read_timeout: Duration::from_millis(300),
         ..ApiConfig::default()
     };
     let srv = start(Kind::Http, cfg).await;
@@ -540,9 +540,58 @@ async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
 }
 
 #[tokio::test]
-async fn a_long_poll_outlasts_the_header_timeout() {
+async fn a_body_that_stops_coming_is_given_up_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cfg = ApiConfig {
-        header_timeout: Duration::from_millis(200),
+        max_connections: 1,
+        read_timeout: Duration::from_millis(300),
+        ..ApiConfig::default()
+    };
+    let srv = start(Kind::Http, cfg).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/messages HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"dst\":",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut answer))
+        .await
+        .expect("the server kept waiting for the body")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    // A body that comes slowly but steadily is taken.
+    let body = br#"{"dst":{"ip":"400::1"},"payload":"aGk="}"#;
+    let mut steady = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    steady.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(8) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        steady.write_all(piece).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    steady.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_long_poll_outlasts_the_read_timeout() {
+    let cfg = ApiConfig {
+        read_timeout: Duration::from_millis(200),
         ..ApiConfig::default()
     };
     let srv = start(Kind::Http, cfg).await;
