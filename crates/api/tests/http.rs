@@ -490,8 +490,9 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> D
     }
 }
 
-#[tokio::test]
-async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
+/// A REST server with one connection's place and a 300 ms read timeout, and its
+/// `host:port`.
+async fn one_place_300ms() -> (common::Server, String) {
     let cfg = ApiConfig {
         max_connections: 1,
         read_timeout: Duration::from_millis(300),
@@ -499,6 +500,12 @@ async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
     };
     let srv = start(Kind::Http, cfg).await;
     let addr = srv.base.trim_start_matches("http://").to_owned();
+    (srv, addr)
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
+    let (srv, addr) = one_place_300ms().await;
     // Silent from the start.
     let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let took = closed_within(&mut idle, Duration::from_secs(5)).await;
@@ -542,13 +549,7 @@ async fn a_connection_that_sends_no_request_is_closed_and_its_place_freed() {
 #[tokio::test]
 async fn a_body_that_stops_coming_is_given_up_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let cfg = ApiConfig {
-        max_connections: 1,
-        read_timeout: Duration::from_millis(300),
-        ..ApiConfig::default()
-    };
-    let srv = start(Kind::Http, cfg).await;
-    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let (_srv, addr) = one_place_300ms().await;
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stalled
         .write_all(
